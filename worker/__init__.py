@@ -1,0 +1,1 @@
+"""ovh-sms-worker: the consumer side (stages, OVH gateway, quotas, rate limiting, sandbox, CLI)."""
