@@ -3,3 +3,24 @@
 This package never imports ``ovh``: services that only publish requests and read results
 depend on it alone.
 """
+
+from .models import CreditUsage, ErrorInfo, Priority, ReceiverOutcome, SendRequest, SendResult
+from .producer import ResultTimeout, SmsProducer
+from .results import parse_event, results_actor
+from .wire import CONTRACT_VERSION, DEFAULT_RESULTS_QUEUE, LANES
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "DEFAULT_RESULTS_QUEUE",
+    "LANES",
+    "CreditUsage",
+    "ErrorInfo",
+    "Priority",
+    "ReceiverOutcome",
+    "ResultTimeout",
+    "SendRequest",
+    "SendResult",
+    "SmsProducer",
+    "parse_event",
+    "results_actor",
+]

@@ -1,0 +1,206 @@
+"""Versioned wire models: what services send (``SendRequest``) and what comes back.
+
+Validation is strict (unknown fields, wrong types and out-of-range values are refused) and
+every error names its field, so a producer learns at ``send()`` time, and the worker can put the
+same message into a ``rejected`` result. Field names are snake_case; the worker maps them to
+OVH's camelCase parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .wire import (
+    CONTRACT_VERSION,
+    DEFAULT_LANE,
+    DEFAULT_RESULTS_QUEUE,
+    MAX_MESSAGE_CHARS,
+    MAX_RECEIVERS_PER_REQUEST,
+)
+
+#: Mail-merge placeholders, as in OVHcloud's cookbook: ``#firstname#``.
+PLACEHOLDER = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)#")
+
+#: Most bytes of JSON accepted in ``metadata`` (it is echoed into every result).
+MAX_METADATA_BYTES = 4096
+
+RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+#: Alphanumeric senders are 11 characters at most (OVH); numeric ones are phone numbers.
+SENDER_PATTERN = r"^(?:[A-Za-z0-9 ._-]{1,11}|\+?[0-9]{3,15})$"
+QueueName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$")]
+
+
+class Priority(StrEnum):
+    """OVH's ``sms.PriorityEnum``; each value is also a lane of the worker."""
+
+    high = "high"
+    medium = "medium"
+    low = "low"
+    veryLow = "veryLow"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SendRequest(_Model):
+    """One send: a message to up to ``MAX_RECEIVERS_PER_REQUEST`` receivers.
+
+    ``request_id`` is the idempotency key: a repeat of an accepted id changes nothing.
+    """
+
+    kind: Literal["send_request"] = "send_request"
+    version: Literal[1] = CONTRACT_VERSION
+    request_id: RequestId = Field(default_factory=new_request_id)
+    service_name: str | None = Field(
+        default=None, min_length=1, max_length=64, description="OVH SMS account; the worker's default if unset"
+    )
+    user: str | None = Field(
+        default=None, min_length=1, max_length=64, description="OVH SMS API user login (quota holder)"
+    )
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    receivers: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        min_length=1, max_length=MAX_RECEIVERS_PER_REQUEST, description="phone numbers; E.164 preferred"
+    )
+    variables: dict[str, dict[str, Annotated[str, Field(max_length=320)]]] | None = Field(
+        default=None, description="mail merge: receiver (as written in receivers) -> placeholder values"
+    )
+    sender: str | None = Field(
+        default=None, min_length=1, max_length=16, pattern=SENDER_PATTERN, description="declared OVH sender"
+    )
+    sender_for_response: bool = False
+    priority: Priority = Priority(DEFAULT_LANE)
+    validity_period: int = Field(default=2880, ge=1, le=2880 * 7, description="minutes")
+    differed_period: int = Field(default=0, ge=0, le=60 * 24 * 365, description="minutes")
+    no_stop_clause: bool = Field(default=False, description="False marks the SMS commercial: OVH appends STOP")
+    tag: str | None = Field(default=None, min_length=1, max_length=128)
+    reply_to: QueueName = DEFAULT_RESULTS_QUEUE
+    metadata: dict[str, Any] | None = Field(default=None, description="opaque, echoed in results")
+
+    @field_validator("message")
+    @classmethod
+    def _message_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message is blank")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        import json
+
+        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+    @model_validator(mode="after")
+    def _variables_cover_placeholders(self) -> SendRequest:
+        if len(set(self.receivers)) != len(self.receivers):
+            raise ValueError("receivers: a receiver is listed twice")
+        names = set(PLACEHOLDER.findall(self.message))
+        if self.variables is None:
+            return self
+        if not names:
+            raise ValueError("variables: given, but message has no #placeholder#")
+        unknown = set(self.variables) - set(self.receivers)
+        if unknown:
+            raise ValueError(f"variables: {sorted(unknown)[0]!r} is not one of the receivers")
+        for receiver in self.receivers:
+            missing = names - set(self.variables.get(receiver, {}))
+            if missing:
+                raise ValueError(f"variables: receiver {receiver!r} has no value for #{sorted(missing)[0]}#")
+        return self
+
+    @property
+    def lane(self) -> str:
+        return self.priority.value
+
+
+class ErrorInfo(_Model):
+    """Why a request (or a receiver) was not sent."""
+
+    code: str = Field(description="machine-readable: invalid_request, quota_exceeded, ovh_error, ...")
+    message: str
+    field: str | None = Field(default=None, description="the request field at fault, dotted")
+    ovh_class: str | None = Field(default=None, description="python-ovh exception class name")
+    ovh_query_id: str | None = None
+    credits_needed: float | None = None
+    credits_left: float | None = None
+
+
+class ReceiverOutcome(_Model):
+    receiver: str = Field(description="E.164 when it could be normalized, else as given")
+    status: Literal["sent", "invalid", "failed"]
+    ovh_id: int | None = Field(default=None, description="OVH outgoing SMS id when sent")
+    reason: str | None = None
+
+
+class SendResult(_Model):
+    """The one terminal result of a request.
+
+    ``status``: ``sent`` every valid receiver was accepted by OVH; ``partial`` some were, some
+    failed; ``failed`` none was accepted because OVH or the network refused; ``rejected`` nothing
+    was sent because the request itself could not be (validation, no valid receiver, quota).
+    """
+
+    kind: Literal["send_result"] = "send_result"
+    version: Literal[1] = CONTRACT_VERSION
+    request_id: str
+    status: Literal["sent", "partial", "failed", "rejected"]
+    service_name: str | None = None
+    user: str | None = None
+    receivers: list[ReceiverOutcome] = Field(default_factory=list)
+    credits: float = Field(default=0.0, description="credits OVH removed for this request")
+    error: ErrorInfo | None = None
+    tag: str | None = None
+    metadata: dict[str, Any] | None = None
+    accepted_at: float | None = Field(default=None, description="unix seconds")
+    finished_at: float = Field(description="unix seconds")
+
+
+class CreditUsage(_Model):
+    """Credits of one OVH jobs call (or of a refund), for accounting."""
+
+    kind: Literal["credit_usage"] = "credit_usage"
+    version: Literal[1] = CONTRACT_VERSION
+    call_id: str
+    service_name: str
+    user: str | None = None
+    lane: str
+    request_ids: list[str]
+    receivers: int = Field(ge=0, description="receivers in the call")
+    credits_reserved: float = Field(ge=0, description="estimated before the call")
+    credits_used: float = Field(ge=0, description="OVH's totalCreditsRemoved")
+    credits_refunded: float = Field(ge=0, description="reserved but not used")
+    quota_left: float | None = Field(default=None, description="user's quota after settlement, if any")
+    at: float = Field(description="unix seconds")
+
+
+ResultEvent = Annotated[SendResult | CreditUsage, Field(discriminator="kind")]
+
+
+def describe_validation_error(exc: Exception) -> tuple[str | None, str]:
+    """``(field, message)`` for the first problem of a pydantic ``ValidationError``.
+
+    Field is dotted (``receivers.3``); model-level checks name their field in the message
+    prefix (``variables: ...``), which is lifted into ``field`` too.
+    """
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError) or not exc.errors():
+        return None, str(exc)
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or None
+    message = error["msg"].removeprefix("Value error, ")
+    if field is None and ": " in message:
+        field = message.split(": ", 1)[0]
+    return field, f"{field}: {message}" if field and not message.startswith(f"{field}:") else message

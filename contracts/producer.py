@@ -1,0 +1,168 @@
+"""``SmsProducer``: publish send requests, and wait for their results.
+
+A request is validated here first (a bad one raises ``pydantic.ValidationError`` naming the
+field, before anything is queued), then written as a dramatiq message onto its lane's queue.
+Enqueueing uses dramatiq's own message encoding and its Redis ``enqueue`` layout (message body
+in ``<queue>.msgs``, id pushed on the list) in one pipeline, so thousands of requests cost one
+round trip; ``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import dramatiq
+import redis
+
+from .models import ErrorInfo, SendRequest, SendResult, new_request_id
+from .wire import (
+    DRAMATIQ_NAMESPACE,
+    MAX_RECEIVERS_PER_REQUEST,
+    accept_actor_name,
+    lane_queue,
+    result_key,
+    result_ready_key,
+)
+
+#: Redis key recording into how many parts a large send was split (read by ``wait``).
+GROUP_KEY_PREFIX = "sms-worker:group:"
+
+#: How long the split record lives, seconds (as long as results are kept by default).
+GROUP_TTL_S = 86_400
+
+
+class ResultTimeout(TimeoutError):
+    """No result arrived for the request within the timeout."""
+
+
+class SmsProducer:
+    """Publishes ``SendRequest`` messages into Redis for the worker.
+
+    ``redis_url`` or an existing ``client``; the worker must use the same Redis.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        max_receivers_per_request: int = MAX_RECEIVERS_PER_REQUEST,
+        namespace: str = DRAMATIQ_NAMESPACE,
+    ) -> None:
+        if client is None:
+            if not redis_url:
+                raise ValueError("SmsProducer needs redis_url or client")
+            client = redis.Redis.from_url(redis_url)
+        if not 1 <= max_receivers_per_request <= MAX_RECEIVERS_PER_REQUEST:
+            raise ValueError(f"max_receivers_per_request must be within 1..{MAX_RECEIVERS_PER_REQUEST}")
+        self.redis = client
+        self.max_receivers_per_request = max_receivers_per_request
+        self.namespace = namespace
+
+    def send(self, to: str | Sequence[str], message: str, *, request_id: str | None = None, **fields: Any) -> str:
+        """Queue one send and return its request id.
+
+        ``fields`` are the other ``SendRequest`` fields (``user``, ``priority``, ``variables``,
+        ``sender``, ``tag``, ``metadata``, ...). A receiver list longer than
+        ``max_receivers_per_request`` is split into requests ``<id>/1``, ``<id>/2``, ...;
+        ``wait(<id>)`` then gathers their results into one.
+        """
+        receivers = [to] if isinstance(to, str) else list(to)
+        request_id = request_id or new_request_id()
+        chunks = [
+            receivers[i : i + self.max_receivers_per_request]
+            for i in range(0, max(len(receivers), 1), self.max_receivers_per_request)
+        ]
+        variables = fields.pop("variables", None)
+        requests = []
+        for n, chunk in enumerate(chunks, start=1):
+            part_id = request_id if len(chunks) == 1 else f"{request_id}/{n}"
+            part_vars = None if variables is None else {r: variables[r] for r in chunk if r in variables}
+            requests.append(
+                SendRequest(request_id=part_id, message=message, receivers=chunk, variables=part_vars, **fields)
+            )
+        if len(chunks) > 1:
+            self.redis.set(GROUP_KEY_PREFIX + request_id, len(chunks), ex=GROUP_TTL_S)
+        self.publish(requests)
+        return request_id
+
+    def publish(self, requests: Iterable[SendRequest]) -> list[str]:
+        """Queue already built requests in one pipeline; returns their ids in order."""
+        ids = []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for request in requests:
+                queue = lane_queue(request.lane)
+                redis_message_id = str(uuid.uuid4())
+                message = dramatiq.Message(
+                    queue_name=queue,
+                    actor_name=accept_actor_name(request.lane),
+                    args=(request.model_dump(mode="json", exclude_none=True),),
+                    kwargs={},
+                    options={"redis_message_id": redis_message_id},
+                )
+                pipe.hset(f"{self.namespace}:{queue}.msgs", redis_message_id, message.encode())
+                pipe.rpush(f"{self.namespace}:{queue}", redis_message_id)
+                ids.append(request.request_id)
+            pipe.execute()
+        return ids
+
+    def result(self, request_id: str) -> SendResult | None:
+        """The result of a request if it has one already (parts of a split send gathered)."""
+        parts = self.redis.get(GROUP_KEY_PREFIX + request_id)
+        if parts is None:
+            raw = self.redis.get(result_key(request_id))
+            return None if raw is None else SendResult.model_validate_json(raw)
+        ids = [f"{request_id}/{n}" for n in range(1, int(parts) + 1)]
+        raws = self.redis.mget([result_key(i) for i in ids])
+        if any(raw is None for raw in raws):
+            return None
+        return merge_results(request_id, [SendResult.model_validate_json(raw) for raw in raws])
+
+    def wait(self, request_id: str, timeout: float = 30.0) -> SendResult:
+        """Block until the request's result is in, up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.result(request_id)
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResultTimeout(f"no result for request {request_id!r} after {timeout} s")
+            # Wakes as soon as the worker pushes the ready marker; re-check at least every second
+            # (split sends have several markers, and another waiter may have taken this one).
+            self.redis.blpop([result_ready_key(request_id)], timeout=min(max(left, 0.01), 1.0))
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> SmsProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def merge_results(request_id: str, parts: list[SendResult]) -> SendResult:
+    """One result for a split send: receivers concatenated, credits summed."""
+    statuses = {p.status for p in parts}
+    if len(statuses) == 1:
+        status = parts[0].status
+    elif statuses & {"sent", "partial"}:
+        status = "partial"
+    else:
+        status = "failed" if "failed" in statuses else "rejected"
+    first_error: ErrorInfo | None = next((p.error for p in parts if p.error is not None), None)
+    return parts[0].model_copy(
+        update={
+            "request_id": request_id,
+            "status": status,
+            "receivers": [r for p in parts for r in p.receivers],
+            "credits": sum(p.credits for p in parts),
+            "error": first_error,
+            "finished_at": max(p.finished_at for p in parts),
+        }
+    )
+

@@ -1,0 +1,57 @@
+"""Reading the results queue: parse events, or consume them with a dramatiq actor.
+
+The worker publishes one ``SendResult`` per request and one ``CreditUsage`` per OVH call as
+dramatiq messages (actor ``sms_result``, one JSON object argument) on the request's
+``reply_to`` queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from pydantic import TypeAdapter
+
+from .models import CreditUsage, ResultEvent, SendResult
+from .wire import DEFAULT_RESULTS_QUEUE, RESULT_ACTOR_NAME
+
+Event = SendResult | CreditUsage
+
+_EVENT = TypeAdapter(ResultEvent)
+
+
+def parse_event(payload: dict[str, Any] | str | bytes) -> Event:
+    """Validate one results-queue payload into its model (by its ``kind``)."""
+    if isinstance(payload, str | bytes):
+        return _EVENT.validate_json(payload)
+    return _EVENT.validate_python(payload)
+
+
+def results_actor(
+    handler: Callable[[Event], None],
+    *,
+    queue_name: str = DEFAULT_RESULTS_QUEUE,
+    broker: dramatiq.Broker | None = None,
+    **actor_options: Any,
+) -> dramatiq.Actor:
+    """Register ``handler`` as the consumer of a results queue in a dramatiq service.
+
+    Example::
+
+        def on_event(event):
+            if isinstance(event, SendResult):
+                ...
+
+        results_actor(on_event)          # then run: dramatiq your_module
+
+    ``actor_options`` go to ``dramatiq.actor`` (``max_retries``, ...).
+    """
+
+    def consume(payload: dict[str, Any]) -> None:
+        handler(parse_event(payload))
+
+    consume.__name__ = consume.__qualname__ = RESULT_ACTOR_NAME
+    return dramatiq.actor(
+        consume, actor_name=RESULT_ACTOR_NAME, queue_name=queue_name, broker=broker, **actor_options
+    )
