@@ -29,7 +29,9 @@ PLACEHOLDER = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)#")
 #: Most bytes of JSON accepted in ``metadata`` (it is echoed into every result).
 MAX_METADATA_BYTES = 4096
 
-RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@-]+$")]
+#: Request ids: the producer's idempotency key, safe in Redis keys and logs.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/@-]{1,128}$"
+RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=REQUEST_ID_PATTERN)]
 #: Alphanumeric senders are 11 characters at most (OVH); numeric ones are phone numbers.
 SENDER_PATTERN = r"^(?:[A-Za-z0-9 ._-]{1,11}|\+?[0-9]{3,15})$"
 QueueName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$")]
@@ -139,7 +141,7 @@ class ErrorInfo(_Model):
 
 class ReceiverOutcome(_Model):
     receiver: str = Field(description="E.164 when it could be normalized, else as given")
-    status: Literal["sent", "invalid", "failed"]
+    status: Literal["sent", "invalid", "failed", "unknown"]
     ovh_id: int | None = Field(default=None, description="OVH outgoing SMS id when sent")
     reason: str | None = None
 
@@ -148,14 +150,16 @@ class SendResult(_Model):
     """The one terminal result of a request.
 
     ``status``: ``sent`` every valid receiver was accepted by OVH; ``partial`` some were, some
-    failed; ``failed`` none was accepted because OVH or the network refused; ``rejected`` nothing
-    was sent because the request itself could not be (validation, no valid receiver, quota).
+    failed; ``failed`` none was accepted because OVH or the network refused; ``unknown`` the call
+    may or may not have been carried out by OVH (a timeout after the request left) and the worker
+    did not resend it; ``rejected`` nothing was sent because the request itself could not be
+    (validation, no valid receiver, quota).
     """
 
     kind: Literal["send_result"] = "send_result"
     version: Literal[1] = CONTRACT_VERSION
     request_id: str
-    status: Literal["sent", "partial", "failed", "rejected"]
+    status: Literal["sent", "partial", "failed", "unknown", "rejected"]
     service_name: str | None = None
     user: str | None = None
     receivers: list[ReceiverOutcome] = Field(default_factory=list)

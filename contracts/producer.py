@@ -165,4 +165,3 @@ def merge_results(request_id: str, parts: list[SendResult]) -> SendResult:
             "finished_at": max(p.finished_at for p in parts),
         }
     )
-

@@ -1,0 +1,189 @@
+"""The accept stage: from a queued payload to receivers staged in batch buffers.
+
+Parse and validate the request; normalize receivers (invalid ones set aside); render mail
+merge; count parts; then dedupe and stage in one atomic Redis step. A request that cannot be
+sent gets its one ``rejected`` result here. A payload whose request id cannot be read raises
+``UnreadablePayload``: the actor lets dramatiq dead-letter it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.models import (
+    REQUEST_ID_PATTERN,
+    ErrorInfo,
+    ReceiverOutcome,
+    SendRequest,
+    SendResult,
+    describe_validation_error,
+)
+from contracts.wire import CONTRACT_VERSION
+
+from . import credits, mailmerge, receivers
+from .batch_buffer import Batch, BatchBuffer, Entry, now_ms
+from .errors import UnreadablePayload
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+_QUEUE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,127}$")
+
+
+class Rejection(Exception):
+    """The request cannot be sent; carries what its ``rejected`` result says."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None, outcomes: list[ReceiverOutcome] = ()):
+        super().__init__(message)
+        self.error = ErrorInfo(code=code, message=message, field=field)
+        self.outcomes = list(outcomes)
+
+
+def read_payload(payload: Any) -> tuple[str, dict[str, Any]]:
+    """``(request_id, data)`` from a message argument (a JSON object, or its text)."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise UnreadablePayload(f"payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise UnreadablePayload(f"payload is a JSON {type(payload).__name__}, not an object")
+    request_id = payload.get("request_id")
+    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        raise UnreadablePayload("payload has no readable request_id")
+    return request_id, payload
+
+
+def ovh_body(request: SendRequest, text: str) -> dict[str, Any]:
+    """The jobs call body for ``text`` (receivers are added at dispatch), in OVH's names."""
+    body: dict[str, Any] = {
+        "message": text,
+        "priority": request.priority.value,
+        "validityPeriod": request.validity_period,
+        "noStopClause": request.no_stop_clause,
+        "senderForResponse": request.sender_for_response,
+    }
+    if request.sender is not None:
+        body["sender"] = request.sender
+    if request.differed_period:
+        body["differedPeriod"] = request.differed_period
+    if request.tag is not None:
+        body["tag"] = request.tag
+    return body
+
+
+class AcceptStage:
+    def __init__(self, settings: Settings, buffer: BatchBuffer) -> None:
+        self.settings = settings
+        self.buffer = buffer
+
+    def __call__(self, payload: Any) -> str:
+        """Accept one payload; returns ``staged``, ``duplicate`` or ``rejected``."""
+        request_id, data = read_payload(payload)
+        try:
+            request = self._validate(data)
+            batches, invalid = self._prepare(request)
+        except Rejection as rejection:
+            return self._reject(request_id, data, rejection)
+        skeleton = {
+            "kind": "send_result",
+            "version": CONTRACT_VERSION,
+            "request_id": request_id,
+            "service_name": batches[0].meta["service"],
+            "user": request.user,
+            "tag": request.tag,
+            "metadata": request.metadata,
+            "accepted_at": time.time(),
+        }
+        staged = self.buffer.stage(
+            request_id,
+            skeleton=skeleton,
+            reply_to=request.reply_to,
+            invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
+            batches=batches,
+            linger_ms=self.settings.linger_ms,
+        )
+        return "staged" if staged else "duplicate"
+
+    def _validate(self, data: dict[str, Any]) -> SendRequest:
+        try:
+            return SendRequest.model_validate(data)
+        except ValidationError as exc:
+            field, message = describe_validation_error(exc)
+            raise Rejection("invalid_request", message, field=field) from None
+
+    def _prepare(self, request: SendRequest) -> tuple[list[Batch], list[ReceiverOutcome]]:
+        service = request.service_name or self.settings.service_name
+        if service is None:
+            raise Rejection(
+                "invalid_request",
+                "service_name: not given and no SMS_WORKER_SERVICE_NAME default",
+                field="service_name",
+            )
+        normalized = receivers.normalize_all(request.receivers, self.settings.default_region)
+        invalid = [
+            ReceiverOutcome(receiver=r.given, status="invalid", reason=r.reason) for r in normalized if not r.valid
+        ]
+        valid = [r for r in normalized if r.valid]
+        if not valid:
+            raise Rejection(
+                "no_valid_receivers", "receivers: none is a valid phone number", field="receivers", outcomes=invalid
+            )
+        by_text: dict[str, list[receivers.Receiver]] = defaultdict(list)
+        for receiver in valid:
+            values = request.variables.get(receiver.given) if request.variables else None
+            by_text[mailmerge.render(request.message, values)].append(receiver)
+        arrival = now_ms()
+        batches = []
+        for text, group in by_text.items():
+            if not text.strip():
+                raise Rejection("invalid_request", "message: blank once variables are filled in", field="message")
+            try:
+                estimate = credits.estimate(text, no_stop_clause=request.no_stop_clause)
+            except credits.MessageTooLong as exc:
+                raise Rejection("message_too_long", f"message: {exc}", field="message") from None
+            meta = {"service": service, "login": request.user, "lane": request.lane, "body": ovh_body(request, text)}
+            entries = [Entry(arrival, request.request_id, r.e164 or "", float(estimate.parts)) for r in group]
+            batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
+        return batches, invalid
+
+    def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection) -> str:
+        reply_to = data.get("reply_to")
+        if not isinstance(reply_to, str) or not _QUEUE_NAME.match(reply_to):
+            reply_to = self.settings.results_queue
+        echoed = {
+            key: data.get(key)
+            for key, kind in (("service_name", str), ("user", str), ("tag", str), ("metadata", dict))
+            if isinstance(data.get(key), kind)
+        }
+        try:
+            result = SendResult(
+                request_id=request_id,
+                status="rejected",
+                receivers=rejection.outcomes,
+                error=rejection.error,
+                finished_at=time.time(),
+                **echoed,
+            )
+        except ValidationError:  # an echoed field is out of range: leave them out
+            result = SendResult(
+                request_id=request_id,
+                status="rejected",
+                receivers=rejection.outcomes,
+                error=rejection.error,
+                finished_at=time.time(),
+            )
+        log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
+        published = self.buffer.reject(
+            request_id, result.model_dump_json(exclude_none=True), reply_to, uuid.uuid4().hex
+        )
+        return "rejected" if published else "duplicate"

@@ -1,0 +1,147 @@
+"""Wiring: the dramatiq broker, one accept actor per lane, and the dispatcher threads.
+
+``build_app`` is used three ways: by ``worker.entrypoint`` (the module ``sms-worker run``
+loads in each process), and in-process by the demo and the tests through ``App.start``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+
+from contracts.wire import LANES, accept_actor_name, lane_queue
+
+from .accept import AcceptStage
+from .batch_buffer import BatchBuffer
+from .dispatch import Dispatcher
+from .errors import UnreadablePayload
+from .gateway import OvhGateway
+from .ovh_client import make_client
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Tries of an accept message that failed for a reason other than its content (Redis down, ...).
+ACCEPT_MAX_RETRIES = 5
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    """Unreadable payloads go straight to the dead-letter queue; other failures retry a few times."""
+    if isinstance(exc, UnreadablePayload):
+        log.error("dead-lettering a message: %s", exc)
+        return False
+    return retries < ACCEPT_MAX_RETRIES
+
+
+class DispatcherThreads(Middleware):
+    """Runs the dispatcher threads for as long as the dramatiq worker runs."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.app.start_dispatchers()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.app.stop_dispatchers()
+
+
+@dataclass
+class App:
+    settings: Settings
+    broker: RedisBroker
+    buffer: BatchBuffer
+    accept: AcceptStage
+    dispatchers: list[Dispatcher]
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _worker: dramatiq.Worker | None = None
+
+    def start_dispatchers(self) -> None:
+        self._stop.clear()
+        for n, dispatcher in enumerate(self.dispatchers):
+            thread = threading.Thread(target=dispatcher.run, args=(self._stop,), name=f"sms-dispatch-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_dispatchers(self, timeout_s: float = 60.0) -> None:
+        """Let in-flight calls finish and settle, then stop."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads.clear()
+
+    def start(self) -> App:
+        """Run accept actors and dispatchers in this process (demo, tests)."""
+        queues = {lane_queue(lane) for lane in self.settings.lanes}
+        self._worker = dramatiq.Worker(
+            self.broker, queues=queues, worker_threads=self.settings.threads, worker_timeout=self.settings.poll_ms
+        )
+        self._worker.start()  # boots the DispatcherThreads middleware too
+        return self
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(timeout=60_000)
+            self._worker = None
+        self.stop_dispatchers()
+
+    def __enter__(self) -> App:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def calls(self) -> int:
+        return sum(d.calls for d in self.dispatchers)
+
+
+def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
+    """Broker, actors and dispatchers for ``settings``; OVH credentials default to python-ovh's own lookup."""
+    if not settings.redis_url:
+        raise ValueError("build_app needs settings.redis_url")
+    client = redis.Redis.from_url(settings.redis_url)
+    broker = RedisBroker(client=client)
+    buffer = BatchBuffer(
+        client,
+        max_receivers_per_call=settings.max_receivers_per_call,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        result_ttl_s=settings.result_ttl_s,
+    )
+    accept = AcceptStage(settings, buffer)
+    credentials = ovh_credentials or {}
+
+    def client_factory() -> Any:
+        return make_client(
+            settings.ovh_endpoint,
+            timeout=(settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s),
+            **credentials,
+        )
+
+    gateway = OvhGateway(client_factory)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    dispatchers = [Dispatcher(settings, buffer, gateway, worker_id=worker_id) for _ in range(settings.dispatchers)]
+    app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
+    broker.add_middleware(DispatcherThreads(app))
+    for lane in LANES:
+        dramatiq.actor(
+            accept,
+            broker=broker,
+            actor_name=accept_actor_name(lane),
+            queue_name=lane_queue(lane),
+            retry_when=_retry_when,
+            min_backoff=200,
+            max_backoff=5_000,
+        )
+    return app

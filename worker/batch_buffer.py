@@ -1,0 +1,261 @@
+"""Batch buffers in Redis: where accepted receivers wait to share a jobs call.
+
+A *batch key* names everything that must be identical for receivers to go out in one
+``POST .../jobs`` call (service, OVH user login, exact text, sender and OVH options, lane).
+Each key has a buffer (a list of entries), the call body it will send, and a place in its lane's
+*due* set, scored by when it must go: at once when it is full or its lane has no linger, else
+when its oldest entry has waited the lane's linger.
+
+The three steps that must not interleave are Lua scripts (``worker/lua/``), so any number of
+threads and replicas share the buffers safely: ``stage`` (dedupe + stage), ``claim`` (take up to
+one call's receivers, record the attempt) and ``settle`` (outcomes, results, publication).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from contracts.wire import DRAMATIQ_NAMESPACE, RESULT_ACTOR_NAME, RESULT_KEY_PREFIX
+
+from . import keys
+
+assert RESULT_KEY_PREFIX == keys.PREFIX + "result:", "the Lua scripts write results under keys.PREFIX"
+
+
+def _script(client: redis.Redis, name: str) -> Any:
+    return client.register_script(resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8"))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One receiver of one request, waiting in a buffer."""
+
+    arrival_ms: int
+    request_id: str
+    receiver: str
+    credits: float
+
+    def encode(self) -> str:
+        return f"{self.arrival_ms}|{self.request_id}|{self.receiver}|{self.credits!r}"
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Entry:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        arrival, request_id, receiver, credits = text.split("|")
+        return cls(int(arrival), request_id, receiver, float(credits))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Receivers of one request that share a batch key."""
+
+    lane: str
+    meta: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
+    entries: list[Entry]
+
+    @property
+    def key(self) -> str:
+        return batch_key(self.meta)
+
+
+def batch_key(meta: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Receivers taken from one buffer for one OVH call; recorded as an attempt in Redis."""
+
+    call_id: str
+    lane: str
+    meta: dict[str, Any]
+    reply_tos: dict[str, str]  # request id -> results queue
+    entries: list[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one call did for one request."""
+
+    request_id: str
+    n_in_call: int
+    n_sent: int = 0
+    n_failed: int = 0
+    n_unknown: int = 0
+    credits: float = 0.0
+    outcomes: tuple[dict[str, Any], ...] = ()
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A message for a results queue, already in dramatiq's envelope."""
+
+    queue: str
+    message_id: str
+    envelope: str
+
+
+def envelope(queue: str, message_id: str, payload_json: str, timestamp_ms: int) -> str:
+    """dramatiq's message encoding, written by hand so Lua can embed payloads built there too."""
+    return (
+        f'{{"queue_name":{json.dumps(queue)},"actor_name":"{RESULT_ACTOR_NAME}","args":[{payload_json}],'
+        f'"kwargs":{{}},"options":{{"redis_message_id":"{message_id}"}},"message_id":"{message_id}",'
+        f'"message_timestamp":{timestamp_ms}}}'
+    )
+
+
+def _fragments(items: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> str:
+    return ",".join(json.dumps(item, separators=(",", ":")) for item in items)
+
+
+class BatchBuffer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        max_receivers_per_call: int,
+        dedupe_ttl_s: int,
+        result_ttl_s: int,
+        namespace: str = DRAMATIQ_NAMESPACE,
+    ) -> None:
+        self.redis = client
+        self.max_receivers_per_call = max_receivers_per_call
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self.result_ttl_s = result_ttl_s
+        self.namespace = namespace
+        self._stage = _script(client, "stage")
+        self._claim = _script(client, "claim")
+        self._settle = _script(client, "settle")
+        self._reject = _script(client, "reject")
+        self._requeue = _script(client, "requeue")
+
+    def stage(
+        self,
+        request_id: str,
+        *,
+        skeleton: dict[str, Any],
+        reply_to: str,
+        invalid_outcomes: list[dict[str, Any]],
+        batches: list[Batch],
+        linger_ms: dict[str, int],
+    ) -> bool:
+        """Dedupe and stage; ``False`` when the request id was seen before (nothing changed)."""
+        args: list[Any] = [
+            keys.PREFIX,
+            request_id,
+            now_ms(),
+            self.dedupe_ttl_s,
+            json.dumps(skeleton, separators=(",", ":")),
+            reply_to,
+            sum(len(b.entries) for b in batches),
+            _fragments(invalid_outcomes),
+            len(invalid_outcomes),
+            self.max_receivers_per_call,
+            len(batches),
+        ]
+        for batch in batches:
+            args += [
+                batch.key,
+                batch.lane,
+                linger_ms[batch.lane],
+                json.dumps(batch.meta, separators=(",", ":")),
+                len(batch.entries),
+            ]
+            args += [entry.encode() for entry in batch.entries]
+        staged, _woke = self._stage(keys=[keys.seen(request_id), keys.request(request_id)], args=args)
+        return bool(staged)
+
+    def reject(self, request_id: str, result_json: str, reply_to: str, message_id: str) -> bool:
+        """Publish the result of a request refused before staging; ``False`` for a repeat."""
+        timestamp = now_ms()
+        args = [
+            keys.PREFIX,
+            request_id,
+            timestamp,
+            self.dedupe_ttl_s,
+            result_json,
+            self.result_ttl_s,
+            self.namespace,
+            reply_to,
+            message_id,
+            envelope(reply_to, message_id, result_json, timestamp),
+        ]
+        return bool(self._reject(keys=[keys.seen(request_id)], args=args))
+
+    def claim(self, lanes: list[tuple[str, int]], call_id: str, worker_id: str) -> Claim | int:
+        """Take the next due batch, highest lane first; else the next due time (ms, or -1)."""
+        args: list[Any] = [keys.PREFIX, now_ms(), self.max_receivers_per_call, call_id, worker_id, len(lanes)]
+        for lane, linger in lanes:
+            args += [lane, linger]
+        reply = self._claim(args=args)
+        if not reply[0]:
+            return int(reply[1])
+        return Claim(
+            call_id=reply[0].decode(),
+            lane=reply[1].decode(),
+            meta=json.loads(reply[2]),
+            reply_tos=json.loads(reply[3]),
+            entries=[Entry.decode(raw) for raw in reply[4:]],
+        )
+
+    def mark_called(self, call_id: str) -> None:
+        """Note that the call is about to leave: from now on a crash leaves it ambiguous."""
+        self.redis.hset(keys.attempt(call_id), "called", 1)
+
+    def settle(self, call_id: str, settlements: list[Settlement], events: list[Event], message_ids: list[str]) -> int:
+        """Apply a call's outcomes; returns results published, or -1 if already settled."""
+        timestamp = now_ms()
+        args: list[Any] = [
+            keys.PREFIX,
+            call_id,
+            repr(time.time()),
+            self.result_ttl_s,
+            self.namespace,
+            RESULT_ACTOR_NAME,
+            len(settlements),
+        ]
+        for settlement, message_id in zip(settlements, message_ids, strict=True):
+            args += [
+                settlement.request_id,
+                settlement.n_in_call,
+                settlement.n_sent,
+                settlement.n_failed,
+                settlement.n_unknown,
+                repr(settlement.credits),
+                _fragments(settlement.outcomes),
+                "" if settlement.error is None else json.dumps(settlement.error, separators=(",", ":")),
+                message_id,
+                timestamp,
+            ]
+        args.append(len(events))
+        for event in events:
+            args += [event.queue, event.message_id, event.envelope]
+        return int(self._settle(args=args))
+
+    def wait_for_work(self, timeout_s: float) -> None:
+        """Block until a buffer becomes due now (or the timeout passes)."""
+        self.redis.blpop([keys.WAKE], timeout=max(timeout_s, 0.001))
+
+    def stale_attempts(self, older_than_ms: int) -> list[str]:
+        """Attempts started more than ``older_than_ms`` ago and never settled."""
+        cutoff = now_ms() - older_than_ms
+        return [raw.decode() for raw in self.redis.zrangebyscore(keys.ATTEMPTS, "-inf", cutoff)]
+
+    def attempt(self, call_id: str) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
+
+    def requeue(self, call_id: str) -> int:
+        """Give back an attempt's receivers if its call never left; -1 if it was called (or is gone)."""
+        return int(self._requeue(args=[keys.PREFIX, call_id, now_ms()]))

@@ -1,0 +1,237 @@
+"""The dispatch stage: claim a due batch, make the jobs call, settle and publish.
+
+Dispatchers are threads in every worker process, each looping: claim the most urgent due
+batch (highest lane first), call OVH through the retry layer, map OVH's ``SmsSendingReport``
+back onto each request, then settle atomically (results published exactly once). They sleep on
+a Redis list the accept stage pushes to, so a ``high`` request is dispatched as soon as it is
+staged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import phonenumbers
+import redis
+
+from contracts.models import CreditUsage
+from contracts.wire import LANES
+
+from .batch_buffer import BatchBuffer, Claim, Entry, Event, Settlement, envelope, now_ms
+from .errors import AmbiguousError, GatewayError
+from .gateway import OvhGateway
+from .retries import call_with_retries
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Longest a dispatcher sleeps before looking at the buffers again (seconds).
+MAX_IDLE_S = 0.5
+
+#: How often a dispatcher looks for attempts left behind by a stopped worker (seconds).
+RECOVERY_EVERY_S = 30.0
+
+
+def _e164(number: str) -> str:
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return number
+
+
+def _error(exc: GatewayError) -> dict[str, Any]:
+    code = "outcome_unknown" if isinstance(exc, AmbiguousError) else "ovh_error"
+    error = {"code": code, "message": exc.message, "ovh_class": exc.ovh_class, "ovh_query_id": exc.query_id}
+    return {k: v for k, v in error.items() if v is not None}
+
+
+def settle_failure(claim: Claim, exc: GatewayError) -> list[Settlement]:
+    """Every receiver of the call failed (OVH refused) or is unknown (maybe sent)."""
+    status = "unknown" if isinstance(exc, AmbiguousError) else "failed"
+    by_request: dict[str, list[Entry]] = defaultdict(list)
+    for entry in claim.entries:
+        by_request[entry.request_id].append(entry)
+    return [
+        Settlement(
+            request_id=request_id,
+            n_in_call=len(entries),
+            n_failed=len(entries) if status == "failed" else 0,
+            n_unknown=len(entries) if status == "unknown" else 0,
+            outcomes=tuple({"receiver": e.receiver, "status": status, "reason": exc.message} for e in entries),
+            error=_error(exc),
+        )
+        for request_id, entries in by_request.items()
+    ]
+
+
+def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
+    """Map OVH's ``SmsSendingReport`` back onto each request of the call.
+
+    ``totalCreditsRemoved`` is apportioned to requests by their receivers' estimated credits;
+    the last request takes the remainder, so the shares add up to OVH's figure exactly.
+    """
+    valid = [_e164(r) for r in report.get("validReceivers") or []]
+    invalid = {_e164(r) for r in report.get("invalidReceivers") or []}
+    ids = report.get("ids") or []
+    id_of = dict(zip(valid, ids, strict=False)) if len(ids) == len(valid) else {}
+    valid_set = set(valid)
+    total = float(report.get("totalCreditsRemoved") or 0.0)
+    weight = sum(e.credits for e in claim.entries if e.receiver in valid_set) or 1.0
+
+    by_request: dict[str, list[Entry]] = defaultdict(list)
+    for entry in claim.entries:
+        by_request[entry.request_id].append(entry)
+    settlements = []
+    shared = 0.0
+    with_sent = [rid for rid, entries in by_request.items() if any(e.receiver in valid_set for e in entries)]
+    for request_id, entries in by_request.items():
+        outcomes = []
+        counts = {"sent": 0, "unknown": 0}
+        for entry in entries:
+            if entry.receiver in valid_set:
+                outcomes.append({"receiver": entry.receiver, "status": "sent", "ovh_id": id_of.get(entry.receiver)})
+                counts["sent"] += 1
+            elif entry.receiver in invalid:
+                outcomes.append({"receiver": entry.receiver, "status": "invalid", "reason": "refused by OVH"})
+            else:
+                outcomes.append({"receiver": entry.receiver, "status": "unknown", "reason": "not in OVH's report"})
+                counts["unknown"] += 1
+        if with_sent and request_id == with_sent[-1]:
+            share = total - shared
+        else:
+            share = total * sum(e.credits for e in entries if e.receiver in valid_set) / weight
+            shared += share
+        settlements.append(
+            Settlement(
+                request_id=request_id,
+                n_in_call=len(entries),
+                n_sent=counts["sent"],
+                n_unknown=counts["unknown"],
+                credits=share if counts["sent"] else 0.0,
+                outcomes=tuple({k: v for k, v in o.items() if v is not None} for o in outcomes),
+            )
+        )
+    return settlements
+
+
+def credit_events(claim: Claim, settlements: list[Settlement], default_queue: str) -> list[Event]:
+    """One ``CreditUsage`` per results queue among the call's requests, with that queue's share."""
+    reserved: dict[str, float] = defaultdict(float)
+    for entry in claim.entries:
+        reserved[entry.request_id] += entry.credits
+    by_queue: dict[str, list[Settlement]] = defaultdict(list)
+    for settlement in settlements:
+        by_queue[claim.reply_tos.get(settlement.request_id) or default_queue].append(settlement)
+    events = []
+    timestamp = now_ms()
+    for queue, group in by_queue.items():
+        used = sum(s.credits for s in group)
+        held = sum(reserved[s.request_id] for s in group)
+        unknown = any(s.n_unknown for s in group)
+        usage = CreditUsage(
+            call_id=claim.call_id,
+            service_name=claim.meta["service"],
+            user=claim.meta.get("login"),
+            lane=claim.lane,
+            request_ids=[s.request_id for s in group],
+            receivers=sum(s.n_in_call for s in group),
+            credits_reserved=held,
+            credits_used=used,
+            credits_refunded=0.0 if unknown else max(held - used, 0.0),
+            at=time.time(),
+        )
+        message_id = uuid.uuid4().hex
+        events.append(Event(queue, message_id, envelope(queue, message_id, usage.model_dump_json(), timestamp)))
+    return events
+
+
+class Dispatcher:
+    """Claims due batches and sends them; ``run`` is the body of a dispatcher thread."""
+
+    def __init__(self, settings: Settings, buffer: BatchBuffer, gateway: OvhGateway, *, worker_id: str) -> None:
+        self.settings = settings
+        self.buffer = buffer
+        self.gateway = gateway
+        self.worker_id = worker_id
+        # The lanes this process serves, highest priority first.
+        self.lanes = [(lane, settings.linger_ms[lane]) for lane in LANES if lane in settings.lanes]
+        self.calls = 0
+
+    def run_once(self) -> bool | int:
+        """Dispatch one due batch; else return the next due time (ms, or -1 if none)."""
+        claim = self.buffer.claim(self.lanes, uuid.uuid4().hex, self.worker_id)
+        if isinstance(claim, int):
+            return claim
+        self.dispatch(claim)
+        return True
+
+    def dispatch(self, claim: Claim) -> None:
+        meta = claim.meta
+        body = {**meta["body"], "receivers": [entry.receiver for entry in claim.entries]}
+        self.buffer.mark_called(claim.call_id)
+        try:
+            report = call_with_retries(
+                lambda: self.gateway.send_job(meta["service"], meta.get("login"), body),
+                attempts=self.settings.retry_attempts,
+                max_wait_s=self.settings.retry_max_wait_s,
+            )
+        except GatewayError as exc:
+            log.warning("jobs call %s (%d receivers) did not succeed: %s", claim.call_id, len(claim.entries), exc)
+            settlements = settle_failure(claim, exc)
+        else:
+            settlements = settle_report(claim, report)
+        self.calls += 1
+        events = credit_events(claim, settlements, self.settings.results_queue)
+        message_ids = [uuid.uuid4().hex for _ in settlements]
+        self.buffer.settle(claim.call_id, settlements, events, message_ids)
+
+    def recover(self, older_than_ms: int) -> None:
+        """Finish attempts a stopped worker left: give back uncalled ones, settle called ones as unknown."""
+        for call_id in self.buffer.stale_attempts(older_than_ms):
+            if self.buffer.requeue(call_id) >= 0:
+                log.warning("attempt %s never called OVH: its receivers are staged again", call_id)
+                continue
+            attempt = self.buffer.attempt(call_id)
+            if not attempt:
+                continue
+            claim = Claim(
+                call_id=call_id,
+                lane=attempt["lane"],
+                meta=json.loads(attempt["meta"]),
+                reply_tos={},
+                entries=[Entry.decode(line) for line in attempt["entries"].split("\n")],
+            )
+            exc = AmbiguousError("the worker stopped during the jobs call; OVH may have accepted it")
+            settlements = settle_failure(claim, exc)
+            self.buffer.settle(call_id, settlements, [], [uuid.uuid4().hex for _ in settlements])
+            log.warning("attempt %s was left in flight by a stopped worker: settled as unknown", call_id)
+
+    def run(self, stop: threading.Event) -> None:
+        next_recovery = time.monotonic() + RECOVERY_EVERY_S
+        stale_ms = int(
+            1000
+            * self.settings.retry_attempts
+            * (self.settings.ovh_connect_timeout_s + self.settings.ovh_read_timeout_s + self.settings.retry_max_wait_s)
+        )
+        while not stop.is_set():
+            try:
+                outcome = self.run_once()
+                if outcome is True:
+                    continue
+                wait = MAX_IDLE_S if outcome < 0 else min(max((outcome - now_ms()) / 1000, 0.001), MAX_IDLE_S)
+                self.buffer.wait_for_work(wait)
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + RECOVERY_EVERY_S
+                    self.recover(stale_ms)
+            except redis.ConnectionError as exc:
+                log.error("dispatcher lost Redis: %s; retrying in 1 s", exc)
+                stop.wait(1.0)
+            except Exception:
+                log.exception("dispatcher error; going on in 1 s")
+                stop.wait(1.0)

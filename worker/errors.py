@@ -1,0 +1,57 @@
+"""The worker's exception tree. Retries live in one layer (``worker.retries``) and key off it.
+
+::
+
+    SmsWorkerError
+    ├── ConfigurationError        refuse to start: missing broker or credentials
+    ├── UnreadablePayload         no request id can be read: dead-letter queue
+    └── GatewayError              a jobs call did not succeed (carries OVH's details)
+        ├── RetryableError        surely not carried out (connect error, 429, 503): retry
+        ├── PermanentError        OVH refused (400, 403, 404, ...): ``failed`` result
+        └── AmbiguousError        may have been carried out (read timeout, reset after the
+                                  request left, 500/502): never resent blindly
+"""
+
+from __future__ import annotations
+
+
+class SmsWorkerError(Exception):
+    """Base of every error raised on purpose by the worker."""
+
+
+class ConfigurationError(SmsWorkerError):
+    """The process cannot run with this configuration."""
+
+
+class UnreadablePayload(SmsWorkerError):
+    """A queued message carries no readable request id; it goes to the dead-letter queue."""
+
+
+class GatewayError(SmsWorkerError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        ovh_class: str | None = None,
+        status: int | None = None,
+        query_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ovh_class = ovh_class
+        self.status = status
+        self.query_id = query_id
+        self.retry_after_s = retry_after_s
+
+
+class RetryableError(GatewayError):
+    """The call surely did not take effect; trying again is safe."""
+
+
+class PermanentError(GatewayError):
+    """OVH answered and refused; trying again would get the same answer."""
+
+
+class AmbiguousError(GatewayError):
+    """The call may have taken effect; only a reconciliation may decide to resend."""

@@ -1,0 +1,47 @@
+"""Every Redis key the worker writes, in one place, named after what it holds.
+
+The Lua scripts receive these prefixes as arguments rather than spelling them out.
+"""
+
+from __future__ import annotations
+
+PREFIX = "sms-worker:"
+
+#: String, set once per accepted or rejected request id: the dedupe marker (TTL dedupe_ttl_s).
+SEEN = PREFIX + "seen:"
+#: Hash per in-flight request: result skeleton, counters, outcome fragments' key.
+REQUEST = PREFIX + "req:"
+#: List per in-flight request: JSON fragments of per-receiver outcomes, appended per call.
+OUTCOMES = PREFIX + "outcomes:"
+#: List per batch key: staged entries ``<arrival ms>|<request id>|<receiver>|<credits>``.
+BUFFER = PREFIX + "buf:"
+#: String per batch key: the JSON of the jobs call body and routing (service, login, lane).
+BUFFER_META = PREFIX + "bufmeta:"
+#: Sorted set per lane: batch keys with entries, scored by when they are due (ms).
+DUE = PREFIX + "due:"
+#: List the accept stage pushes to when a buffer is due now; dispatchers block on it.
+WAKE = PREFIX + "wake"
+#: Hash per OVH call in flight: what was claimed, recorded before the call is made.
+ATTEMPT = PREFIX + "attempt:"
+#: Sorted set of attempts in flight, by start time (ms): the recovery sweep reads it.
+ATTEMPTS = PREFIX + "attempts"
+
+
+def seen(request_id: str) -> str:
+    return SEEN + request_id
+
+
+def request(request_id: str) -> str:
+    return REQUEST + request_id
+
+
+def buffer(batch_key: str) -> str:
+    return BUFFER + batch_key
+
+
+def due(lane: str) -> str:
+    return DUE + lane
+
+
+def attempt(call_id: str) -> str:
+    return ATTEMPT + call_id

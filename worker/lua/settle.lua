@@ -1,0 +1,71 @@
+-- settle: record the outcome of one OVH call for each request in it and, for every request
+-- whose last receiver this settles, write its one result and publish it, all atomically:
+-- a result is published exactly once, and a call is settled at most once.
+--
+-- ARGV: prefix, call_id, finished_at (unix s), result_ttl_s, namespace, result_actor,
+--       n_groups, then per request group:
+--         request_id, n_in_call, n_sent, n_failed, n_unknown, credits_share,
+--         outcome_fragments (JSON objects joined by ","), error_json ("" for none),
+--         reply_message_id, message_timestamp_ms,
+--       then n_events, then per event: queue, message_id, envelope_json
+-- Returns the number of results published, or -1 if the call was already settled.
+local prefix, call_id, finished_at, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local namespace, result_actor = ARGV[5], ARGV[6]
+
+local function enqueue(queue, message_id, envelope)
+    redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, envelope)
+    redis.call("rpush", namespace .. ":" .. queue, message_id)
+end
+
+if call_id ~= "" then
+    if redis.call("del", prefix .. "attempt:" .. call_id) == 0 then
+        return -1
+    end
+    redis.call("zrem", prefix .. "attempts", call_id)
+end
+
+local published = 0
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
+    local request_id, n_in_call = ARGV[i], tonumber(ARGV[i + 1])
+    local request = prefix .. "req:" .. request_id
+    local outcomes = prefix .. "outcomes:" .. request_id
+    if redis.call("exists", request) == 1 then
+        if ARGV[i + 6] ~= "" then redis.call("rpush", outcomes, ARGV[i + 6]) end
+        if ARGV[i + 7] ~= "" then redis.call("hset", request, "error", ARGV[i + 7]) end
+        redis.call("hincrby", request, "sent", ARGV[i + 2])
+        redis.call("hincrby", request, "failed", ARGV[i + 3])
+        redis.call("hincrby", request, "unknown", ARGV[i + 4])
+        redis.call("hincrbyfloat", request, "credits", ARGV[i + 5])
+        if redis.call("hincrby", request, "remaining", -n_in_call) <= 0 then
+            local h = redis.call("hmget", request, "skeleton", "reply_to", "sent", "failed", "unknown", "credits", "error")
+            local sent, failed, unknown = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+            local status
+            if sent > 0 and failed + unknown == 0 then status = "sent"
+            elseif sent > 0 then status = "partial"
+            elseif unknown > 0 then status = "unknown"
+            elseif failed > 0 then status = "failed"
+            else status = "rejected" end
+            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":' .. h[6]
+                .. ',"receivers":[' .. table.concat(redis.call("lrange", outcomes, 0, -1), ",") .. ']'
+                .. ',"finished_at":' .. finished_at
+            if h[7] then result = result .. ',"error":' .. h[7] end
+            result = result .. "}"
+            redis.call("set", prefix .. "result:" .. request_id, result, "EX", ttl)
+            redis.call("lpush", prefix .. "result:" .. request_id .. ":ready", 1)
+            redis.call("expire", prefix .. "result:" .. request_id .. ":ready", ttl)
+            local message_id = ARGV[i + 8]
+            enqueue(h[2], message_id, '{"queue_name":"' .. h[2] .. '","actor_name":"' .. result_actor
+                .. '","args":[' .. result .. '],"kwargs":{},"options":{"redis_message_id":"' .. message_id
+                .. '"},"message_id":"' .. message_id .. '","message_timestamp":' .. ARGV[i + 9] .. '}')
+            redis.call("del", request, outcomes)
+            published = published + 1
+        end
+    end
+    i = i + 10
+end
+for _ = 1, tonumber(ARGV[i]) do
+    enqueue(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    i = i + 3
+end
+return published

@@ -1,0 +1,55 @@
+"""Receiver numbers: normalize to E.164 with ``phonenumbers``, set aside the invalid ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    given: str
+    e164: str | None
+    reason: str | None = None  # why it is invalid
+
+    @property
+    def valid(self) -> bool:
+        return self.e164 is not None
+
+
+def normalize(raw: str, default_region: str) -> Receiver:
+    """E.164 form of ``raw``; numbers without a country code are read in ``default_region``.
+
+    ``00`` international prefixes are accepted, as OVH accepts them.
+    """
+    text = raw.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        return Receiver(raw, None, f"not a phone number ({exc._msg})")
+    if not phonenumbers.is_valid_number(number):
+        return Receiver(raw, None, "not a valid phone number")
+    return Receiver(raw, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
+    """Normalize each receiver; a number already listed (in any spelling) is invalid as a duplicate."""
+    seen: set[str] = set()
+    out = []
+    for raw in raws:
+        receiver = normalize(raw, default_region)
+        if receiver.e164 is not None:
+            if receiver.e164 in seen:
+                receiver = Receiver(raw, None, f"duplicate of {receiver.e164}")
+            else:
+                seen.add(receiver.e164)
+        out.append(receiver)
+    return out
+
+
+def region_of(e164: str) -> str | None:
+    """ISO country code of a normalized number (for its credit rate)."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(e164))

@@ -1,0 +1,71 @@
+"""The worker's configuration, parsed once from the environment (pydantic-settings).
+
+Names follow the ecosystem: ``REDIS_URL`` for the broker, python-ovh's own ``OVH_*`` variables
+for OVH (read by python-ovh itself, with ``ovh.conf``), ``SMS_WORKER_*`` for the rest. Nested
+values use ``__``: ``SMS_WORKER_LINGER_MS__MEDIUM=100``. Secrets may also come from files in
+``SMS_WORKER_SECRETS_DIR`` (a Kubernetes secret volume), one file per variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
+
+#: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
+DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SMS_WORKER_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=os.environ.get("SMS_WORKER_SECRETS_DIR") or None,
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SMS_WORKER_REDIS_URL"))
+    ovh_endpoint: str = Field(default="ovh-eu", validation_alias=AliasChoices("OVH_ENDPOINT"))
+    service_name: str | None = Field(default=None, description="OVH SMS account used when a request names none")
+    default_region: str = Field(default="FR", description="region for receivers written without +country code")
+    lanes: list[str] = Field(default=list(LANES), description="lanes this process consumes")
+    linger_ms: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LINGER_MS))
+    max_receivers_per_call: int = Field(default=500, ge=1, le=1000)
+    results_queue: str = DEFAULT_RESULTS_QUEUE
+    result_ttl_s: int = Field(default=86_400, ge=60, description="how long a result stays readable by wait()")
+    dedupe_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long a request id stays known")
+    ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
+    ovh_read_timeout_s: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")
+    retry_max_wait_s: float = Field(default=30.0, gt=0)
+    dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
+    threads: int = Field(default=8, ge=1, le=256, description="accept threads per process")
+    poll_ms: int = Field(default=50, ge=5, le=1000, description="idle queue poll interval")
+
+    @field_validator("lanes", mode="before")
+    @classmethod
+    def _split_lanes(cls, value: object) -> object:
+        if isinstance(value, str) and not value.startswith("["):
+            return [lane.strip() for lane in value.split(",") if lane.strip()]
+        return value
+
+    @field_validator("lanes")
+    @classmethod
+    def _known_lanes(cls, value: list[str]) -> list[str]:
+        unknown = [lane for lane in value if lane not in LANES]
+        if unknown or not value:
+            raise ValueError(f"lanes must be a non-empty subset of {', '.join(LANES)}; got {unknown or value}")
+        return value
+
+    @field_validator("linger_ms")
+    @classmethod
+    def _complete_linger(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(LANES)
+        if unknown:
+            raise ValueError(f"linger_ms: unknown lane {sorted(unknown)[0]!r}")
+        if any(ms < 0 for ms in value.values()):
+            raise ValueError("linger_ms: must be >= 0")
+        return {**DEFAULT_LINGER_MS, **value}
