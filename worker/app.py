@@ -134,9 +134,13 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     dispatchers = [Dispatcher(settings, buffer, gateway, worker_id=worker_id) for _ in range(settings.dispatchers)]
     app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
     broker.add_middleware(DispatcherThreads(app))
+
+    def accept_request(payload: Any) -> None:
+        accept(payload)
+
     for lane in LANES:
         dramatiq.actor(
-            accept,
+            accept_request,
             broker=broker,
             actor_name=accept_actor_name(lane),
             queue_name=lane_queue(lane),

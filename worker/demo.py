@@ -49,6 +49,7 @@ def run_demo() -> int:
             redis_url=redis_server.url,
             ovh_endpoint=sandbox.base_url,
             service_name=sandbox.service_name,
+            sender="SANDBOX",
             linger_ms={"medium": 200},
         )
         print(f"Redis   {redis_server.url} (private, stops with the demo)")

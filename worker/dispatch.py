@@ -184,6 +184,10 @@ class Dispatcher:
         except GatewayError as exc:
             log.warning("jobs call %s (%d receivers) did not succeed: %s", claim.call_id, len(claim.entries), exc)
             settlements = settle_failure(claim, exc)
+        except Exception:
+            # A fault of ours, not OVH's: whether the call left is unknown, so it is not resent.
+            log.exception("jobs call %s failed unexpectedly", claim.call_id)
+            settlements = settle_failure(claim, AmbiguousError("internal error during the jobs call"))
         else:
             settlements = settle_report(claim, report)
         self.calls += 1

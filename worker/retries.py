@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 def _wait(max_wait_s: float) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(initial=0.2, max=max_wait_s, jitter=0.2)
+    backoff = wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.2)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

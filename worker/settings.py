@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SMS_WORKER_REDIS_URL"))
     ovh_endpoint: str = Field(default="ovh-eu", validation_alias=AliasChoices("OVH_ENDPOINT"))
     service_name: str | None = Field(default=None, description="OVH SMS account used when a request names none")
+    sender: str | None = Field(default=None, description="OVH sender used when a request names none")
     default_region: str = Field(default="FR", description="region for receivers written without +country code")
     lanes: list[str] = Field(default=list(LANES), description="lanes this process consumes")
     linger_ms: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LINGER_MS))
