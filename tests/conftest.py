@@ -68,3 +68,45 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     yield factory
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def worker_processes(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterator[Callable[..., list[Any]]]:
+    """Factory starting ``sms-worker run`` processes against the sandbox, as ops would run replicas.
+
+    ``start(n, *args, **env)``: ``n`` processes with extra CLI ``args`` and ``SMS_WORKER_*``
+    environment overrides; all are stopped with SIGTERM after the test.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(n: int, *args: str, **env: str) -> list[subprocess.Popen[bytes]]:
+        environ = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "OVH_ENDPOINT": sandbox.base_url,
+            "OVH_APPLICATION_KEY": sandbox.credentials["application_key"],
+            "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
+            "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
+            "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+            "SMS_WORKER_SENDER": "SANDBOX",
+            "SMS_WORKER_POLL_MS": "20",
+            **env,
+        }
+        started = [subprocess.Popen([sys.executable, "-m", "worker.cli", "run", *args], env=environ) for _ in range(n)]
+        processes.extend(started)
+        return started
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -50,7 +50,7 @@ def run_demo() -> int:
             ovh_endpoint=sandbox.base_url,
             service_name=sandbox.service_name,
             sender="SANDBOX",
-            linger_ms={"medium": 200},
+            linger_ms={"medium": 1000},
         )
         print(f"Redis   {redis_server.url} (private, stops with the demo)")
         print(f"Sandbox {sandbox.base_url} (OVH SMS API emulator)\n")
