@@ -1,0 +1,89 @@
+"""Fixtures of the sandbox's own tests: a fresh sandbox per test, real HTTP, real python-ovh.
+
+Clients are not closed one by one: stopping a sandbox closes every connection it serves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ovh
+import pytest
+
+from worker.ovh_client import make_client
+from worker.sandbox import Sandbox
+
+#: Short timeouts: every answer of the sandbox is immediate unless a test delays it.
+TIMEOUT = (2.0, 5.0)
+
+
+class FakeClock:
+    """A unix clock the test moves by hand (the sandbox's clock seam)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Factory of started sandboxes (3 s hold time), stopped after the test."""
+    started: list[Sandbox] = []
+
+    def factory(**options: Any) -> Sandbox:
+        options.setdefault("hold_s", 3.0)
+        sandbox = Sandbox(**options).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield factory
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sb(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox(seed=0)
+
+
+@pytest.fixture
+def clients() -> Callable[..., ovh.Client]:
+    """Factory of python-ovh clients for a sandbox: its credentials unless overridden."""
+
+    def factory(sandbox: Sandbox, timeout: Any = TIMEOUT, **credentials: Any) -> ovh.Client:
+        return make_client(sandbox.base_url, timeout=timeout, **{**sandbox.credentials, **credentials})
+
+    return factory
+
+
+@pytest.fixture
+def client(sb: Sandbox, clients: Callable[..., ovh.Client]) -> ovh.Client:
+    return clients(sb)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def send() -> Callable[..., Any]:
+    """POST /sms/{service}/jobs, from the enabled sender SANDBOX and non-commercial unless told."""
+
+    def post(client: ovh.Client, service: str, receivers: list[str], message: str = "Hello", **options: Any) -> Any:
+        options.setdefault("sender", "SANDBOX")
+        options.setdefault("noStopClause", True)
+        return client.post(f"/sms/{service}/jobs", message=message, receivers=receivers, **options)
+
+    return post
