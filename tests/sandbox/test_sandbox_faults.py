@@ -1,0 +1,160 @@
+"""Faults on demand, each seen through the real python-ovh client."""
+
+from __future__ import annotations
+
+import time
+
+import ovh.exceptions as oe
+import pytest
+import requests
+
+from worker.sandbox import FaultRule
+
+pytestmark = pytest.mark.timeout(30)
+
+FR1, FR2 = "+33612345678", "+33612345679"
+
+
+def test_latency_is_added_to_every_call(sb, client) -> None:
+    client.get("/sms")  # reads /auth/time first
+    sb.control.set_faults(latency_ms=200, jitter_ms=50)
+    started = time.monotonic()
+    client.get("/sms")
+    assert time.monotonic() - started >= 0.2
+    sb.control.set_faults(latency_ms=0, jitter_ms=0)
+    assert sb.control.faults()["latency_ms"] == 0
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503"])
+def test_server_errors_do_nothing_and_raise_api_error(sb, client, send, kind) -> None:
+    sb.control.add_fault(kind, next=1)
+    with pytest.raises(oe.APIError) as caught:
+        send(client, sb.service_name, [FR1])
+    assert caught.value.response.status_code == int(kind)
+    assert caught.value.query_id
+    assert sb.control.sent() == []
+    send(client, sb.service_name, [FR1])  # the next call is served
+    assert [c["status"] for c in sb.control.calls()] == [int(kind), 200]
+    assert sb.control.counters()["by_status"] == {kind: 1, "200": 1}
+
+
+def test_429_carries_retry_after(sb, client, send) -> None:
+    sb.control.add_fault("429", next=2, retry_after=3)
+    for _ in range(2):
+        with pytest.raises(oe.APIError) as caught:
+            send(client, sb.service_name, [FR1])
+        assert caught.value.response.status_code == 429
+        assert caught.value.response.headers["Retry-After"] == "3"
+    assert send(client, sb.service_name, [FR1])["validReceivers"] == [FR1]
+
+
+def test_faults_apply_to_jobs_posts_unless_scoped_to_all(sb, client, send) -> None:
+    sb.control.add_fault("503", next=1)
+    assert client.get("/sms") == [sb.service_name]  # a GET is not a jobs call
+    with pytest.raises(oe.APIError):
+        send(client, sb.service_name, [FR1])
+    sb.control.add_fault("503", next=1, scope="all")
+    with pytest.raises(oe.APIError):
+        client.get("/sms")
+
+
+def test_per_key_rate_limit(sb, clients, send) -> None:
+    sb.control.set_faults(rate_limit_per_s=2, rate_limit_burst=2)
+    client = clients(sb)
+    send(client, sb.service_name, [FR1])
+    send(client, sb.service_name, [FR1])
+    with pytest.raises(oe.APIError) as caught:
+        send(client, sb.service_name, [FR1])
+    assert caught.value.response.status_code == 429
+    assert int(caught.value.response.headers["Retry-After"]) >= 1
+    # Another consumer key has its own budget
+    other = clients(sb, consumer_key=sb.control.create_consumer_key([("POST", "/sms/*"), ("GET", "/*")]))
+    send(other, sb.service_name, [FR2])
+    # And the first key gets tokens back with time (2 a second)
+    time.sleep(0.6)
+    send(client, sb.service_name, [FR1])
+    assert [c["status"] for c in sb.control.calls()] == [200, 200, 429, 200, 200]
+    sb.control.set_faults(rate_limit_per_s=0)  # off
+    for _ in range(5):
+        send(client, sb.service_name, [FR1])
+
+
+def test_a_reset_closes_the_connection_before_anything_is_done(sb, client, send) -> None:
+    sb.control.add_fault("reset", next=1)
+    with pytest.raises(oe.HTTPError) as caught:
+        send(client, sb.service_name, [FR1])
+    assert isinstance(caught.value.args[1], requests.ConnectionError)
+    assert sb.control.sent() == []
+    assert [c["status"] for c in sb.control.calls()] == ["reset"]
+    assert send(client, sb.service_name, [FR1])["validReceivers"] == [FR1]  # the client reconnects
+
+
+def test_accepted_then_timed_out_sends_but_never_answers(sb, clients, send) -> None:
+    # Given the next jobs call is carried out but never answered
+    sb.control.add_fault("timeout_after_accept", next=1)
+    client = clients(sb, timeout=(2.0, 0.5))
+    client.get("/sms")
+    # When a client sends with a short read timeout
+    started = time.monotonic()
+    with pytest.raises(oe.HTTPError) as caught:
+        send(client, sb.service_name, [FR1, FR2])
+    # Then it times out, yet the SMS were sent and paid for: a blind retry would send twice
+    assert isinstance(caught.value.args[1], requests.ReadTimeout)
+    assert time.monotonic() - started < 2.0
+    assert [s["receiver"] for s in sb.control.sent()] == [FR1, FR2]
+    assert [c["status"] for c in sb.control.calls()] == ["timeout"]
+    assert sb.control.counters()["sms_sent"] == 2
+    assert client.get(f"/sms/{sb.service_name}")["creditsLeft"] == 1_000_000 - 2
+    assert len(client.get(f"/sms/{sb.service_name}/outgoing", receiver=FR1)) == 1
+
+
+def test_a_held_call_is_released_after_hold_s(make_sandbox, clients, send) -> None:
+    sandbox = make_sandbox(hold_s=0.3)
+    sandbox.control.add_fault("timeout_after_accept", next=1)
+    client = clients(sandbox, timeout=(2.0, 5.0))
+    with pytest.raises(oe.HTTPError) as caught:  # the connection is closed with no answer
+        send(client, sandbox.service_name, [FR1])
+    assert isinstance(caught.value.args[1], requests.ConnectionError)
+    assert len(sandbox.control.sent()) == 1
+
+
+def test_probabilistic_faults_are_reproducible_for_a_seed(make_sandbox, clients, send) -> None:
+    def statuses(seed: int) -> list[object]:
+        sandbox = make_sandbox(seed=seed, faults=[{"kind": "503", "probability": 0.5}])
+        client = clients(sandbox)
+        for _ in range(20):
+            try:
+                send(client, sandbox.service_name, [FR1])
+            except oe.APIError:
+                pass
+        return [c["status"] for c in sandbox.control.calls()]
+
+    first = statuses(3)
+    assert first == statuses(3)
+    assert 1 <= first.count(503) <= 19
+    assert first != statuses(4)
+
+
+def test_faults_given_at_start(make_sandbox, clients, send) -> None:
+    sandbox = make_sandbox(faults=[FaultRule("502", next=1)], latency_ms=100)
+    client = clients(sandbox)
+    with pytest.raises(oe.APIError):
+        send(client, sandbox.service_name, [FR1])
+    started = time.monotonic()
+    send(client, sandbox.service_name, [FR1])
+    assert time.monotonic() - started >= 0.1
+
+
+def test_clear_faults_and_reset(sb, client, send) -> None:
+    sb.control.set_faults(latency_ms=10, faults=[{"kind": "503", "probability": 1.0}], rate_limit_per_s=100)
+    sb.control.clear_faults()
+    assert sb.control.faults()["faults"] == [] and sb.control.faults()["rate_limit_per_s"] is None
+    send(client, sb.service_name, [FR1])
+    sb.control.add_fault("500", probability=1.0)
+    sb.control.reset()
+    assert sb.control.faults()["faults"] == []
+    assert sb.control.sent() == [] and sb.control.calls() == [] and sb.control.counters()["jobs_calls"] == 0
+    assert client.get(f"/sms/{sb.service_name}")["creditsLeft"] == 1_000_000 - 1  # accounts kept
+    sb.control.reset(accounts=True)
+    assert client.get(f"/sms/{sb.service_name}")["creditsLeft"] == 1_000_000
+    assert client.get(f"/sms/{sb.service_name}/outgoing") == []
