@@ -25,6 +25,10 @@ WAKE = PREFIX + "wake"
 ATTEMPT = PREFIX + "attempt:"
 #: Sorted set of attempts in flight, by start time (ms): the recovery sweep reads it.
 ATTEMPTS = PREFIX + "attempts"
+#: Hash per OVH consumer key (a hash of it, never the key): the shared rate limiter's bucket.
+RATE_LIMIT = PREFIX + "ratelimit:"
+#: Sorted set per consumer key and lane: live waiters for a call slot, scored by expiry (us).
+RATE_WAITERS = PREFIX + "ratewait:"
 
 
 def seen(request_id: str) -> str:
@@ -45,3 +49,12 @@ def due(lane: str) -> str:
 
 def attempt(call_id: str) -> str:
     return ATTEMPT + call_id
+
+
+def rate_limit(limiter_key: str) -> str:
+    # The braces are a cluster hash tag: the bucket and its waiters share one slot.
+    return RATE_LIMIT + "{" + limiter_key + "}"
+
+
+def rate_waiters(limiter_key: str, lane: str) -> str:
+    return RATE_WAITERS + "{" + limiter_key + "}:" + lane

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
     threads: int = Field(default=8, ge=1, le=256, description="accept threads per process")
     poll_ms: int = Field(default=50, ge=5, le=1000, description="idle queue poll interval")
+    rate_limit: float = Field(
+        default=1.0, gt=0, description="OVH jobs calls per second per consumer key, all replicas together"
+    )
+    rate_limit_burst: int = Field(default=1, ge=1, description="calls the rate limiter lets through at once")
 
     @field_validator("lanes", mode="before")
     @classmethod

@@ -1,0 +1,140 @@
+-- rate_limit: the shared token bucket of one OVH consumer key, with lane priority and 429 backoff.
+--
+-- Time is the Redis server's (TIME), in integer microseconds, so every replica agrees whatever
+-- its own clock says. Tokens are integer micro-tokens (UNIT per call) refilled with math.floor,
+-- so rounding can only ever refill less than the rate allows, never more.
+--
+-- KEYS[1]: the state hash: tokens (micro-tokens, valid at ts), ts (us; in the future while
+--          paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
+--          last rate decrease)
+-- KEYS[2..]: one sorted set per lane, highest priority first: waiter id -> heartbeat expiry (us)
+-- ARGV[1]: op ("acquire", "rate_limited", "success", "state"), ARGV[2]: configured rate (calls/s),
+-- ARGV[3]: burst (calls), ARGV[4]: state TTL (ms), then per op:
+--   acquire       ARGV[5] lane index (1 = highest), ARGV[6] waiter id, ARGV[7] waiter TTL (us)
+--                 -> {1, now_us, 0, seq} granted, or {0, now_us, wait_us, seq}
+--   rate_limited  ARGV[5] Retry-After (us, -1 if none), ARGV[6] the caller's grant seq (-1 if
+--                 unknown), ARGV[7] rate floor (calls/s), ARGV[8] decrease factor
+--                 -> {rate, paused_until_us, decreased}
+--   success       ARGV[5] additive increase (calls/s) -> {rate}
+--   state         -> {now_us, tokens, ts, rate, seq}
+-- Rates are returned as strings: Redis would truncate a Lua number to an integer.
+if redis.replicate_commands then
+    redis.replicate_commands() -- Redis < 7 needs it to write after TIME; a no-op since 7.0
+end
+
+local UNIT = 1000000
+local state = KEYS[1]
+local op = ARGV[1]
+local max_rate, burst, state_ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local capacity = burst * UNIT
+
+local clock = redis.call("time")
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+local h = redis.call("hmget", state, "tokens", "ts", "rate", "seq", "cut_seq")
+local tokens = tonumber(h[1]) or capacity
+local ts = tonumber(h[2]) or now
+local rate = math.min(tonumber(h[3]) or max_rate, max_rate)
+local seq = tonumber(h[4]) or 0
+local cut_seq = tonumber(h[5]) or 0
+
+-- Refill up to now; while paused (ts in the future) the tokens are already those due at ts.
+if now > ts then
+    tokens = math.min(capacity, tokens + math.floor((now - ts) * rate))
+    ts = now
+end
+tokens = math.min(tokens, capacity)
+
+-- redis.call would print a number with 14 digits only: times need 16, rates all 17.
+local function int_string(value)
+    return string.format("%.0f", value)
+end
+
+local function rate_string(value)
+    return string.format("%.17g", value)
+end
+
+local function save()
+    redis.call("hset", state, "tokens", int_string(tokens), "ts", int_string(ts), "rate", rate_string(rate),
+        "seq", int_string(seq), "cut_seq", int_string(cut_seq))
+    local ttl = state_ttl_ms
+    if ts > now then
+        ttl = ttl + math.ceil((ts - now) / 1000)
+    end
+    redis.call("pexpire", state, ttl)
+end
+
+-- Microseconds until the bucket holds `need` micro-tokens (at least 1).
+local function until_holds(need)
+    local wait = 0
+    if ts > now then
+        wait = ts - now
+    end
+    if tokens < need then
+        wait = wait + math.ceil((need - tokens) / rate)
+    end
+    return math.max(wait, 1)
+end
+
+if op == "acquire" then
+    local lane_index, waiter, waiter_ttl = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+    local waiters = KEYS[1 + lane_index]
+    local yield_to_higher = false
+    for i = 2, lane_index do
+        redis.call("zremrangebyscore", KEYS[i], "-inf", int_string(now))
+        if redis.call("zcard", KEYS[i]) > 0 then
+            yield_to_higher = true
+            break
+        end
+    end
+    if ts <= now and tokens >= UNIT and not yield_to_higher then
+        tokens = tokens - UNIT
+        seq = seq + 1
+        save()
+        redis.call("zrem", waiters, waiter)
+        return {1, now, 0, seq}
+    end
+    -- Not this time: (re)register as a live waiter, so lower lanes yield to this one.
+    redis.call("zremrangebyscore", waiters, "-inf", int_string(now))
+    redis.call("zadd", waiters, int_string(now + waiter_ttl), waiter)
+    redis.call("pexpire", waiters, math.ceil(2 * waiter_ttl / 1000))
+    save()
+    local need = UNIT
+    if yield_to_higher and ts <= now and tokens >= UNIT then
+        need = tokens - tokens % UNIT + UNIT -- the higher lane takes what is there; look after the next one
+    end
+    return {0, now, until_holds(need), seq}
+elseif op == "rate_limited" then
+    local retry_after, caller_seq = tonumber(ARGV[5]), tonumber(ARGV[6])
+    local floor, factor = tonumber(ARGV[7]), tonumber(ARGV[8])
+    local decreased = 0
+    -- One decrease per round: a 429 for a call granted before the last decrease says nothing new.
+    if caller_seq < 0 or caller_seq > cut_seq then
+        rate = math.max(math.min(floor, max_rate), rate * factor)
+        cut_seq = seq
+        decreased = 1
+    end
+    -- Nothing before Retry-After; the bucket refills at the reduced rate meanwhile, but keeps at
+    -- most one call's worth: no burst right after a 429.
+    local resume = now
+    if retry_after > 0 then
+        resume = now + retry_after
+    end
+    if resume > ts then
+        tokens = math.min(UNIT, tokens + math.floor((resume - ts) * rate))
+        ts = resume
+    else
+        tokens = math.min(tokens, UNIT)
+    end
+    save()
+    return {rate_string(rate), ts, decreased}
+elseif op == "success" then
+    if ts <= now then
+        rate = math.min(max_rate, rate + tonumber(ARGV[5]))
+        save()
+    end
+    return {rate_string(rate)}
+elseif op == "state" then
+    return {now, tokens, ts, rate_string(rate), seq}
+end
+return redis.error_reply("rate_limit: unknown op " .. tostring(op))

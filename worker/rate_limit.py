@@ -1,0 +1,199 @@
+"""The rate limiter of OVH calls: one token bucket per consumer key, in Redis, for every replica.
+
+OVH's fair use is about 60 calls a minute per consumer key, and every thread of every replica
+calls with the same key, so the budget lives in Redis and is taken by one Lua script
+(``lua/rate_limit.lua``) that reads the clock of the Redis server, never the caller's.
+
+Guarantee: a token bucket of ``burst`` calls refilled at ``rate_per_s``. In any window of
+``T`` seconds (bounds included) at most ``burst + rate_per_s * T`` calls are granted, so in any
+one-second window at most ``floor(burst + rate_per_s)``; in any half-open window ``[t, t + 1 s)``
+at most ``burst + ceil(rate_per_s) - 1``. Times are the Redis server's, in microseconds, and
+refills are rounded down, so the bound holds exactly at that resolution whatever the number of
+threads and processes. It bounds *grants*: OVH counts *arrivals*, which also carry the
+variation of the network and of the caller's own delay between grant and request.
+
+- Waiting, not failing: ``acquire`` sleeps until the script says the next call slot frees (at
+  most ``MAX_SLEEP_S`` at a time) instead of failing the message as dramatiq's limiters do.
+- Priority: a waiter registers in its lane's sorted set of live waiters (scored by an expiry it
+  renews each time it looks); a lane is granted a slot only while no higher lane has a live
+  waiter. A dead waiter stops holding lower lanes back after ``WAITER_TTL_S``. Within a lane,
+  the first waiter to look after a slot frees gets it (no FIFO).
+- 429: ``on_rate_limited`` cuts the shared rate (times ``decrease_factor``, down to
+  ``min_rate_per_s``) at most once per round: a 429 for a call granted before the last cut
+  does not cut again. Nothing is granted before ``Retry-After``, and the bucket comes back
+  with one call's worth, not a burst. ``on_success`` adds ``increase_per_success`` back, up
+  to the configured rate (additive increase). The reduced rate is in Redis: every replica
+  slows down together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from contracts.wire import LANES
+
+from . import keys
+
+#: Longest a waiter sleeps before looking again (seconds); also how often it renews its
+#: registration, and how late it may notice a slot a higher lane's waiter gave up.
+MAX_SLEEP_S = 0.2
+#: A waiter that has not looked for this long (seconds) is presumed dead: lower lanes stop
+#: yielding to it. Several times ``MAX_SLEEP_S``, so a live but busy waiter keeps its place.
+WAITER_TTL_S = 2.0
+#: The bucket's state is dropped after this long unused (seconds); a full bucket at the
+#: configured rate is what would be there anyway.
+STATE_TTL_S = 3600
+#: Default floor of the rate after 429s (calls per second).
+DEFAULT_MIN_RATE_PER_S = 0.1
+#: Default multiplicative decrease on a 429.
+DEFAULT_DECREASE_FACTOR = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One call slot handed out: its lane, the Redis time it was granted, its order number."""
+
+    lane: str
+    at_s: float
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The shared bucket as the Redis server sees it now."""
+
+    now_s: float
+    rate_per_s: float
+    tokens: float
+    paused_until_s: float | None
+    granted: int
+
+
+class RateLimiter:
+    """Calls per second (and burst) for one OVH consumer key, shared through Redis.
+
+    ``key`` names the consumer key; pass a hash of endpoint, application key and consumer key,
+    never a secret. Every replica must be configured with the same ``rate_per_s`` and ``burst``
+    (each call passes its own). ``lanes`` are ordered highest priority first.
+    ``on_grant`` is called after each grant, in the granted thread (metrics, tests).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key: str,
+        rate_per_s: float,
+        burst: int,
+        lanes: Sequence[str] = LANES,
+        min_rate_per_s: float = DEFAULT_MIN_RATE_PER_S,
+        decrease_factor: float = DEFAULT_DECREASE_FACTOR,
+        increase_per_success: float | None = None,
+        on_grant: Callable[[Grant], None] | None = None,
+    ) -> None:
+        if not key:
+            raise ValueError("key must name the OVH consumer key")
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+        if not 0 < decrease_factor < 1:
+            raise ValueError("decrease_factor must be between 0 and 1")
+        if not lanes or len(set(lanes)) != len(lanes):
+            raise ValueError("lanes must be distinct and not empty")
+        self.redis = client
+        self.key = key
+        self.rate_per_s = float(rate_per_s)
+        self.burst = int(burst)
+        self.lanes = tuple(lanes)
+        self.min_rate_per_s = min(float(min_rate_per_s), self.rate_per_s)
+        self.decrease_factor = float(decrease_factor)
+        #: Default: a twentieth of the configured rate per success, so a halved rate is back in
+        #: about ten successful calls.
+        self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
+        self.on_grant = on_grant
+        self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
+        source = resources.files("worker").joinpath("lua", "rate_limit.lua").read_text("utf-8")
+        self._script = client.register_script(source)
+        self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
+
+    def _run(self, op: str, *args: Any) -> Any:
+        argv = [op, repr(self.rate_per_s), self.burst, int(STATE_TTL_S * 1000), *args]
+        return self._script(keys=self._keys, args=argv)
+
+    def acquire(self, lane: str, timeout_s: float | None = None) -> bool:
+        """Block until ``lane`` may make one call; ``False`` if ``timeout_s`` passed first.
+
+        ``timeout_s=0`` tries once. Call it before every attempt of an OVH call, retries included.
+        """
+        try:
+            index = self.lanes.index(lane) + 1
+        except ValueError:
+            raise ValueError(f"unknown lane {lane!r}; expected one of {', '.join(self.lanes)}") from None
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        waiter = uuid.uuid4().hex
+        waiter_ttl_us = int(WAITER_TTL_S * 1_000_000)
+        granted = False
+        try:
+            while True:
+                ok, now_us, wait_us, seq = self._run("acquire", index, waiter, waiter_ttl_us)
+                if ok:
+                    granted = True
+                    self._local.seq = int(seq)
+                    if self.on_grant is not None:
+                        self.on_grant(Grant(lane, now_us / 1_000_000, int(seq)))
+                    return True
+                sleep = min(wait_us / 1_000_000, MAX_SLEEP_S)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    sleep = min(sleep, left)
+                time.sleep(max(sleep, 0.0005))
+        finally:
+            if not granted:
+                # Leave at once rather than holding lower lanes back until the registration expires.
+                try:
+                    self.redis.zrem(self._keys[index], waiter)
+                except redis.RedisError:
+                    pass
+
+    def on_rate_limited(self, retry_after_s: float | None) -> None:
+        """OVH answered 429: cut the shared rate and grant nothing before ``retry_after_s``.
+
+        Call it from the thread that acquired the slot for the refused call: a 429 for a call
+        granted before the last cut extends the pause but does not cut the rate again.
+        """
+        retry_after_us = -1 if retry_after_s is None else int(max(retry_after_s, 0.0) * 1_000_000)
+        seq = getattr(self._local, "seq", -1)
+        self._run("rate_limited", retry_after_us, seq, repr(self.min_rate_per_s), repr(self.decrease_factor))
+
+    def on_success(self) -> None:
+        """OVH answered (anything but 429): win back part of the configured rate."""
+        self._run("success", repr(self.increase_per_success))
+
+    def current_rate(self) -> float:
+        """The shared rate in force (calls per second): the configured one unless 429s cut it."""
+        return self.snapshot().rate_per_s
+
+    def snapshot(self) -> Snapshot:
+        now_us, tokens, ts_us, rate, granted = self._run("state")
+        return Snapshot(
+            now_s=now_us / 1_000_000,
+            rate_per_s=float(rate),
+            tokens=tokens / 1_000_000,
+            paused_until_s=ts_us / 1_000_000 if ts_us > now_us else None,
+            granted=int(granted),
+        )
+
+    def waiting(self, lane: str) -> int:
+        """Live waiters of ``lane`` across every replica (a gauge for metrics and tests)."""
+        seconds, micros = self.redis.time()
+        now_us = seconds * 1_000_000 + micros
+        return int(self.redis.zcount(keys.rate_waiters(self.key, lane), f"({now_us}", "+inf"))
