@@ -4,7 +4,7 @@ This package never imports ``ovh``: services that only publish requests and read
 depend on it alone.
 """
 
-from .models import CreditUsage, ErrorInfo, Priority, ReceiverOutcome, SendRequest, SendResult
+from .models import CreditUsage, ErrorInfo, Priority, QuotaAlert, ReceiverOutcome, SendRequest, SendResult
 from .producer import ResultTimeout, SmsProducer
 from .results import parse_event, results_actor
 from .wire import CONTRACT_VERSION, DEFAULT_RESULTS_QUEUE, LANES
@@ -16,6 +16,7 @@ __all__ = [
     "CreditUsage",
     "ErrorInfo",
     "Priority",
+    "QuotaAlert",
     "ReceiverOutcome",
     "ResultTimeout",
     "SendRequest",

@@ -130,13 +130,15 @@ class SendRequest(_Model):
 class ErrorInfo(_Model):
     """Why a request (or a receiver) was not sent."""
 
-    code: str = Field(description="machine-readable: invalid_request, quota_exceeded, ovh_error, ...")
+    code: str = Field(
+        description="machine-readable: invalid_request, quota_exceeded, account_credits_exhausted, ovh_error, ..."
+    )
     message: str
     field: str | None = Field(default=None, description="the request field at fault, dotted")
     ovh_class: str | None = Field(default=None, description="python-ovh exception class name")
     ovh_query_id: str | None = None
-    credits_needed: float | None = None
-    credits_left: float | None = None
+    credits_needed: float | None = Field(default=None, description="credits the request needed (quota refusals)")
+    credits_left: float | None = Field(default=None, description="credits the quota or account had left")
 
 
 class ReceiverOutcome(_Model):
@@ -184,12 +186,39 @@ class CreditUsage(_Model):
     receivers: int = Field(ge=0, description="receivers in the call")
     credits_reserved: float = Field(ge=0, description="estimated before the call")
     credits_used: float = Field(ge=0, description="OVH's totalCreditsRemoved")
-    credits_refunded: float = Field(ge=0, description="reserved but not used")
-    quota_left: float | None = Field(default=None, description="user's quota after settlement, if any")
+    credits_refunded: float = Field(ge=0, description="reserved but not used, given back to the quota")
+    credits_unconfirmed: float = Field(
+        default=0.0,
+        ge=0,
+        description="reserved credits kept as spent because the call's outcome is unknown (OVH may have debited them)",
+    )
+    quota_left: float | None = Field(default=None, description="user's quota left after settlement, if it has one")
     at: float = Field(description="unix seconds")
 
 
-ResultEvent = Annotated[SendResult | CreditUsage, Field(discriminator="kind")]
+class QuotaAlert(_Model):
+    """A user's quota left fell to or below its alert threshold (published once per crossing).
+
+    A *crossing* is a reservation taking the quota left from above the threshold to at or
+    below it. The alert re-arms only when the quota is raised (configuration or sync from OVH)
+    above the threshold again; refunds do not re-arm it, so a failing burst cannot repeat it.
+    """
+
+    kind: Literal["quota_alert"] = "quota_alert"
+    version: Literal[1] = CONTRACT_VERSION
+    alert_id: str = Field(description="stable id of this crossing: <service>/<user>/<crossing number>")
+    service_name: str
+    user: str
+    quota: float = Field(description="the user's quota of credits")
+    alert_threshold: float = Field(description="credits left at or below which the alert fires")
+    quota_left: float = Field(description="credits left after the reservation that crossed the threshold")
+    request_id: str = Field(description="the request whose reservation crossed the threshold")
+    alert_number: str | None = Field(default=None, description="where the alert SMS was sent, if one was")
+    alert_request_id: str | None = Field(default=None, description="request id of the alert SMS, if one was sent")
+    at: float = Field(description="unix seconds")
+
+
+ResultEvent = Annotated[SendResult | CreditUsage | QuotaAlert, Field(discriminator="kind")]
 
 
 def describe_validation_error(exc: Exception) -> tuple[str | None, str]:

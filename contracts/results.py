@@ -1,8 +1,8 @@
 """Reading the results queue: parse events, or consume them with a dramatiq actor.
 
-The worker publishes one ``SendResult`` per request and one ``CreditUsage`` per OVH call as
-dramatiq messages (actor ``sms_result``, one JSON object argument) on the request's
-``reply_to`` queue.
+The worker publishes one ``SendResult`` per request, one ``CreditUsage`` per OVH call and one
+``QuotaAlert`` per crossing of a user's alert threshold as dramatiq messages (actor
+``sms_result``, one JSON object argument) on the request's ``reply_to`` queue.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import dramatiq
 from pydantic import TypeAdapter
 
-from .models import CreditUsage, ResultEvent, SendResult
+from .models import CreditUsage, QuotaAlert, ResultEvent, SendResult
 from .wire import DEFAULT_RESULTS_QUEUE, RESULT_ACTOR_NAME
 
-Event = SendResult | CreditUsage
+Event = SendResult | CreditUsage | QuotaAlert
 
 _EVENT = TypeAdapter(ResultEvent)
 

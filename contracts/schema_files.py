@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .models import CreditUsage, SendRequest, SendResult
+from .models import CreditUsage, QuotaAlert, SendRequest, SendResult
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -22,6 +22,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "send_request.v1.json": SendRequest,
     "send_result.v1.json": SendResult,
     "credit_usage.v1.json": CreditUsage,
+    "quota_alert.v1.json": QuotaAlert,
 }
 
 
