@@ -38,10 +38,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
-    do_POST = do_PUT = do_DELETE = do_GET
+    # Other methods go through the same path, so they too get an OVH-style 404 and a query id.
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length_header = self.headers.get("Content-Length") or "0"
+        if not length_header.isdigit():
+            self.close_connection = True
+            self._write(Reply(400, {"class": "Client::BadRequest", "message": "Invalid Content-Length"}))
+            return
+        length = int(length_header)
         if length > MAX_BODY:
             self._write(Reply(413, {"class": "Client::RequestEntityTooLarge", "message": "Body too large"}))
             self.close_connection = True
@@ -62,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         phrase = HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
         lines = [f"HTTP/1.1 {reply.status} {phrase}", "Content-Type: application/json; charset=utf-8"]
         lines += [f"Content-Length: {len(payload)}", "Server: ovh-sms-sandbox"]
+        reply.headers.setdefault("X-Ovh-QueryId", "EU.sandbox-transport")  # refused before dispatch
         lines += [f"{name}: {value}" for name, value in reply.headers.items()]
         if self.close_connection:
             lines.append("Connection: close")
