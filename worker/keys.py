@@ -29,6 +29,16 @@ ATTEMPTS = PREFIX + "attempts"
 RATE_LIMIT = PREFIX + "ratelimit:"
 #: Sorted set per consumer key and lane: live waiters for a call slot, scored by expiry (us).
 RATE_WAITERS = PREFIX + "ratewait:"
+#: Hash per OVH API user (``quota:<service>:<login>``), shared by every replica: ``service``,
+#: ``login``, ``reserved`` and ``spent`` (credits, floats), and when the user has a quota:
+#: ``quota`` (credits), ``threshold`` (alert threshold, credits), ``armed`` (1 while the next
+#: crossing of the threshold alerts), ``crossings`` (alerts so far), ``alert_number``,
+#: ``ovh_quota`` (1 when OVH itself holds the quota: the account's creditsLeft does not pay),
+#: ``source`` (``config:<digest>`` or ``ovh``: what set the quota last), ``config`` (the config
+#: entry applied last). Quota left = quota - reserved - spent.
+QUOTA = PREFIX + "quota:"
+#: Set of the quota hashes' keys, for ``sms-worker quotas``.
+QUOTAS = PREFIX + "quotas"
 
 
 def seen(request_id: str) -> str:
@@ -49,6 +59,10 @@ def due(lane: str) -> str:
 
 def attempt(call_id: str) -> str:
     return ATTEMPT + call_id
+
+
+def quota(service: str, login: str) -> str:
+    return f"{QUOTA}{service}:{login}"
 
 
 def rate_limit(limiter_key: str) -> str:

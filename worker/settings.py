@@ -9,11 +9,14 @@ values use ``__``: ``SMS_WORKER_LINGER_MS__MEDIUM=100``. Secrets may also come f
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
+
+from .quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
 DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
@@ -45,6 +48,27 @@ class Settings(BaseSettings):
     dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
     threads: int = Field(default=8, ge=1, le=256, description="accept threads per process")
     poll_ms: int = Field(default=50, ge=5, le=1000, description="idle queue poll interval")
+    # quotas and credits (see worker.quotas and worker.credits)
+    quotas_file: Path | None = Field(default=None, description="TOML (or .json) file of per-user quotas")
+    quotas: dict[str, UserQuota] = Field(
+        default_factory=dict, description="per-user quotas as JSON, by login; override quotas_file entries"
+    )
+    rates_ttl_s: float = Field(default=86_400.0, gt=0, description="how long a destination's credit rate is kept")
+    fallback_credit_rate: float = Field(
+        default=1.0, gt=0, description="credits per part assumed while OVH's rate of a destination is unavailable"
+    )
+    account_credits_check: bool = Field(default=True, description="refuse sends the account's creditsLeft cannot pay")
+    account_credits_refresh_s: float = Field(default=60.0, gt=0, description="how long creditsLeft is cached")
+    quota_alert_sms: bool = Field(default=True, description="send an alert SMS to the user's alert number, if known")
+    quota_alert_message: str = Field(
+        default="SMS quota alert: user {user} of {service} has {quota_left} credits left (threshold {threshold}).",
+        min_length=1,
+        max_length=300,
+        description="text of the alert SMS; placeholders {user}, {service}, {quota_left}, {threshold}",
+    )
+    quota_alerts_queue: str | None = Field(
+        default=None, description="queue for QuotaAlert events; default: the reply_to of the request that crossed"
+    )
     rate_limit: float = Field(
         default=1.0, gt=0, description="OVH jobs calls per second per consumer key, all replicas together"
     )
