@@ -1,9 +1,10 @@
 """The accept stage: from a queued payload to receivers staged in batch buffers.
 
 Parse and validate the request; normalize receivers (invalid ones set aside); render mail
-merge; count parts; then dedupe and stage in one atomic Redis step. A request that cannot be
-sent gets its one ``rejected`` result here. A payload whose request id cannot be read raises
-``UnreadablePayload``: the actor lets dramatiq dead-letter it.
+merge; estimate credits (parts times each destination's rate); check the account can pay
+(best effort); then dedupe, reserve the user's quota and stage in one atomic Redis step. A
+request that cannot be sent gets its one ``rejected`` result here. A payload whose request id
+cannot be read raises ``UnreadablePayload``: the actor lets dramatiq dead-letter it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from contracts.models import (
 from contracts.wire import CONTRACT_VERSION
 
 from . import credits, mailmerge, receivers
-from .batch_buffer import Batch, BatchBuffer, Entry, now_ms
+from .batch_buffer import Batch, BatchBuffer, Entry, QuotaRequest, now_ms
 from .errors import UnreadablePayload
+from .quotas import EPSILON as QUOTA_EPSILON
+from .quotas import QuotaStore
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,20 @@ _QUEUE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,127}$")
 class Rejection(Exception):
     """The request cannot be sent; carries what its ``rejected`` result says."""
 
-    def __init__(self, code: str, message: str, *, field: str | None = None, outcomes: list[ReceiverOutcome] = ()):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        outcomes: list[ReceiverOutcome] = (),
+        credits_needed: float | None = None,
+        credits_left: float | None = None,
+    ):
         super().__init__(message)
-        self.error = ErrorInfo(code=code, message=message, field=field)
+        self.error = ErrorInfo(
+            code=code, message=message, field=field, credits_needed=credits_needed, credits_left=credits_left
+        )
         self.outcomes = list(outcomes)
 
 
@@ -83,9 +97,23 @@ def ovh_body(request: SendRequest, text: str, default_sender: str | None) -> dic
 
 
 class AcceptStage:
-    def __init__(self, settings: Settings, buffer: BatchBuffer) -> None:
+    """``rates`` prices each destination; ``balance`` (optional) backs the account check;
+    ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        buffer: BatchBuffer,
+        *,
+        rates: credits.RateTable,
+        balance: credits.AccountBalance | None = None,
+        quotas: QuotaStore | None = None,
+    ) -> None:
         self.settings = settings
         self.buffer = buffer
+        self.rates = rates
+        self.balance = balance
+        self.quotas = quotas
 
     def __call__(self, payload: Any) -> str:
         """Accept one payload; returns ``staged``, ``duplicate`` or ``rejected``."""
@@ -93,6 +121,8 @@ class AcceptStage:
         try:
             request = self._validate(data)
             batches, invalid = self._prepare(request)
+            needed = sum(entry.credits for batch in batches for entry in batch.entries)
+            debit = self._check_account(request, batches[0].meta["service"], needed)
         except Rejection as rejection:
             return self._reject(request_id, data, rejection)
         skeleton = {
@@ -105,15 +135,59 @@ class AcceptStage:
             "metadata": request.metadata,
             "accepted_at": time.time(),
         }
-        staged = self.buffer.stage(
+        outcome = self.buffer.stage(
             request_id,
             skeleton=skeleton,
             reply_to=request.reply_to,
             invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
             batches=batches,
             linger_ms=self.settings.linger_ms,
+            quota=self._quota_request(request, skeleton["service_name"]),
         )
-        return "staged" if staged else "duplicate"
+        if outcome == "quota_exceeded":
+            log.info("request %s rejected: quota_exceeded (user %s, %g credits)", request_id, request.user, needed)
+            return "rejected"
+        if outcome == "staged" and debit and self.balance is not None:
+            self.balance.debit(skeleton["service_name"], needed)
+        return "staged" if outcome == "staged" else "duplicate"
+
+    def _quota_request(self, request: SendRequest, service: str) -> QuotaRequest | None:
+        if request.user is None:
+            return None
+        # The alert SMS's request id is derived from the crossing; it must be a valid id.
+        alert_sms = self.settings.quota_alert_sms and bool(_REQUEST_ID.match(f"quota-alert/{service}/{request.user}/0"))
+        return QuotaRequest(
+            service=service,
+            login=request.user,
+            alert_queue=self.settings.quota_alerts_queue,
+            alert_sms=alert_sms,
+            alert_sms_template=self.settings.quota_alert_message,
+        )
+
+    def _check_account(self, request: SendRequest, service: str, needed: float) -> bool:
+        """Refuse a request the account's (cached) creditsLeft cannot pay; True if checked.
+
+        Best effort only: the figure is refreshed every ``account_credits_refresh_s`` and other
+        senders share the account, so OVH remains the authority (it refuses what it cannot
+        charge). Skipped for a user whose quota OVH holds (OVH pays it from that quota), and
+        when creditsLeft is unknown (OVH did not answer): never a refusal by guesswork.
+        """
+        if not self.settings.account_credits_check or self.balance is None:
+            return False
+        if request.user is not None and self.quotas is not None and self.quotas.ovh_holds_quota(service, request.user):
+            return False
+        left = self.balance.credits_left(service)
+        if left is None:
+            return False
+        if needed > left + QUOTA_EPSILON:
+            raise Rejection(
+                "account_credits_exhausted",
+                f"the SMS account {service} cannot pay: this request needs {needed:g} credits "
+                f"and the account has {max(left, 0.0):g} left",
+                credits_needed=needed,
+                credits_left=max(left, 0.0),
+            )
+        return True
 
     def _validate(self, data: dict[str, Any]) -> SendRequest:
         try:
@@ -139,8 +213,18 @@ class AcceptStage:
             raise Rejection(
                 "no_valid_receivers", "receivers: none is a valid phone number", field="receivers", outcomes=invalid
             )
-        by_text: dict[str, list[receivers.Receiver]] = defaultdict(list)
+        rates: dict[str, float] = {}
+        priced = []
         for receiver in valid:
+            try:
+                rates[receiver.e164 or ""] = self.rates.rate(receivers.region_of(receiver.e164 or "") or "")
+                priced.append(receiver)
+            except credits.UnknownDestination as exc:
+                invalid.append(ReceiverOutcome(receiver=receiver.given, status="invalid", reason=str(exc)))
+        if not priced:
+            raise Rejection("no_valid_receivers", "receivers: none can be sent to", field="receivers", outcomes=invalid)
+        by_text: dict[str, list[receivers.Receiver]] = defaultdict(list)
+        for receiver in priced:
             values = request.variables.get(receiver.given) if request.variables else None
             by_text[mailmerge.render(request.message, values)].append(receiver)
         arrival = now_ms()
@@ -158,7 +242,9 @@ class AcceptStage:
                 "lane": request.lane,
                 "body": ovh_body(request, text, self.settings.sender),
             }
-            entries = [Entry(arrival, request.request_id, r.e164 or "", float(estimate.parts)) for r in group]
+            entries = [
+                Entry(arrival, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""]) for r in group
+            ]
             batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
         return batches, invalid
 

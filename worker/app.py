@@ -23,10 +23,12 @@ from contracts.wire import LANES, accept_actor_name, lane_queue
 
 from .accept import AcceptStage
 from .batch_buffer import BatchBuffer
+from .credits import AccountBalance, RateTable
 from .dispatch import Dispatcher
 from .errors import UnreadablePayload
 from .gateway import OvhGateway
 from .ovh_client import make_client
+from .quotas import QuotaStore, load_config
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,6 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         dedupe_ttl_s=settings.dedupe_ttl_s,
         result_ttl_s=settings.result_ttl_s,
     )
-    accept = AcceptStage(settings, buffer)
     credentials = ovh_credentials or {}
 
     def client_factory() -> Any:
@@ -129,6 +130,15 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
             **credentials,
         )
 
+    quota_store = QuotaStore(client)
+    quota_store.apply_config(load_config(settings))
+    accept = AcceptStage(
+        settings,
+        buffer,
+        rates=RateTable(client_factory, ttl_s=settings.rates_ttl_s, fallback=settings.fallback_credit_rate),
+        balance=AccountBalance(client_factory, refresh_s=settings.account_credits_refresh_s),
+        quotas=quota_store,
+    )
     gateway = OvhGateway(client_factory)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     dispatchers = [Dispatcher(settings, buffer, gateway, worker_id=worker_id) for _ in range(settings.dispatchers)]

@@ -7,8 +7,9 @@ Each key has a buffer (a list of entries), the call body it will send, and a pla
 when its oldest entry has waited the lane's linger.
 
 The three steps that must not interleave are Lua scripts (``worker/lua/``), so any number of
-threads and replicas share the buffers safely: ``stage`` (dedupe + stage), ``claim`` (take up to
-one call's receivers, record the attempt) and ``settle`` (outcomes, results, publication).
+threads and replicas share the buffers safely: ``stage`` (dedupe + quota reservation + stage),
+``claim`` (take up to one call's receivers, record the attempt) and ``settle`` (outcomes, quota
+settlement, results, publication).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis
 
-from contracts.wire import DRAMATIQ_NAMESPACE, RESULT_ACTOR_NAME, RESULT_KEY_PREFIX
+from contracts.wire import DRAMATIQ_NAMESPACE, RESULT_ACTOR_NAME, RESULT_KEY_PREFIX, accept_actor_name, lane_queue
 
 from . import keys
 
@@ -73,6 +75,21 @@ def batch_key(meta: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
+ALERT_SMS_LANE = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRequest:
+    """What the stage step needs to reserve credits on a user's quota, and to alert."""
+
+    service: str
+    login: str
+    alert_queue: str | None = None  # QuotaAlert destination; default: the request's reply_to
+    alert_sms: bool = False  # send the alert SMS when the user has an alert number
+    alert_sms_template: str = ""  # placeholders {user}, {service}, {quota_left}, {threshold}
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Receivers taken from one buffer for one OVH call; recorded as an attempt in Redis."""
@@ -93,18 +110,26 @@ class Settlement:
     n_sent: int = 0
     n_failed: int = 0
     n_unknown: int = 0
-    credits: float = 0.0
+    credits: float = 0.0  # OVH's share of totalCreditsRemoved
     outcomes: tuple[dict[str, Any], ...] = ()
     error: dict[str, Any] | None = None
+    reserved: float = 0.0  # estimated credits of the request's receivers in this call (released from the quota)
+    unconfirmed: float = 0.0  # of those, the ones of unknown outcome: counted as spent, never refunded
+
+    @property
+    def spent(self) -> float:
+        """Credits moved to the user's ``spent``; the rest of ``reserved`` is refunded."""
+        return self.credits + self.unconfirmed
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A message for a results queue, already in dramatiq's envelope."""
+    """A ``CreditUsage`` for a results queue (settle adds ``quota_left`` when the user has a quota)."""
 
     queue: str
     message_id: str
-    envelope: str
+    payload: str  # JSON object, without quota_left
+    timestamp_ms: int
 
 
 def envelope(queue: str, message_id: str, payload_json: str, timestamp_ms: int) -> str:
@@ -150,8 +175,14 @@ class BatchBuffer:
         invalid_outcomes: list[dict[str, Any]],
         batches: list[Batch],
         linger_ms: dict[str, int],
-    ) -> bool:
-        """Dedupe and stage; ``False`` when the request id was seen before (nothing changed)."""
+        quota: QuotaRequest | None = None,
+    ) -> str:
+        """Dedupe, reserve ``quota`` (when the request names a user) and stage.
+
+        Returns ``staged``, ``duplicate`` (the request id was seen before: nothing changed) or
+        ``quota_exceeded`` (the user's quota cannot cover it: its rejected result is published).
+        """
+        quota = quota or QuotaRequest(service="", login="")
         args: list[Any] = [
             keys.PREFIX,
             request_id,
@@ -163,6 +194,20 @@ class BatchBuffer:
             _fragments(invalid_outcomes),
             len(invalid_outcomes),
             self.max_receivers_per_call,
+            repr(sum(e.credits for b in batches for e in b.entries)),
+            quota.service,
+            quota.login,
+            self.namespace,
+            self.result_ttl_s,
+            RESULT_ACTOR_NAME,
+            uuid.uuid4().hex,
+            quota.alert_queue or reply_to,
+            uuid.uuid4().hex,
+            int(quota.alert_sms),
+            quota.alert_sms_template,
+            lane_queue(ALERT_SMS_LANE),
+            accept_actor_name(ALERT_SMS_LANE),
+            uuid.uuid4().hex,
             len(batches),
         ]
         for batch in batches:
@@ -174,8 +219,11 @@ class BatchBuffer:
                 len(batch.entries),
             ]
             args += [entry.encode() for entry in batch.entries]
-        staged, _woke = self._stage(keys=[keys.seen(request_id), keys.request(request_id)], args=args)
-        return bool(staged)
+        stage_keys = [keys.seen(request_id), keys.request(request_id)]
+        if quota.login:
+            stage_keys += [keys.quota(quota.service, quota.login), keys.QUOTAS]
+        outcome, _woke = self._stage(keys=stage_keys, args=args)
+        return {0: "duplicate", 1: "staged", 2: "quota_exceeded"}[int(outcome)]
 
     def reject(self, request_id: str, result_json: str, reply_to: str, message_id: str) -> bool:
         """Publish the result of a request refused before staging; ``False`` for a repeat."""
@@ -214,9 +262,19 @@ class BatchBuffer:
         """Note that the call is about to leave: from now on a crash leaves it ambiguous."""
         self.redis.hset(keys.attempt(call_id), "called", 1)
 
-    def settle(self, call_id: str, settlements: list[Settlement], events: list[Event], message_ids: list[str]) -> int:
-        """Apply a call's outcomes; returns results published, or -1 if already settled."""
+    def settle(
+        self,
+        call_id: str,
+        settlements: list[Settlement],
+        events: list[Event],
+        message_ids: list[str],
+        *,
+        quota: tuple[str, str | None] | None = None,
+    ) -> int:
+        """Apply a call's outcomes and settle its credits on the user's quota (``quota`` is
+        ``(service, login)`` of the call); returns results published, or -1 if already settled."""
         timestamp = now_ms()
+        service, login = quota or ("", None)
         args: list[Any] = [
             keys.PREFIX,
             call_id,
@@ -224,6 +282,7 @@ class BatchBuffer:
             self.result_ttl_s,
             self.namespace,
             RESULT_ACTOR_NAME,
+            keys.quota(service, login) if login else "",
             len(settlements),
         ]
         for settlement, message_id in zip(settlements, message_ids, strict=True):
@@ -238,10 +297,12 @@ class BatchBuffer:
                 "" if settlement.error is None else json.dumps(settlement.error, separators=(",", ":")),
                 message_id,
                 timestamp,
+                repr(settlement.reserved),
+                repr(settlement.spent),
             ]
         args.append(len(events))
         for event in events:
-            args += [event.queue, event.message_id, event.envelope]
+            args += [event.queue, event.message_id, event.payload, event.timestamp_ms]
         return int(self._settle(args=args))
 
     def wait_for_work(self, timeout_s: float) -> None:

@@ -23,7 +23,7 @@ import redis
 from contracts.models import CreditUsage
 from contracts.wire import LANES
 
-from .batch_buffer import BatchBuffer, Claim, Entry, Event, Settlement, envelope, now_ms
+from .batch_buffer import BatchBuffer, Claim, Entry, Event, Settlement, now_ms
 from .errors import AmbiguousError, GatewayError
 from .gateway import OvhGateway
 from .retries import call_with_retries
@@ -52,29 +52,42 @@ def _error(exc: GatewayError) -> dict[str, Any]:
 
 
 def settle_failure(claim: Claim, exc: GatewayError) -> list[Settlement]:
-    """Every receiver of the call failed (OVH refused) or is unknown (maybe sent)."""
+    """Every receiver of the call failed (OVH refused) or is unknown (maybe sent).
+
+    A failed call's reserved credits are all refunded. An ambiguous one's are kept as spent:
+    OVH may have carried the call out and debited them, and refunding credits that may be
+    spent could let the quota overspend (a later reconciliation may give them back).
+    """
     status = "unknown" if isinstance(exc, AmbiguousError) else "failed"
     by_request: dict[str, list[Entry]] = defaultdict(list)
     for entry in claim.entries:
         by_request[entry.request_id].append(entry)
-    return [
-        Settlement(
-            request_id=request_id,
-            n_in_call=len(entries),
-            n_failed=len(entries) if status == "failed" else 0,
-            n_unknown=len(entries) if status == "unknown" else 0,
-            outcomes=tuple({"receiver": e.receiver, "status": status, "reason": exc.message} for e in entries),
-            error=_error(exc),
+    settlements = []
+    for request_id, entries in by_request.items():
+        reserved = sum(e.credits for e in entries)
+        settlements.append(
+            Settlement(
+                request_id=request_id,
+                n_in_call=len(entries),
+                n_failed=len(entries) if status == "failed" else 0,
+                n_unknown=len(entries) if status == "unknown" else 0,
+                outcomes=tuple({"receiver": e.receiver, "status": status, "reason": exc.message} for e in entries),
+                error=_error(exc),
+                reserved=reserved,
+                unconfirmed=reserved if status == "unknown" else 0.0,
+            )
         )
-        for request_id, entries in by_request.items()
-    ]
+    return settlements
 
 
 def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
     """Map OVH's ``SmsSendingReport`` back onto each request of the call.
 
     ``totalCreditsRemoved`` is apportioned to requests by their receivers' estimated credits;
-    the last request takes the remainder, so the shares add up to OVH's figure exactly.
+    the last request takes the remainder, so the shares add up to OVH's figure exactly. Each
+    request's reserved credits are settled: its share is spent, credits of receivers missing
+    from the report (outcome unknown) are kept as spent, the rest (invalid receivers, an
+    estimate above OVH's figure) is refunded.
     """
     valid = [_e164(r) for r in report.get("validReceivers") or []]
     invalid = {_e164(r) for r in report.get("invalidReceivers") or []}
@@ -93,6 +106,7 @@ def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
     for request_id, entries in by_request.items():
         outcomes = []
         counts = {"sent": 0, "unknown": 0}
+        unconfirmed = 0.0
         for entry in entries:
             if entry.receiver in valid_set:
                 outcomes.append({"receiver": entry.receiver, "status": "sent", "ovh_id": id_of.get(entry.receiver)})
@@ -102,6 +116,7 @@ def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
             else:
                 outcomes.append({"receiver": entry.receiver, "status": "unknown", "reason": "not in OVH's report"})
                 counts["unknown"] += 1
+                unconfirmed += entry.credits
         if with_sent and request_id == with_sent[-1]:
             share = total - shared
         else:
@@ -115,16 +130,20 @@ def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
                 n_unknown=counts["unknown"],
                 credits=share if counts["sent"] else 0.0,
                 outcomes=tuple({k: v for k, v in o.items() if v is not None} for o in outcomes),
+                reserved=sum(e.credits for e in entries),
+                unconfirmed=unconfirmed,
             )
         )
     return settlements
 
 
 def credit_events(claim: Claim, settlements: list[Settlement], default_queue: str) -> list[Event]:
-    """One ``CreditUsage`` per results queue among the call's requests, with that queue's share."""
-    reserved: dict[str, float] = defaultdict(float)
-    for entry in claim.entries:
-        reserved[entry.request_id] += entry.credits
+    """One ``CreditUsage`` per results queue among the call's requests, with that queue's share.
+
+    ``credits_reserved`` = ``credits_used`` (OVH's) + ``credits_unconfirmed`` (outcome unknown,
+    kept as spent) + ``credits_refunded``, unless OVH removed more than was estimated (then
+    nothing is refunded). The settle step adds the user's ``quota_left``.
+    """
     by_queue: dict[str, list[Settlement]] = defaultdict(list)
     for settlement in settlements:
         by_queue[claim.reply_tos.get(settlement.request_id) or default_queue].append(settlement)
@@ -132,8 +151,8 @@ def credit_events(claim: Claim, settlements: list[Settlement], default_queue: st
     timestamp = now_ms()
     for queue, group in by_queue.items():
         used = sum(s.credits for s in group)
-        held = sum(reserved[s.request_id] for s in group)
-        unknown = any(s.n_unknown for s in group)
+        held = sum(s.reserved for s in group)
+        unconfirmed = sum(s.unconfirmed for s in group)
         usage = CreditUsage(
             call_id=claim.call_id,
             service_name=claim.meta["service"],
@@ -143,11 +162,11 @@ def credit_events(claim: Claim, settlements: list[Settlement], default_queue: st
             receivers=sum(s.n_in_call for s in group),
             credits_reserved=held,
             credits_used=used,
-            credits_refunded=0.0 if unknown else max(held - used, 0.0),
+            credits_refunded=max(held - used - unconfirmed, 0.0),
+            credits_unconfirmed=unconfirmed,
             at=time.time(),
         )
-        message_id = uuid.uuid4().hex
-        events.append(Event(queue, message_id, envelope(queue, message_id, usage.model_dump_json(), timestamp)))
+        events.append(Event(queue, uuid.uuid4().hex, usage.model_dump_json(exclude_none=True), timestamp))
     return events
 
 
@@ -193,7 +212,7 @@ class Dispatcher:
         self.calls += 1
         events = credit_events(claim, settlements, self.settings.results_queue)
         message_ids = [uuid.uuid4().hex for _ in settlements]
-        self.buffer.settle(claim.call_id, settlements, events, message_ids)
+        self.buffer.settle(claim.call_id, settlements, events, message_ids, quota=(meta["service"], meta.get("login")))
 
     def recover(self, older_than_ms: int) -> None:
         """Finish attempts a stopped worker left: give back uncalled ones, settle called ones as unknown."""
@@ -213,7 +232,10 @@ class Dispatcher:
             )
             exc = AmbiguousError("the worker stopped during the jobs call; OVH may have accepted it")
             settlements = settle_failure(claim, exc)
-            self.buffer.settle(call_id, settlements, [], [uuid.uuid4().hex for _ in settlements])
+            message_ids = [uuid.uuid4().hex for _ in settlements]
+            self.buffer.settle(
+                call_id, settlements, [], message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
+            )
             log.warning("attempt %s was left in flight by a stopped worker: settled as unknown", call_id)
 
     def run(self, stop: threading.Event) -> None:

@@ -1,19 +1,29 @@
--- settle: record the outcome of one OVH call for each request in it and, for every request
--- whose last receiver this settles, write its one result and publish it, all atomically:
--- a result is published exactly once, and a call is settled at most once.
+-- settle: record the outcome of one OVH call for each request in it, settle the credits those
+-- requests reserved on their user's quota, and, for every request whose last receiver this
+-- settles, write its one result and publish it, all atomically: a result is published exactly
+-- once, a call is settled at most once, and its credits are moved out of "reserved" once.
 --
 -- ARGV: prefix, call_id, finished_at (unix s), result_ttl_s, namespace, result_actor,
---       n_groups, then per request group:
+--       quota_key (the user's quota hash; "" when the call has no user), n_groups,
+--       then per request group:
 --         request_id, n_in_call, n_sent, n_failed, n_unknown, credits_share,
 --         outcome_fragments (JSON objects joined by ","), error_json ("" for none),
---         reply_message_id, message_timestamp_ms,
---       then n_events, then per event: queue, message_id, envelope_json
+--         reply_message_id, message_timestamp_ms, credits_reserved, credits_spent,
+--       then n_events, then per event: queue, message_id, payload_json, message_timestamp_ms
+--       (events are CreditUsage payloads: "quota_left" is added when the user has a quota)
+-- credits_spent is OVH's share for the request plus what it reserved for receivers whose
+-- outcome is unknown: OVH may have debited those, so they are never refunded (the quota errs
+-- on the side of spending less than it holds). The rest of credits_reserved is refunded:
+-- receivers OVH refused as invalid, calls that failed, estimates above OVH's figure.
 -- Returns the number of results published, or -1 if the call was already settled.
 local prefix, call_id, finished_at, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local namespace, result_actor = ARGV[5], ARGV[6]
+local namespace, result_actor, quota_key = ARGV[5], ARGV[6], ARGV[7]
 
-local function enqueue(queue, message_id, envelope)
-    redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, envelope)
+local function enqueue(queue, message_id, payload, timestamp)
+    redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, '{"queue_name":' .. cjson.encode(queue)
+        .. ',"actor_name":"' .. result_actor .. '","args":[' .. payload .. '],"kwargs":{},"options":'
+        .. '{"redis_message_id":"' .. message_id .. '"},"message_id":"' .. message_id .. '","message_timestamp":'
+        .. timestamp .. '}')
     redis.call("rpush", namespace .. ":" .. queue, message_id)
 end
 
@@ -25,11 +35,14 @@ if call_id ~= "" then
 end
 
 local published = 0
-local i = 8
-for _ = 1, tonumber(ARGV[7]) do
+local released, spent = 0, 0
+local i = 9
+for _ = 1, tonumber(ARGV[8]) do
     local request_id, n_in_call = ARGV[i], tonumber(ARGV[i + 1])
     local request = prefix .. "req:" .. request_id
     local outcomes = prefix .. "outcomes:" .. request_id
+    released = released + tonumber(ARGV[i + 10])
+    spent = spent + tonumber(ARGV[i + 11])
     if redis.call("exists", request) == 1 then
         if ARGV[i + 6] ~= "" then redis.call("rpush", outcomes, ARGV[i + 6]) end
         if ARGV[i + 7] ~= "" then redis.call("hset", request, "error", ARGV[i + 7]) end
@@ -54,18 +67,32 @@ for _ = 1, tonumber(ARGV[7]) do
             redis.call("set", prefix .. "result:" .. request_id, result, "EX", ttl)
             redis.call("lpush", prefix .. "result:" .. request_id .. ":ready", 1)
             redis.call("expire", prefix .. "result:" .. request_id .. ":ready", ttl)
-            local message_id = ARGV[i + 8]
-            enqueue(h[2], message_id, '{"queue_name":"' .. h[2] .. '","actor_name":"' .. result_actor
-                .. '","args":[' .. result .. '],"kwargs":{},"options":{"redis_message_id":"' .. message_id
-                .. '"},"message_id":"' .. message_id .. '","message_timestamp":' .. ARGV[i + 9] .. '}')
+            enqueue(h[2], ARGV[i + 8], result, ARGV[i + 9])
             redis.call("del", request, outcomes)
             published = published + 1
         end
     end
-    i = i + 10
+    i = i + 12
 end
+
+local quota_left
+if quota_key ~= "" then
+    local reserved = tonumber(redis.call("hincrbyfloat", quota_key, "reserved", -released))
+    if math.abs(reserved) < 1e-9 then  -- float sums of rates: do not leave dust behind
+        redis.call("hset", quota_key, "reserved", 0)
+        reserved = 0
+    end
+    local total_spent = tonumber(redis.call("hincrbyfloat", quota_key, "spent", spent))
+    local quota = tonumber(redis.call("hget", quota_key, "quota"))
+    if quota then quota_left = quota - reserved - total_spent end
+end
+
 for _ = 1, tonumber(ARGV[i]) do
-    enqueue(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-    i = i + 3
+    local payload = ARGV[i + 3]
+    if quota_left then
+        payload = string.sub(payload, 1, -2) .. ',"quota_left":' .. cjson.encode(quota_left) .. '}'
+    end
+    enqueue(ARGV[i + 1], ARGV[i + 2], payload, ARGV[i + 4])
+    i = i + 4
 end
 return published
