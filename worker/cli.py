@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -93,6 +94,51 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 0 if result.status == "sent" else 1
 
 
+def cmd_quotas(args: argparse.Namespace) -> int:
+    """Show every user's quota; with ``sync``, read the users' quotas from OVH first."""
+    import redis
+
+    from .quotas import QuotaStore, sync_from_ovh
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise ConfigurationError("REDIS_URL is not set: sms-worker quotas reads the worker's Redis")
+    client = redis.Redis.from_url(settings.redis_url)
+    store = QuotaStore(client)
+    if args.quotas_command == "sync":
+        from .ovh_client import make_client
+
+        service = args.service or settings.service_name
+        if service is None:
+            raise ConfigurationError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+        check_production_config(settings)
+        ovh = make_client(settings.ovh_endpoint, timeout=(settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s))
+        synced = sync_from_ovh(store, ovh, service, args.user, alert_sms=settings.quota_alert_sms)
+        print(f"synced {len(synced)} user(s) of {service} from OVH", file=sys.stderr)
+    states = store.all()
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(s), "left": s.left} for s in states], indent=2))
+        return 0
+    rows = [("SERVICE", "USER", "QUOTA", "RESERVED", "SPENT", "LEFT", "ALERT AT", "ALERT")]
+    for s in states:
+        alert = "-" if s.threshold is None else ("armed" if s.armed else f"sent ({s.crossings})")
+        rows.append(
+            (s.service, s.login, _credits(s.quota), _credits(s.reserved), _credits(s.spent), _credits(s.left),
+             _credits(s.threshold), alert)
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _credits(value: float | None) -> str:
+    """Credits for a table: no limit as ``-``, whole numbers without decimals."""
+    if value is None:
+        return "-"
+    return f"{round(value, 6):g}"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -128,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--wait", action="store_true", help="wait for the result and print it")
     send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     send.set_defaults(func=cmd_send)
+
+    quotas = commands.add_parser("quotas", help="show each user's quota, reserved, spent and left (needs REDIS_URL)")
+    quotas.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    quotas_commands = quotas.add_subparsers(dest="quotas_command")
+    sync = quotas_commands.add_parser("sync", help="read the users' quotas and alert thresholds from OVH first")
+    sync.add_argument("--service", help="OVH SMS account (default: SMS_WORKER_SERVICE_NAME)")
+    sync.add_argument("--user", action="append", help="user login; repeat for several (default: all the account's)")
+    sync.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON instead of a table")
+    quotas.set_defaults(func=cmd_quotas)
 
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=cmd_demo)
