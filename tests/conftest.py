@@ -59,6 +59,9 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "retry_max_wait_s": 1.0,
             "ovh_read_timeout_s": 5.0,
             "poll_ms": 20,
+            # far above OVH's fair use, so tests not about the limiter are not slowed by it
+            "rate_limit": 200.0,
+            "rate_limit_burst": 20,
         }
         values.update(overrides)
         app = build_app(Settings(**values), ovh_credentials=sandbox.credentials).start()

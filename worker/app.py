@@ -6,6 +6,7 @@ loads in each process), and in-process by the demo and the tests through ``App.s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from .errors import UnreadablePayload
 from .gateway import OvhGateway
 from .ovh_client import make_client
 from .quotas import QuotaStore, load_config
+from .rate_limit import RateLimiter
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,16 @@ class App:
         return sum(d.calls for d in self.dispatchers)
 
 
+def consumer_key_id(endpoint: str, client: Any) -> str:
+    """Names the OVH consumer key whose fair-use budget the rate limiter shares (no secret in it).
+
+    python-ovh keeps the keys it resolved (arguments, environment or ovh.conf) on the client.
+    """
+    material = [endpoint, getattr(client, "_application_key", None), getattr(client, "_consumer_key", None)]
+    material.append(getattr(client, "_client_id", None))
+    return hashlib.sha256("|".join(str(part) for part in material).encode()).hexdigest()[:16]
+
+
 def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
     """Broker, actors and dispatchers for ``settings``; OVH credentials default to python-ovh's own lookup."""
     if not settings.redis_url:
@@ -140,8 +152,20 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         quotas=quota_store,
     )
     gateway = OvhGateway(client_factory)
+    limiter = RateLimiter(
+        client,
+        key=consumer_key_id(settings.ovh_endpoint, gateway.client),
+        rate_per_s=settings.rate_limit,
+        burst=settings.rate_limit_burst,
+    )
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    dispatchers = [Dispatcher(settings, buffer, gateway, worker_id=worker_id) for _ in range(settings.dispatchers)]
+    # The first dispatcher serves only the highest lane this process has, so a one-time code
+    # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
+    lanes_of = [settings.lanes[:1]] if settings.dispatchers > 1 and len(settings.lanes) > 1 else [settings.lanes]
+    lanes_of += [settings.lanes] * (settings.dispatchers - len(lanes_of))
+    dispatchers = [
+        Dispatcher(settings, buffer, gateway, limiter, worker_id=worker_id, lanes=lanes) for lanes in lanes_of
+    ]
     app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
     broker.add_middleware(DispatcherThreads(app))
 

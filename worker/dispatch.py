@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
@@ -24,8 +25,9 @@ from contracts.models import CreditUsage
 from contracts.wire import LANES
 
 from .batch_buffer import BatchBuffer, Claim, Entry, Event, Settlement, now_ms
-from .errors import AmbiguousError, GatewayError
+from .errors import AmbiguousError, GatewayError, PermanentError, RetryableError
 from .gateway import OvhGateway
+from .rate_limit import RateLimiter
 from .retries import call_with_retries
 from .settings import Settings
 
@@ -36,6 +38,19 @@ MAX_IDLE_S = 0.5
 
 #: How often a dispatcher looks for attempts left behind by a stopped worker (seconds).
 RECOVERY_EVERY_S = 30.0
+
+#: Longest a claimed batch waits for its first rate-limit slot before it is given back (seconds).
+ACQUIRE_TIMEOUT_S = 30.0
+
+
+def stale_after_ms(settings: Settings) -> int:
+    """Age past which an attempt cannot still be in the hands of a live worker.
+
+    Per try: a rate-limit slot wait, connect and read timeouts and tenacity's wait, with a
+    minute to spare.
+    """
+    per_try = ACQUIRE_TIMEOUT_S + settings.ovh_connect_timeout_s + settings.ovh_read_timeout_s
+    return int(1000 * (settings.retry_attempts * (per_try + settings.retry_max_wait_s) + 60))
 
 
 def _e164(number: str) -> str:
@@ -173,13 +188,24 @@ def credit_events(claim: Claim, settlements: list[Settlement], default_queue: st
 class Dispatcher:
     """Claims due batches and sends them; ``run`` is the body of a dispatcher thread."""
 
-    def __init__(self, settings: Settings, buffer: BatchBuffer, gateway: OvhGateway, *, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        buffer: BatchBuffer,
+        gateway: OvhGateway,
+        limiter: RateLimiter,
+        *,
+        worker_id: str,
+        lanes: list[str] | None = None,
+    ) -> None:
         self.settings = settings
         self.buffer = buffer
         self.gateway = gateway
+        self.limiter = limiter
         self.worker_id = worker_id
-        # The lanes this process serves, highest priority first.
-        self.lanes = [(lane, settings.linger_ms[lane]) for lane in LANES if lane in settings.lanes]
+        # The lanes this dispatcher serves, highest priority first.
+        served = lanes or settings.lanes
+        self.lanes = [(lane, settings.linger_ms[lane]) for lane in LANES if lane in served]
         self.calls = 0
 
     def run_once(self) -> bool | int:
@@ -191,12 +217,14 @@ class Dispatcher:
         return True
 
     def dispatch(self, claim: Claim) -> None:
-        meta = claim.meta
-        body = {**meta["body"], "receivers": [entry.receiver for entry in claim.entries]}
+        if not self.limiter.acquire(claim.lane, timeout_s=ACQUIRE_TIMEOUT_S):
+            # Nothing left: the receivers go back to their buffer, due at once.
+            self.buffer.requeue(claim.call_id)
+            return
         self.buffer.mark_called(claim.call_id)
         try:
             report = call_with_retries(
-                lambda: self.gateway.send_job(meta["service"], meta.get("login"), body),
+                self._attempts(claim),
                 attempts=self.settings.retry_attempts,
                 max_wait_s=self.settings.retry_max_wait_s,
             )
@@ -212,7 +240,34 @@ class Dispatcher:
         self.calls += 1
         events = credit_events(claim, settlements, self.settings.results_queue)
         message_ids = [uuid.uuid4().hex for _ in settlements]
-        self.buffer.settle(claim.call_id, settlements, events, message_ids, quota=(meta["service"], meta.get("login")))
+        self.buffer.settle(
+            claim.call_id, settlements, events, message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
+        )
+
+    def _attempts(self, claim: Claim) -> Callable[[], dict[str, Any]]:
+        """One try of the jobs call; every try after the first takes its own rate-limit slot."""
+        meta = claim.meta
+        body = {**meta["body"], "receivers": [entry.receiver for entry in claim.entries]}
+        tries = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and not self.limiter.acquire(claim.lane, timeout_s=ACQUIRE_TIMEOUT_S):
+                raise RetryableError("no rate-limit slot for the retry in time")
+            try:
+                report = self.gateway.send_job(meta["service"], meta.get("login"), body)
+            except RetryableError as exc:
+                if exc.status == 429:
+                    self.limiter.on_rate_limited(exc.retry_after_s)
+                raise
+            except PermanentError:
+                self.limiter.on_success()  # OVH answered, and not with 429
+                raise
+            self.limiter.on_success()
+            return report
+
+        return attempt
 
     def recover(self, older_than_ms: int) -> None:
         """Finish attempts a stopped worker left: give back uncalled ones, settle called ones as unknown."""
@@ -240,11 +295,7 @@ class Dispatcher:
 
     def run(self, stop: threading.Event) -> None:
         next_recovery = time.monotonic() + RECOVERY_EVERY_S
-        stale_ms = int(
-            1000
-            * self.settings.retry_attempts
-            * (self.settings.ovh_connect_timeout_s + self.settings.ovh_read_timeout_s + self.settings.retry_max_wait_s)
-        )
+        stale_ms = stale_after_ms(self.settings)
         while not stop.is_set():
             try:
                 outcome = self.run_once()
