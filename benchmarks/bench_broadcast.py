@@ -41,8 +41,9 @@ def run_ours(n: int, processes: int, *, timeout_s: float) -> dict[str, Any]:
         client = stack.redis()
         cpu_before = stack.cpu_seconds()
         log(f"ours ({processes} process(es)): queueing {n:,} requests")
-        ids, first, queued = harness.publish(stack.redis_url, requests(n, "ours"))
-        log(f"ours: queued in {queued - first:.1f} s; waiting for results")
+        queued = harness.publish(stack.redis_url, requests(n, "ours"))
+        ids, first = queued.ids, queued.first
+        log(f"ours: queued in {queued.last - first:.1f} s; waiting for results")
         done = harness.wait_results(client, ids, timeout_s=timeout_s, label="ours")
         cpu = stack.cpu_seconds() - cpu_before
         results = harness.read_results(client, ids)
@@ -59,7 +60,7 @@ def run_ours(n: int, processes: int, *, timeout_s: float) -> dict[str, Any]:
         "cpu_per_1000": cpu / done * 1000 if done else float("nan"),
         "statuses": Counter(r["status"] for r in results.values()),
         "rss": max(rss),
-        "queue_s": queued - first,
+        "queue_s": queued.last - first,
         "window": None,  # the busy period of the calls
     }
 
@@ -70,7 +71,8 @@ def run_naive(n: int, processes: int, *, window_s: float) -> dict[str, Any]:
         client = stack.redis()
         cpu_before = stack.cpu_seconds()
         log(f"naive ({processes} process(es)): queueing a backlog of {n:,} requests, measuring {window_s:.0f} s")
-        ids, first, _ = harness.publish(stack.redis_url, requests(n, "naive"))
+        queued = harness.publish(stack.redis_url, requests(n, "naive"))
+        ids, first = queued.ids, queued.first
         time.sleep(max(0.0, first + window_s - time.time()))
         cpu = stack.cpu_seconds() - cpu_before
         results = harness.read_results(client, ids)

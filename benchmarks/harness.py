@@ -415,24 +415,37 @@ def receiver(n: int) -> str:
     return f"+3361{n:07d}"
 
 
-def publish(redis_url: str, requests: Iterable[Any], *, chunk: int = 1_000) -> tuple[list[str], float, float]:
-    """Queue ``SendRequest``s with ``SmsProducer.publish``, ``chunk`` per pipeline.
-
-    Returns the request ids and the wall-clock times of the first and last enqueue.
-    """
+def publish(redis_url: str, requests: Iterable[Any], *, chunk: int = 1_000) -> Published:
+    """Queue ``SendRequest``s with ``SmsProducer.publish``, ``chunk`` per pipeline."""
     from contracts import SmsProducer
 
-    ids: list[str] = []
-    first = 0.0
+    published = Published()
     batch: list[Any] = []
     with SmsProducer(redis_url) as producer:
+
+        def flush() -> None:
+            published.first = published.first or time.time()
+            published.ids += producer.publish(batch)
+            published.times += [time.time()] * len(batch)
+            batch.clear()
+
         for request in requests:
             batch.append(request)
             if len(batch) >= chunk:
-                first = first or time.time()
-                ids += producer.publish(batch)
-                batch = []
+                flush()
         if batch:
-            first = first or time.time()
-            ids += producer.publish(batch)
-    return ids, first, time.time()
+            flush()
+    return published
+
+
+@dataclass
+class Published:
+    """Request ids in the order queued, when each was queued (wall clock), and the first enqueue."""
+
+    ids: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    first: float = 0.0
+
+    @property
+    def last(self) -> float:
+        return self.times[-1] if self.times else self.first
