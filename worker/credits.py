@@ -15,6 +15,7 @@ The part counting is the worker's own implementation; the sandbox has an indepen
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -61,6 +62,7 @@ def gsm_length(text: str) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)  # broadcasts repeat one text: count its parts once
 def estimate(message: str, *, no_stop_clause: bool) -> Estimate:
     """Parts OVH will bill for ``message``; raises ``MessageTooLong`` past ``MAX_PARTS``."""
     text = message if no_stop_clause else message + STOP_MENTION

@@ -12,6 +12,7 @@ class Receiver:
     given: str
     e164: str | None
     reason: str | None = None  # why it is invalid
+    region: str | None = None  # ISO country of a valid number (prices it)
 
     @property
     def valid(self) -> bool:
@@ -32,7 +33,8 @@ def normalize(raw: str, default_region: str) -> Receiver:
         return Receiver(raw, None, f"not a phone number ({exc._msg})")
     if not phonenumbers.is_valid_number(number):
         return Receiver(raw, None, "not a valid phone number")
-    return Receiver(raw, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Receiver(raw, e164, region=phonenumbers.region_code_for_number(number))
 
 
 def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
@@ -48,8 +50,3 @@ def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
                 seen.add(receiver.e164)
         out.append(receiver)
     return out
-
-
-def region_of(e164: str) -> str | None:
-    """ISO country code of a normalized number (for its credit rate)."""
-    return phonenumbers.region_code_for_number(phonenumbers.parse(e164))
