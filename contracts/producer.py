@@ -5,13 +5,18 @@ field, before anything is queued), then written as a dramatiq message onto its l
 Enqueueing uses dramatiq's own message encoding and its Redis ``enqueue`` layout (message body
 in ``<queue>.msgs``, id pushed on the list) in one pipeline, so thousands of requests cost one
 round trip; ``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
+
+``publish`` packs consecutive requests of the same lane into one queue message (a JSON array,
+up to ``PACK_MAX_REQUESTS`` requests and ``PACK_MAX_RECEIVERS`` receivers): the worker then
+pays its per-message costs (broker round trips, dispatch to a thread) once per pack. Each
+request of a pack is still accepted, deduplicated and answered on its own.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dramatiq
@@ -32,6 +37,10 @@ GROUP_KEY_PREFIX = "sms-worker:group:"
 
 #: How long the split record lives, seconds (as long as results are kept by default).
 GROUP_TTL_S = 86_400
+
+#: Most requests, and receivers, packed into one queue message by ``publish``.
+PACK_MAX_REQUESTS = 100
+PACK_MAX_RECEIVERS = 1000
 
 
 class ResultTimeout(TimeoutError):
@@ -90,22 +99,24 @@ class SmsProducer:
         return request_id
 
     def publish(self, requests: Iterable[SendRequest]) -> list[str]:
-        """Queue already built requests in one pipeline; returns their ids in order."""
-        ids = []
+        """Queue already built requests in one pipeline, packed by lane; returns their ids in order."""
+        ids: list[str] = []
         with self.redis.pipeline(transaction=False) as pipe:
-            for request in requests:
-                queue = lane_queue(request.lane)
+            for pack in _packs(requests):
+                lane = pack[0].lane
+                queue = lane_queue(lane)
+                payloads = [request.model_dump(mode="json", exclude_none=True) for request in pack]
                 redis_message_id = str(uuid.uuid4())
                 message = dramatiq.Message(
                     queue_name=queue,
-                    actor_name=accept_actor_name(request.lane),
-                    args=(request.model_dump(mode="json", exclude_none=True),),
+                    actor_name=accept_actor_name(lane),
+                    args=(payloads[0] if len(payloads) == 1 else payloads,),
                     kwargs={},
                     options={"redis_message_id": redis_message_id},
                 )
                 pipe.hset(f"{self.namespace}:{queue}.msgs", redis_message_id, message.encode())
                 pipe.rpush(f"{self.namespace}:{queue}", redis_message_id)
-                ids.append(request.request_id)
+                ids += [request.request_id for request in pack]
             pipe.execute()
         return ids
 
@@ -143,6 +154,24 @@ class SmsProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _packs(requests: Iterable[SendRequest]) -> Iterator[list[SendRequest]]:
+    """Consecutive requests of one lane, within the pack bounds."""
+    pack: list[SendRequest] = []
+    receivers = 0
+    for request in requests:
+        if pack and (
+            request.lane != pack[0].lane
+            or len(pack) >= PACK_MAX_REQUESTS
+            or receivers + len(request.receivers) > PACK_MAX_RECEIVERS
+        ):
+            yield pack
+            pack, receivers = [], 0
+        pack.append(request)
+        receivers += len(request.receivers)
+    if pack:
+        yield pack
 
 
 def merge_results(request_id: str, parts: list[SendResult]) -> SendResult:

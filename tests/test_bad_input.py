@@ -105,3 +105,17 @@ def test_a_redelivered_bad_request_gets_no_second_result(make_app, redis_client,
     while redis_client.hlen("dramatiq:sms.high.msgs") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [e.request_id for e in read_events(redis_client)] == ["bad-twice"]
+
+
+def test_an_unreadable_request_in_a_pack_is_dead_lettered_alone(make_app, redis_client, sandbox) -> None:
+    # Given a pack (one queue message, as SmsProducer.publish writes) with one unreadable request
+    make_app()
+    good = {"request_id": "pack-good", "receivers": ["+33612345678"], "message": "hi", "priority": "high"}
+    enqueue_raw(redis_client, "high", [good, {"message": "no id"}])
+    # Then the good one is sent and answered, and only the bad one is in the dead-letter queue
+    assert wait_result(redis_client, "pack-good").status == "sent"
+    deadline = time.monotonic() + 10
+    while not dead_letters(redis_client, "sms.high") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [dead] = dead_letters(redis_client, "sms.high")
+    assert dead["args"] == [{"message": "no id"}]

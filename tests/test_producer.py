@@ -15,14 +15,20 @@ from contracts.models import SendRequest
 from contracts.wire import accept_actor_name, lane_queue
 
 
-def consume(client: redis.Redis, lane: str, expected: int) -> list[dict]:
-    """Run a real dramatiq worker on ``lane``'s queue until ``expected`` payloads arrived."""
+def consume(client: redis.Redis, lane: str, expected: int, messages: list | None = None) -> list[dict]:
+    """Run a real dramatiq worker on ``lane``'s queue until ``expected`` requests arrived.
+
+    A message carries one request (a JSON object) or a pack of them (an array); ``messages``,
+    when given, collects the raw message arguments.
+    """
     broker = RedisBroker(client=client)
     received: list[dict] = []
     done = threading.Event()
 
-    def record(payload: dict) -> None:
-        received.append(payload)
+    def record(payload: dict | list) -> None:
+        if messages is not None:
+            messages.append(payload)
+        received.extend(payload if isinstance(payload, list) else [payload])
         if len(received) >= expected:
             done.set()
 
@@ -50,7 +56,9 @@ def test_large_receiver_lists_are_split_in_order(redis_client: redis.Redis) -> N
     producer = SmsProducer(client=redis_client, max_receivers_per_request=400)
     receivers = [f"+336{n:08d}" for n in range(1000)]
     request_id = producer.send(receivers, "Sale starts now", request_id="campaign-1", priority="low")
-    payloads = consume(redis_client, "low", 3)
+    messages: list = []
+    payloads = consume(redis_client, "low", 3, messages)
+    assert len(messages) == 1, "the three parts (1,000 receivers in all) fit one pack"
     assert sorted(p["request_id"] for p in payloads) == ["campaign-1/1", "campaign-1/2", "campaign-1/3"]
     assert [len(p["receivers"]) for p in sorted(payloads, key=lambda p: p["request_id"])] == [400, 400, 200]
     assert sorted(r for p in payloads for r in p["receivers"]) == sorted(receivers)
@@ -62,3 +70,20 @@ def test_a_bad_request_raises_before_anything_is_queued(redis_client: redis.Redi
     with pytest.raises(ValidationError, match="priority"):
         producer.send("+33612345678", "hi", priority="urgent")
     assert redis_client.dbsize() == 0
+
+
+def test_publish_packs_requests_by_lane_within_bounds(redis_client: redis.Redis) -> None:
+    from contracts.producer import PACK_MAX_REQUESTS
+
+    producer = SmsProducer(client=redis_client)
+    requests = [SendRequest(message="hi", receivers=[f"+336{n:08d}"], priority="low") for n in range(250)]
+    requests.insert(120, SendRequest(message="code", receivers=["+33612345678"], priority="high"))
+    ids = producer.publish(requests)
+    assert ids == [r.request_id for r in requests]
+    low_messages: list = []
+    low = consume(redis_client, "low", 250, low_messages)
+    assert [p["request_id"] for p in low] == [r.request_id for r in requests if r.lane == "low"]
+    assert all(len(m) <= PACK_MAX_REQUESTS for m in low_messages)
+    # the high request interrupts the low run: 120 before it (100 + 20), 130 after (100 + 30)
+    assert [len(m) for m in low_messages] == [100, 20, 100, 30]
+    assert [p["request_id"] for p in consume(redis_client, "high", 1)] == [requests[120].request_id]

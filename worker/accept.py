@@ -17,6 +17,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+import dramatiq
 from pydantic import ValidationError
 
 from contracts.models import (
@@ -27,10 +28,10 @@ from contracts.models import (
     SendResult,
     describe_validation_error,
 )
-from contracts.wire import CONTRACT_VERSION
+from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, accept_actor_name, lane_queue
 
 from . import credits, mailmerge, receivers
-from .batch_buffer import Batch, BatchBuffer, Entry, QuotaRequest, now_ms
+from .batch_buffer import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
 from .errors import UnreadablePayload
 from .quotas import EPSILON as QUOTA_EPSILON
 from .quotas import QuotaStore
@@ -60,6 +61,20 @@ class Rejection(Exception):
             code=code, message=message, field=field, credits_needed=credits_needed, credits_left=credits_left
         )
         self.outcomes = list(outcomes)
+
+
+def _items(payload: Any) -> list[Any]:
+    """The requests a message carries: one object, or a pack (a non-empty JSON array of them)."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise UnreadablePayload(f"payload is not JSON: {exc}") from None
+    if isinstance(payload, list):
+        if not payload:
+            raise UnreadablePayload("payload is an empty pack")
+        return payload
+    return [payload]
 
 
 def read_payload(payload: Any) -> tuple[str, dict[str, Any]]:
@@ -115,41 +130,89 @@ class AcceptStage:
         self.balance = balance
         self.quotas = quotas
 
-    def __call__(self, payload: Any) -> str:
-        """Accept one payload; returns ``staged``, ``duplicate`` or ``rejected``."""
-        request_id, data = read_payload(payload)
-        try:
-            request = self._validate(data)
-            batches, invalid = self._prepare(request)
-            needed = sum(entry.credits for batch in batches for entry in batch.entries)
-            debit = self._check_account(request, batches[0].meta["service"], needed)
-        except Rejection as rejection:
-            return self._reject(request_id, data, rejection)
-        skeleton = {
-            "kind": "send_result",
-            "version": CONTRACT_VERSION,
-            "request_id": request_id,
-            "service_name": batches[0].meta["service"],
-            "user": request.user,
-            "tag": request.tag,
-            "metadata": request.metadata,
-            "accepted_at": time.time(),
-        }
-        outcome = self.buffer.stage(
-            request_id,
-            skeleton=skeleton,
-            reply_to=request.reply_to,
-            invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
-            batches=batches,
-            linger_ms=self.settings.linger_ms,
-            quota=self._quota_request(request, skeleton["service_name"]),
+    def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
+        """Accept one request or a pack of them (a JSON array); one outcome per readable request.
+
+        Outcomes are ``staged``, ``duplicate`` or ``rejected``. The requests of a pack are staged
+        in one round trip. A payload of which no request id can be read raises
+        ``UnreadablePayload`` (dramatiq dead-letters the message); in a pack where some can be
+        read, each unreadable item is dead-lettered on its own (``lane`` names the queue).
+        """
+        items = _items(payload)
+        readable: list[tuple[str, dict[str, Any]]] = []
+        unreadable: list[tuple[Any, UnreadablePayload]] = []
+        for item in items:
+            try:
+                readable.append(read_payload(item))
+            except UnreadablePayload as exc:
+                if len(items) == 1:
+                    raise
+                unreadable.append((item, exc))
+        if not readable:
+            raise UnreadablePayload("no request of the pack has a readable request_id")
+        for item, exc in unreadable:
+            self._dead_letter(item, exc, lane)
+        outcomes: dict[int, str] = {}
+        stagings: list[Staging] = []
+        staged: list[tuple[int, SendRequest, str, float, bool]] = []
+        held: dict[str, float] = defaultdict(float)  # credits this pack already asked of each account
+        for n, (request_id, data) in enumerate(readable):
+            try:
+                request = self._validate(data)
+                batches, invalid = self._prepare(request)
+                service = batches[0].meta["service"]
+                needed = sum(entry.credits for batch in batches for entry in batch.entries)
+                debit = self._check_account(request, service, needed, already=held[service])
+            except Rejection as rejection:
+                outcomes[n] = self._reject(request_id, data, rejection)
+                continue
+            if debit:
+                held[service] += needed
+            skeleton = {
+                "kind": "send_result",
+                "version": CONTRACT_VERSION,
+                "request_id": request_id,
+                "service_name": service,
+                "user": request.user,
+                "tag": request.tag,
+                "metadata": request.metadata,
+                "accepted_at": time.time(),
+            }
+            stagings.append(
+                Staging(
+                    request_id=request_id,
+                    skeleton=skeleton,
+                    reply_to=request.reply_to,
+                    invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
+                    batches=batches,
+                    quota=self._quota_request(request, service),
+                )
+            )
+            staged.append((n, request, service, needed, debit))
+        for (n, request, service, needed, debit), outcome in zip(
+            staged, self.buffer.stage_many(stagings, linger_ms=self.settings.linger_ms), strict=True
+        ):
+            if outcome == "quota_exceeded":
+                log.info(
+                    "request %s rejected: quota_exceeded (user %s, %g credits)",
+                    request.request_id,
+                    request.user,
+                    needed,
+                )
+                outcomes[n] = "rejected"
+                continue
+            if outcome == "staged" and debit and self.balance is not None:
+                self.balance.debit(service, needed)
+            outcomes[n] = outcome
+        return [outcomes[n] for n in range(len(readable))]
+
+    def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str | None) -> None:
+        lane = lane or DEFAULT_LANE
+        message = dramatiq.Message(
+            queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
         )
-        if outcome == "quota_exceeded":
-            log.info("request %s rejected: quota_exceeded (user %s, %g credits)", request_id, request.user, needed)
-            return "rejected"
-        if outcome == "staged" and debit and self.balance is not None:
-            self.balance.debit(skeleton["service_name"], needed)
-        return "staged" if outcome == "staged" else "duplicate"
+        log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
+        self.buffer.dead_letter(lane_queue(lane), message.encode().decode(), message.message_id)
 
     def _quota_request(self, request: SendRequest, service: str) -> QuotaRequest | None:
         if request.user is None:
@@ -164,7 +227,7 @@ class AcceptStage:
             alert_sms_template=self.settings.quota_alert_message,
         )
 
-    def _check_account(self, request: SendRequest, service: str, needed: float) -> bool:
+    def _check_account(self, request: SendRequest, service: str, needed: float, *, already: float = 0.0) -> bool:
         """Refuse a request the account's (cached) creditsLeft cannot pay; True if checked.
 
         Best effort only: the figure is refreshed every ``account_credits_refresh_s`` and other
@@ -179,6 +242,7 @@ class AcceptStage:
         left = self.balance.credits_left(service)
         if left is None:
             return False
+        left -= already
         if needed > left + QUOTA_EPSILON:
             raise Rejection(
                 "account_credits_exhausted",
@@ -217,7 +281,7 @@ class AcceptStage:
         priced = []
         for receiver in valid:
             try:
-                rates[receiver.e164 or ""] = self.rates.rate(receivers.region_of(receiver.e164 or "") or "")
+                rates[receiver.e164 or ""] = self.rates.rate(receiver.region or "")
                 priced.append(receiver)
             except credits.UnknownDestination as exc:
                 invalid.append(ReceiverOutcome(receiver=receiver.given, status="invalid", reason=str(exc)))

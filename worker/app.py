@@ -169,12 +169,15 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
     broker.add_middleware(DispatcherThreads(app))
 
-    def accept_request(payload: Any) -> None:
-        accept(payload)
+    def accept_actor(lane: str) -> Any:
+        def accept_request(payload: Any) -> None:
+            accept(payload, lane=lane)
+
+        return accept_request
 
     for lane in LANES:
         dramatiq.actor(
-            accept_request,
+            accept_actor(lane),
             broker=broker,
             actor_name=accept_actor_name(lane),
             queue_name=lane_queue(lane),

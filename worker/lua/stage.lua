@@ -1,30 +1,25 @@
--- stage: dedupe a request, reserve its credits on its user's quota, and stage its receivers
--- into batch buffers, in one atomic step: a redelivered message changes nothing, and no two
--- threads or replicas can both take the last credits of a quota.
+-- stage: for each request of a pack, dedupe it, reserve its credits on its user's quota, and
+-- stage its receivers into batch buffers, each request in one atomic step: a redelivered
+-- message changes nothing, and no two threads or replicas can both take a quota's last credits.
 --
--- KEYS[1]  seen marker of the request        KEYS[2]  request hash
--- KEYS[3]  the user's quota hash, KEYS[4] the set of quota hashes (both only for a user)
--- ARGV: prefix, request_id, now_ms, dedupe_ttl_s, skeleton_json, reply_to, n_valid,
---       invalid_fragments (JSON objects joined by ","; "" for none), n_invalid,
---       max_receivers_per_call,
---       credits_needed, service, login, namespace, result_ttl_s, result_actor, reject_message_id,
---       alert_queue, alert_message_id, alert_sms ("1" to send one when a number is known),
---       alert_sms_template, alert_sms_queue, alert_sms_actor, alert_sms_message_id,
---       n_batches, then per batch: batch_key, lane, linger_ms, meta_json, n_entries, entries...
--- Entries are "<arrival ms>|<request id>|<receiver E.164>|<credits estimate>".
--- Returns {1, woke} when staged (woke = 1 if a buffer became due or new), {0, 0} for a repeat,
--- {2, 0} when the user's quota cannot cover the request (its rejected result is published).
-local prefix, request_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if not redis.call("set", KEYS[1], now, "NX", "EX", tonumber(ARGV[4])) then
-    return {0, 0}
-end
-local namespace, result_actor = ARGV[14], ARGV[16]
+-- ARGV[1]: one JSON document (a single argument is cheap to send, whatever the pack's size):
+--   {prefix, now_ms, dedupe_ttl_s, max_per_call, namespace, result_ttl_s, result_actor,
+--    alert_sms_queue, alert_sms_actor, linger: {lane: ms},
+--    requests: [{id, skeleton, reply_to, invalid, n_invalid, n_valid, credits,
+--                quota: {service, login, alert_queue, alert_sms, alert_sms_template} | absent,
+--                batches: [{key, lane, meta, entries: ["<arrival ms>|<request id>|<E.164>|<credits>", ...]}]}]}
+--   (skeleton: the result's JSON without status, credits, receivers and finished_at;
+--    invalid: JSON objects of the receivers set aside, joined by ",")
+-- Returns one code per request: 1 staged, 0 a repeat (nothing changed), 2 refused by the
+-- user's quota (its rejected result is published).
+local doc = cjson.decode(ARGV[1])
+local prefix, now, namespace, result_actor = doc.prefix, doc.now_ms, doc.namespace, doc.result_actor
 local EPSILON = 1e-9
 
 local function enqueue(queue, actor, message_id, payload)
     redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, '{"queue_name":' .. cjson.encode(queue)
         .. ',"actor_name":"' .. actor .. '","args":[' .. payload .. '],"kwargs":{},"options":{"redis_message_id":"'
-        .. message_id .. '"},"message_id":"' .. message_id .. '","message_timestamp":' .. ARGV[3] .. '}')
+        .. message_id .. '"},"message_id":"' .. message_id .. '","message_timestamp":' .. string.format("%d", now) .. '}')
     redis.call("rpush", namespace .. ":" .. queue, message_id)
 end
 
@@ -34,10 +29,12 @@ local function amount(x)  -- credits as text: whole numbers without a decimal po
 end
 
 -- Reservation: a user with a quota is refused whole when the estimate exceeds its quota left;
--- any user's reserved credits are counted, so a quota set later finds them.
-if KEYS[3] then
-    local q = KEYS[3]
-    local need, service, login = tonumber(ARGV[11]), ARGV[12], ARGV[13]
+-- any user's reserved credits are counted, so a quota set later finds them. Returns false when
+-- refused (the rejected result is published here).
+local function reserve(r)
+    local qr = r.quota
+    local q = prefix .. "quota:" .. qr.service .. ":" .. qr.login
+    local need, service, login = r.credits, qr.service, qr.login
     local h = redis.call("hmget", q, "quota", "reserved", "spent", "threshold", "armed", "alert_number")
     local quota, reserved, spent = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
     if quota and need > quota - reserved - spent + EPSILON then
@@ -50,18 +47,18 @@ if KEYS[3] then
             credits_needed = need,
             credits_left = left,
         })
-        local result = string.sub(ARGV[5], 1, -2) .. ',"status":"rejected","credits":0,"receivers":['
-            .. ARGV[8] .. '],"finished_at":' .. string.format("%.3f", now / 1000) .. ',"error":' .. err .. '}'
-        local ttl = tonumber(ARGV[15])
-        redis.call("set", prefix .. "result:" .. request_id, result, "EX", ttl)
-        redis.call("lpush", prefix .. "result:" .. request_id .. ":ready", 1)
-        redis.call("expire", prefix .. "result:" .. request_id .. ":ready", ttl)
-        enqueue(ARGV[6], result_actor, ARGV[17], result)
-        return {2, 0}
+        local result = string.sub(r.skeleton, 1, -2) .. ',"status":"rejected","credits":0,"receivers":['
+            .. r.invalid .. '],"finished_at":' .. string.format("%.3f", now / 1000) .. ',"error":' .. err .. '}'
+        local ttl = doc.result_ttl_s
+        redis.call("set", prefix .. "result:" .. r.id, result, "EX", ttl)
+        redis.call("lpush", prefix .. "result:" .. r.id .. ":ready", 1)
+        redis.call("expire", prefix .. "result:" .. r.id .. ":ready", ttl)
+        enqueue(r.reply_to, result_actor, "result:" .. r.id, result)
+        return false
     end
     if not h[2] then
         redis.call("hset", q, "service", service, "login", login, "spent", 0)
-        redis.call("sadd", KEYS[4], q)
+        redis.call("sadd", prefix .. "quotas", q)
     end
     reserved = tonumber(redis.call("hincrbyfloat", q, "reserved", need))
     local threshold = tonumber(h[4])
@@ -75,49 +72,59 @@ if KEYS[3] then
         local alert = {
             kind = "quota_alert", version = 1, alert_id = service .. "/" .. login .. "/" .. crossing,
             service_name = service, user = login, quota = quota, alert_threshold = threshold,
-            quota_left = left, request_id = request_id, at = now / 1000,
+            quota_left = left, request_id = r.id, at = now / 1000,
         }
+        local alert_queue = qr.alert_queue or r.reply_to
         local number = h[6]
-        if number and ARGV[20] == "1" then
+        if number and qr.alert_sms then
             local values = { user = login, service = service, quota_left = amount(left), threshold = amount(threshold) }
-            local text = string.gsub(ARGV[21], "{([%w_]+)}", function(name) return values[name] end)
+            local text = string.gsub(qr.alert_sms_template, "{([%w_]+)}", function(name) return values[name] end)
             alert.alert_number = number
             alert.alert_request_id = "quota-alert/" .. service .. "/" .. login .. "/" .. crossing
-            enqueue(ARGV[22], ARGV[23], ARGV[24], cjson.encode({
+            enqueue(doc.alert_sms_queue, doc.alert_sms_actor, "quota-alert-sms:" .. alert.alert_id, cjson.encode({
                 kind = "send_request", version = 1, request_id = alert.alert_request_id, service_name = service,
                 message = text, receivers = { number }, priority = "high", no_stop_clause = true,
-                reply_to = ARGV[18], metadata = { quota_alert = alert.alert_id },
+                reply_to = alert_queue, metadata = { quota_alert = alert.alert_id },
             }))
         end
-        enqueue(ARGV[18], result_actor, ARGV[19], cjson.encode(alert))
+        enqueue(alert_queue, result_actor, "quota-alert:" .. alert.alert_id, cjson.encode(alert))
     end
+    return true
 end
 
-redis.call("hset", KEYS[2], "skeleton", ARGV[5], "reply_to", ARGV[6], "remaining", ARGV[7],
-    "sent", 0, "failed", 0, "unknown", 0, "invalid", ARGV[9], "credits", 0)
-if ARGV[8] ~= "" then
-    redis.call("rpush", prefix .. "outcomes:" .. request_id, ARGV[8])
-end
-local max_per_call = tonumber(ARGV[10])
+local codes = {}
 local woke = 0
-local i = 26
-for _ = 1, tonumber(ARGV[25]) do
-    local batch_key, lane, linger, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
-    local buffer = prefix .. "buf:" .. batch_key
-    redis.call("set", prefix .. "bufmeta:" .. batch_key, meta, "NX")
-    local length = redis.call("rpush", buffer, unpack(ARGV, i + 5, i + 4 + n))
-    local due = prefix .. "due:" .. lane
-    if linger == 0 or length >= max_per_call then
-        redis.call("zadd", due, "LT", now, batch_key)
-        woke = 1
-    else
-        -- a new buffer: wake a dispatcher so it sleeps until this one is due
-        woke = math.max(woke, redis.call("zadd", due, "NX", now + linger, batch_key))
+for n, r in ipairs(doc.requests) do
+    local code = 0
+    if redis.call("set", prefix .. "seen:" .. r.id, now, "NX", "EX", doc.dedupe_ttl_s) then
+        code = 2
+        if not r.quota or reserve(r) then
+            code = 1
+            redis.call("hset", prefix .. "req:" .. r.id, "skeleton", r.skeleton, "reply_to", r.reply_to,
+                "remaining", r.n_valid, "sent", 0, "failed", 0, "unknown", 0, "invalid", r.n_invalid, "credits", 0)
+            if r.invalid ~= "" then
+                redis.call("rpush", prefix .. "outcomes:" .. r.id, r.invalid)
+            end
+            for _, batch in ipairs(r.batches) do
+                local buffer = prefix .. "buf:" .. batch.key
+                redis.call("set", prefix .. "bufmeta:" .. batch.key, batch.meta, "NX")
+                local length = redis.call("rpush", buffer, unpack(batch.entries))
+                local due = prefix .. "due:" .. batch.lane
+                local linger = doc.linger[batch.lane]
+                if linger == 0 or length >= doc.max_per_call then
+                    redis.call("zadd", due, "LT", now, batch.key)
+                    woke = 1
+                else
+                    -- a new buffer: wake a dispatcher so it sleeps until this one is due
+                    woke = math.max(woke, redis.call("zadd", due, "NX", now + linger, batch.key))
+                end
+            end
+        end
     end
-    i = i + 5 + n
+    codes[n] = code
 end
 if woke == 1 then
     redis.call("lpush", prefix .. "wake", 1)
     redis.call("ltrim", prefix .. "wake", 0, 63)
 end
-return {1, woke}
+return codes
