@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
 from typing import Any
 
 import dramatiq
@@ -37,6 +38,9 @@ GROUP_KEY_PREFIX = "sms-worker:group:"
 
 #: How long the split record lives, seconds (as long as results are kept by default).
 GROUP_TTL_S = 86_400
+
+#: Requests a streamed ``send`` builds before queueing them (bounds its memory).
+STREAM_PUBLISH_REQUESTS = 100
 
 #: Most requests, and receivers, packed into one queue message by ``publish``.
 PACK_MAX_REQUESTS = 100
@@ -71,31 +75,42 @@ class SmsProducer:
         self.max_receivers_per_request = max_receivers_per_request
         self.namespace = namespace
 
-    def send(self, to: str | Sequence[str], message: str, *, request_id: str | None = None, **fields: Any) -> str:
+    def send(self, to: str | Iterable[str], message: str, *, request_id: str | None = None, **fields: Any) -> str:
         """Queue one send and return its request id.
 
         ``fields`` are the other ``SendRequest`` fields (``user``, ``priority``, ``variables``,
-        ``sender``, ``tag``, ``metadata``, ...). A receiver list longer than
-        ``max_receivers_per_request`` is split into requests ``<id>/1``, ``<id>/2``, ...;
-        ``wait(<id>)`` then gathers their results into one.
+        ``sender``, ``tag``, ``metadata``, ...). More receivers than ``max_receivers_per_request``
+        are split into requests ``<id>/1``, ``<id>/2``, ...; ``wait(<id>)`` then gathers their
+        results into one. ``to`` may be any iterable (a generator reading a file): it is read and
+        queued a chunk at a time, so a campaign of millions of receivers never sits in memory.
+        If a chunk is invalid, the parts before it are already queued (the group records them).
         """
-        receivers = [to] if isinstance(to, str) else list(to)
         request_id = request_id or new_request_id()
-        chunks = [
-            receivers[i : i + self.max_receivers_per_request]
-            for i in range(0, max(len(receivers), 1), self.max_receivers_per_request)
-        ]
         variables = fields.pop("variables", None)
-        requests = []
-        for n, chunk in enumerate(chunks, start=1):
-            part_id = request_id if len(chunks) == 1 else f"{request_id}/{n}"
+        size = self.max_receivers_per_request
+        receivers = iter([to] if isinstance(to, str) else to)
+
+        def build(part_id: str, chunk: list[str]) -> SendRequest:
             part_vars = None if variables is None else {r: variables[r] for r in chunk if r in variables}
-            requests.append(
-                SendRequest(request_id=part_id, message=message, receivers=chunk, variables=part_vars, **fields)
-            )
-        if len(chunks) > 1:
-            self.redis.set(GROUP_KEY_PREFIX + request_id, len(chunks), ex=GROUP_TTL_S)
-        self.publish(requests)
+            return SendRequest(request_id=part_id, message=message, receivers=chunk, variables=part_vars, **fields)
+
+        first, second = list(islice(receivers, size)), list(islice(receivers, size))
+        if not second:
+            self.publish([build(request_id, first)])
+            return request_id
+        chunks = chain([first, second], iter(lambda: list(islice(receivers, size)), []))
+        parts, pending = 0, []
+        try:
+            for chunk in chunks:
+                pending.append(build(f"{request_id}/{parts + len(pending) + 1}", chunk))
+                if len(pending) >= STREAM_PUBLISH_REQUESTS:
+                    self.publish(pending)
+                    parts, pending = parts + len(pending), []
+            self.publish(pending)
+            parts, pending = parts + len(pending), []
+        finally:
+            if parts:
+                self.redis.set(GROUP_KEY_PREFIX + request_id, parts, ex=GROUP_TTL_S)
         return request_id
 
     def publish(self, requests: Iterable[SendRequest]) -> list[str]:

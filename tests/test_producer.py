@@ -87,3 +87,34 @@ def test_publish_packs_requests_by_lane_within_bounds(redis_client: redis.Redis)
     # the high request interrupts the low run: 120 before it (100 + 20), 130 after (100 + 30)
     assert [len(m) for m in low_messages] == [100, 20, 100, 30]
     assert [p["request_id"] for p in consume(redis_client, "high", 1)] == [requests[120].request_id]
+
+
+def test_a_campaign_is_streamed_from_an_iterator(redis_client: redis.Redis) -> None:
+    # Given receivers that come from a generator (a file, a database cursor)
+    produced = 0
+
+    def numbers():
+        nonlocal produced
+        for n in range(25_000):
+            produced += 1
+            yield f"+336{n:08d}"
+
+    producer = SmsProducer(client=redis_client, max_receivers_per_request=100)
+    seen_at_first_publish: list[int] = []
+    publish = producer.publish
+
+    def spy(requests):
+        seen_at_first_publish.append(produced)
+        return publish(requests)
+
+    producer.publish = spy  # type: ignore[method-assign]
+    request_id = producer.send(numbers(), "Sale", request_id="stream-1", priority="veryLow")
+    # Then it is queued as it is read, a bounded number of receivers ahead
+    from contracts.producer import STREAM_PUBLISH_REQUESTS
+
+    assert seen_at_first_publish[0] <= STREAM_PUBLISH_REQUESTS * 100 + 100
+    assert len(seen_at_first_publish) == 3
+    assert int(redis_client.get("sms-worker:group:stream-1")) == 250
+    payloads = consume(redis_client, "veryLow", 250)
+    assert [p["request_id"] for p in payloads] == [f"{request_id}/{n}" for n in range(1, 251)]
+    assert sum(len(p["receivers"]) for p in payloads) == 25_000
