@@ -10,6 +10,11 @@ python-ovh client shared by the threads. Run it with the dramatiq CLI from the r
     OVH_CONSUMER_KEY=... SMS_WORKER_SERVICE_NAME=... SMS_WORKER_SENDER=... \\
         dramatiq naive_worker --path benchmarks -p 1 -t 8
 
+``SmsProducer.publish`` packs consecutive requests of a lane into one message (a JSON array);
+the naive actor fans a pack out into one message per request, as a dramatiq user would, so
+each request still gets its own call and its own retries (retrying a whole pack after a 429
+would send its first requests again).
+
 Harness, not handicap: after a successful call it writes the request's ``SendResult`` under
 ``contracts.wire.result_key`` and pushes ``result_ready_key``, as this project's worker does, so
 the benchmarks measure ``send()`` to result (``SmsProducer.wait``) the same way for both.
@@ -40,6 +45,15 @@ if ENDPOINT.startswith("http"):
 redis_client = redis.Redis.from_url(REDIS_URL)
 dramatiq.set_broker(RedisBroker(client=redis_client))
 client = ovh.Client(endpoint=ENDPOINT)  # keys from OVH_APPLICATION_KEY, ... as python-ovh reads them
+
+
+def accept(payload: dict | list) -> None:
+    """A request, or a pack of requests (``SmsProducer.publish``): one message per request."""
+    if isinstance(payload, list):
+        for request in payload:
+            actors[request.get("priority", "medium")].send(request)
+        return
+    send_sms(payload)
 
 
 def send_sms(request: dict) -> None:
@@ -77,5 +91,6 @@ def send_sms(request: dict) -> None:
         pipe.execute()
 
 
-for lane in LANES:
-    dramatiq.actor(send_sms, actor_name=accept_actor_name(lane), queue_name=lane_queue(lane))
+actors = {
+    lane: dramatiq.actor(accept, actor_name=accept_actor_name(lane), queue_name=lane_queue(lane)) for lane in LANES
+}
