@@ -390,7 +390,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def machine() -> str:
+def _describe_machine() -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -405,6 +405,14 @@ def machine() -> str:
         f"commit {commit or '?'}{' (worker/ or contracts/ modified)' if dirty else ''}, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
+
+
+#: The code measured: the commit when the benchmark started (the workers import it then).
+MACHINE = _describe_machine()
+
+
+def machine() -> str:
+    return MACHINE
 
 
 # -- load ----------------------------------------------------------------------------------------
