@@ -53,7 +53,11 @@ def run_demo() -> int:
             linger_ms={"medium": 1000},
         )
         print(f"Redis   {redis_server.url} (private, stops with the demo)")
-        print(f"Sandbox {sandbox.base_url} (OVH SMS API emulator)\n")
+        print(f"Sandbox {sandbox.base_url} (OVH SMS API emulator)")
+        print(
+            f"Worker  {settings.rate_limit:g} jobs call/s shared by all replicas (OVH fair use; SMS_WORKER_RATE_LIMIT), "
+            f"up to {settings.max_receivers_per_call} receivers per call\n"
+        )
         app = build_app(settings, ovh_credentials=sandbox.credentials).start()
         try:
             producer = SmsProducer(redis_server.url)
