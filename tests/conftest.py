@@ -74,7 +74,21 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
 
 
 @pytest.fixture
-def worker_processes(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterator[Callable[..., list[Any]]]:
+def sandbox_env(redis_url: str, sandbox: Any) -> dict[str, str]:
+    """The environment a worker process (or the CLI) needs to use this Redis and the sandbox."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "OVH_ENDPOINT": sandbox.base_url,
+        "OVH_APPLICATION_KEY": sandbox.credentials["application_key"],
+        "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
+        "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
+        "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+    }
+
+
+@pytest.fixture
+def worker_processes(redis_client: redis.Redis, sandbox_env: dict[str, str]) -> Iterator[Callable[..., list[Any]]]:
     """Factory starting ``sms-worker run`` processes against the sandbox, as ops would run replicas.
 
     ``start(n, *args, **env)``: ``n`` processes with extra CLI ``args`` and ``SMS_WORKER_*``
@@ -88,13 +102,7 @@ def worker_processes(redis_client: redis.Redis, redis_url: str, sandbox: Any) ->
 
     def start(n: int, *args: str, **env: str) -> list[subprocess.Popen[bytes]]:
         environ = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "OVH_ENDPOINT": sandbox.base_url,
-            "OVH_APPLICATION_KEY": sandbox.credentials["application_key"],
-            "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
-            "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
-            "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+            **sandbox_env,
             "SMS_WORKER_SENDER": "SANDBOX",
             "SMS_WORKER_POLL_MS": "20",
             **env,

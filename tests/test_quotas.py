@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -202,7 +201,7 @@ def test_the_account_check_refuses_what_creditsleft_cannot_pay(make_app, redis_c
     assert sandbox.control.counters()["jobs_calls"] == 1
 
 
-def test_quotas_sync_and_show_through_the_cli(redis_client, redis_url, sandbox) -> None:
+def test_quotas_sync_and_show_through_the_cli(redis_client, sandbox_env, sandbox) -> None:
     # Given a user whose quota and alert threshold are set at OVH
     create_user(
         sandbox,
@@ -211,15 +210,7 @@ def test_quotas_sync_and_show_through_the_cli(redis_client, redis_url, sandbox) 
         alertThresholdInformations={"alertThreshold": 10, "alertNumber": "+33600000001", "support": "sms"},
     )
     create_user(sandbox, "eve")  # no quota at OVH
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "OVH_ENDPOINT": sandbox.base_url,
-        "OVH_APPLICATION_KEY": sandbox.credentials["application_key"],
-        "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
-        "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
-        "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
-    }
+    env = sandbox_env
 
     def cli(*args: str) -> str:
         done = subprocess.run(

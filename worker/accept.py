@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -321,25 +320,20 @@ class AcceptStage:
             for key, kind in (("service_name", str), ("user", str), ("tag", str), ("metadata", dict))
             if isinstance(data.get(key), kind)
         }
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "status": "rejected",
+            "receivers": rejection.outcomes,
+            "error": rejection.error,
+            "finished_at": time.time(),
+        }
         try:
-            result = SendResult(
-                request_id=request_id,
-                status="rejected",
-                receivers=rejection.outcomes,
-                error=rejection.error,
-                finished_at=time.time(),
-                **echoed,
-            )
+            result = SendResult(**fields, **echoed)
         except ValidationError:  # an echoed field is out of range: leave them out
-            result = SendResult(
-                request_id=request_id,
-                status="rejected",
-                receivers=rejection.outcomes,
-                error=rejection.error,
-                finished_at=time.time(),
-            )
+            result = SendResult(**fields)
         log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
+        # The result's message id derives from the request id, as stage.lua's do.
         published = self.buffer.reject(
-            request_id, result.model_dump_json(exclude_none=True), reply_to, uuid.uuid4().hex
+            request_id, result.model_dump_json(exclude_none=True), reply_to, f"result:{request_id}"
         )
         return "rejected" if published else "duplicate"

@@ -55,8 +55,8 @@ def run_demo() -> int:
         print(f"Redis   {redis_server.url} (private, stops with the demo)")
         print(f"Sandbox {sandbox.base_url} (OVH SMS API emulator)")
         print(
-            f"Worker  {settings.rate_limit:g} jobs call/s shared by all replicas (OVH fair use; SMS_WORKER_RATE_LIMIT), "
-            f"up to {settings.max_receivers_per_call} receivers per call\n"
+            f"Worker  {settings.rate_limit:g} jobs call/s shared by all replicas (OVH fair use; "
+            f"SMS_WORKER_RATE_LIMIT), up to {settings.max_receivers_per_call} receivers per call\n"
         )
         app = build_app(settings, ovh_credentials=sandbox.credentials).start()
         try:
