@@ -99,7 +99,7 @@ class SmsProducer:
             self.publish([build(request_id, first)])
             return request_id
         chunks = chain([first, second], iter(lambda: list(islice(receivers, size)), []))
-        parts, pending = 0, []
+        parts, pending = 0, list[SendRequest]()
         try:
             for chunk in chunks:
                 pending.append(build(f"{request_id}/{parts + len(pending) + 1}", chunk))
@@ -122,7 +122,7 @@ class SmsProducer:
                 queue = lane_queue(lane)
                 payloads = [request.model_dump(mode="json", exclude_none=True) for request in pack]
                 redis_message_id = str(uuid.uuid4())
-                message = dramatiq.Message(
+                message: dramatiq.Message[Any] = dramatiq.Message(
                     queue_name=queue,
                     actor_name=accept_actor_name(lane),
                     args=(payloads[0] if len(payloads) == 1 else payloads,),
@@ -143,9 +143,10 @@ class SmsProducer:
             return None if raw is None else SendResult.model_validate_json(raw)
         ids = [f"{request_id}/{n}" for n in range(1, int(parts) + 1)]
         raws = self.redis.mget([result_key(i) for i in ids])
-        if any(raw is None for raw in raws):
+        found = [raw for raw in raws if raw is not None]
+        if len(found) < len(ids):
             return None
-        return merge_results(request_id, [SendResult.model_validate_json(raw) for raw in raws])
+        return merge_results(request_id, [SendResult.model_validate_json(raw) for raw in found])
 
     def wait(self, request_id: str, timeout: float = 30.0) -> SendResult:
         """Block until the request's result is in, up to ``timeout`` seconds."""

@@ -52,4 +52,5 @@ def results_actor(
         handler(parse_event(payload))
 
     consume.__name__ = consume.__qualname__ = RESULT_ACTOR_NAME
-    return dramatiq.actor(consume, actor_name=RESULT_ACTOR_NAME, queue_name=queue_name, broker=broker, **actor_options)
+    decorate = dramatiq.actor(actor_name=RESULT_ACTOR_NAME, queue_name=queue_name, broker=broker, **actor_options)
+    return decorate(consume)

@@ -7,8 +7,10 @@ language writes the same envelope (see README, "The contract").
 
 from __future__ import annotations
 
+from typing import Final
+
 #: Version of the models in ``contracts.models``; bumped on any incompatible change.
-CONTRACT_VERSION = 1
+CONTRACT_VERSION: Final = 1
 
 #: Lanes, highest priority first. Each lane is its own queue (``sms.<lane>``) because
 #: dramatiq's Redis broker orders by priority only inside one worker's prefetch.

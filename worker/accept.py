@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
@@ -51,7 +52,7 @@ class Rejection(Exception):
         message: str,
         *,
         field: str | None = None,
-        outcomes: list[ReceiverOutcome] = (),
+        outcomes: Sequence[ReceiverOutcome] = (),
         credits_needed: float | None = None,
         credits_left: float | None = None,
     ):
@@ -149,8 +150,8 @@ class AcceptStage:
                 unreadable.append((item, exc))
         if not readable:
             raise UnreadablePayload("no request of the pack has a readable request_id")
-        for item, exc in unreadable:
-            self._dead_letter(item, exc, lane)
+        for item, reason in unreadable:
+            self._dead_letter(item, reason, lane)
         outcomes: dict[int, str] = {}
         stagings: list[Staging] = []
         staged: list[tuple[int, SendRequest, str, float, bool]] = []
@@ -207,7 +208,7 @@ class AcceptStage:
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str | None) -> None:
         lane = lane or DEFAULT_LANE
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
         )
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
@@ -328,9 +329,9 @@ class AcceptStage:
             "finished_at": time.time(),
         }
         try:
-            result = SendResult(**fields, **echoed)
+            result = SendResult.model_validate({**fields, **echoed})
         except ValidationError:  # an echoed field is out of range: leave them out
-            result = SendResult(**fields)
+            result = SendResult.model_validate(fields)
         log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
         # The result's message id derives from the request id, as stage.lua's do.
         published = self.buffer.reject(

@@ -177,12 +177,11 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
 
     for lane in LANES:
         dramatiq.actor(
-            accept_actor(lane),
             broker=broker,
             actor_name=accept_actor_name(lane),
             queue_name=lane_queue(lane),
             retry_when=_retry_when,
             min_backoff=200,
             max_backoff=5_000,
-        )
+        )(accept_actor(lane))
     return app

@@ -34,6 +34,10 @@ def _script(client: redis.Redis, name: str) -> Any:
     return client.register_script(resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8"))
 
 
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -351,10 +355,10 @@ class BatchBuffer:
     def stale_attempts(self, older_than_ms: int) -> list[str]:
         """Attempts started more than ``older_than_ms`` ago and never settled."""
         cutoff = now_ms() - older_than_ms
-        return [raw.decode() for raw in self.redis.zrangebyscore(keys.ATTEMPTS, "-inf", cutoff)]
+        return [_text(raw) for raw in self.redis.zrangebyscore(keys.ATTEMPTS, "-inf", cutoff)]
 
     def attempt(self, call_id: str) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
 
     def requeue(self, call_id: str) -> int:
         """Give back an attempt's receivers if its call never left; -1 if it was called (or is gone)."""

@@ -43,10 +43,11 @@ def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
     out = []
     for raw in raws:
         receiver = normalize(raw, default_region)
-        if receiver.e164 is not None:
-            if receiver.e164 in seen:
-                receiver = Receiver(raw, None, f"duplicate of {receiver.e164}")
+        e164 = receiver.e164
+        if e164 is not None:
+            if e164 in seen:
+                receiver = Receiver(raw, None, f"duplicate of {e164}")
             else:
-                seen.add(receiver.e164)
+                seen.add(e164)
         out.append(receiver)
     return out
