@@ -1,0 +1,27 @@
+"""Lint, format and types are part of the suite, so CI enforces them as STYLE.md asks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ["worker", "contracts", "tests", "benchmarks"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", [("ruff", "check"), ("ruff", "format", "--check")], ids=" ".join)
+def test_ruff(command: tuple[str, ...]) -> None:
+    done = run(*command, *SOURCES)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy() -> None:
+    done = run("mypy", "worker", "contracts", "--ignore-missing-imports")
+    assert done.returncode == 0, done.stdout + done.stderr
