@@ -360,6 +360,15 @@ class BatchBuffer:
     def attempt(self, call_id: str) -> dict[str, str]:
         return {_text(k): _text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
 
+    def reply_tos(self, request_ids: set[str]) -> dict[str, str]:
+        """Results queue of each request still in flight (as ``claim.lua`` returns them)."""
+        ordered = sorted(request_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for request_id in ordered:
+                pipe.hget(keys.request(request_id), "reply_to")
+            queues = pipe.execute()
+        return {rid: _text(queue) for rid, queue in zip(ordered, queues, strict=True) if queue is not None}
+
     def requeue(self, call_id: str) -> int:
         """Give back an attempt's receivers if its call never left; -1 if it was called (or is gone)."""
         return int(self._requeue(args=[keys.PREFIX, call_id, now_ms()]))

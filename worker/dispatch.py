@@ -238,8 +238,13 @@ class Dispatcher:
         else:
             settlements = settle_report(claim, report)
         self.calls += 1
+        self._settle(claim, settlements)
+
+    def _settle(self, claim: Claim, settlements: list[Settlement]) -> None:
+        """Publish the call's outcomes and its CreditUsage events in one atomic step."""
         events = credit_events(claim, settlements, self.settings.results_queue)
-        message_ids = [uuid.uuid4().hex for _ in settlements]
+        # A request's result message id derives from its id, as for results published in stage.lua.
+        message_ids = [f"result:{s.request_id}" for s in settlements]
         self.buffer.settle(
             claim.call_id, settlements, events, message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
         )
@@ -278,19 +283,16 @@ class Dispatcher:
             attempt = self.buffer.attempt(call_id)
             if not attempt:
                 continue
+            entries = [Entry.decode(line) for line in attempt["entries"].split("\n")]
             claim = Claim(
                 call_id=call_id,
                 lane=attempt["lane"],
                 meta=json.loads(attempt["meta"]),
-                reply_tos={},
-                entries=[Entry.decode(line) for line in attempt["entries"].split("\n")],
+                reply_tos=self.buffer.reply_tos({entry.request_id for entry in entries}),
+                entries=entries,
             )
             exc = AmbiguousError("the worker stopped during the jobs call; OVH may have accepted it")
-            settlements = settle_failure(claim, exc)
-            message_ids = [uuid.uuid4().hex for _ in settlements]
-            self.buffer.settle(
-                call_id, settlements, [], message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
-            )
+            self._settle(claim, settle_failure(claim, exc))
             log.warning("attempt %s was left in flight by a stopped worker: settled as unknown", call_id)
 
     def run(self, stop: threading.Event) -> None:
