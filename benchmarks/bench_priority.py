@@ -9,7 +9,11 @@ and 20 calls/s.
 
 The bar: code p99 under 2 x (1 / rate + API latency) = 200 ms while the campaign runs.
 
-    python benchmarks/bench_priority.py [--receivers 200000] [--codes 100] [--quick]
+Columns: this project's worker as one process for every lane; with ``--pools``, also as the
+README suggests for one-time codes, a ``--lanes high`` process beside a process for the other
+lanes (they share the rate limit through Redis); the naive worker (dramatiq CLI, 8 threads).
+
+    python benchmarks/bench_priority.py [--receivers 200000] [--codes 100] [--pools] [--quick]
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codes", type=int, default=100, help="most codes sent (5 per second)")
     parser.add_argument("--campaign-lane", default="low", choices=["medium", "low", "veryLow"])
     parser.add_argument("--code-timeout", type=float, default=120.0, help="seconds a code waits for its result")
+    parser.add_argument("--pools", action="store_true", help="also run a high-lane process beside a bulk one")
     parser.add_argument("--skip-naive", action="store_true", help="run this project's worker only")
     parser.add_argument("--quick", action="store_true", help="smoke run: 40,000 receivers, 25 codes")
     args = parser.parse_args(argv)
@@ -142,11 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("receivers 1,000..1,000,000, codes 1..1,000, code-timeout 5..600")
 
     columns = []
-    sides = [("ours", "ours, 1 proc")] + ([] if args.skip_naive else [("naive", "naive, 1 proc")])
+    sides = [("ours", "ours, 1 proc")]
+    sides += [("pools", "ours, high + bulk procs")] if args.pools else []
+    sides += [] if args.skip_naive else [("naive", "naive, 1 proc")]
     for side, label in sides:
         with harness.Stack(f"priority-{side}") as stack:
             if side == "ours":
                 stack.start_ours(1)
+            elif side == "pools":
+                stack.start_ours(1, "--lanes", "high")
+                stack.start_ours(1, "--lanes", "medium,low,veryLow")
             else:
                 stack.start_naive(1, threads=8)
             column = run(
