@@ -28,7 +28,7 @@ from typing import Any
 import harness
 from harness import log
 
-from contracts.models import SendRequest
+from contracts.models import Priority, SendRequest
 
 
 def requests(n: int, prefix: str) -> Any:
@@ -38,7 +38,7 @@ def requests(n: int, prefix: str) -> Any:
             request_id=f"{prefix}-{i}",
             message=f"Your code is {code:06d}",
             receivers=[harness.receiver(i)],
-            priority="high",
+            priority=Priority.high,
             no_stop_clause=True,
         )
 

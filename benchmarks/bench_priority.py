@@ -29,7 +29,7 @@ import harness
 from harness import log
 
 from contracts import SmsProducer
-from contracts.models import SendRequest
+from contracts.models import Priority, SendRequest
 from contracts.producer import ResultTimeout
 
 TEXT = "Spring collection: 3 days of free delivery at shop.example"
@@ -40,7 +40,7 @@ BAR_S = 2 * (1 / harness.RATE_LIMIT + harness.LATENCY_MS / 1000)
 def campaign(receivers: int, lane: str, prefix: str) -> Any:
     for n, start in enumerate(range(0, receivers, 1000)):
         numbers = [harness.receiver(i) for i in range(start, min(start + 1000, receivers))]
-        yield SendRequest(request_id=f"{prefix}-campaign-{n}", message=TEXT, receivers=numbers, priority=lane)
+        yield SendRequest(request_id=f"{prefix}-campaign-{n}", message=TEXT, receivers=numbers, priority=Priority(lane))
 
 
 def run(stack: harness.Stack, prefix: str, *, receivers: int, codes: int, lane: str, code_timeout_s: float) -> dict:

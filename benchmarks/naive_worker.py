@@ -92,5 +92,5 @@ def send_sms(request: dict) -> None:
 
 
 actors = {
-    lane: dramatiq.actor(accept, actor_name=accept_actor_name(lane), queue_name=lane_queue(lane)) for lane in LANES
+    lane: dramatiq.actor(actor_name=accept_actor_name(lane), queue_name=lane_queue(lane))(accept) for lane in LANES
 }
