@@ -175,11 +175,14 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
 
         return accept_request
 
-    for lane in LANES:
+    for rank, lane in enumerate(LANES):
         dramatiq.actor(
             broker=broker,
             actor_name=accept_actor_name(lane),
             queue_name=lane_queue(lane),
+            # dramatiq's work queue hands prefetched messages to threads lowest priority first:
+            # a code fetched from sms.high does not wait behind campaign packs already fetched.
+            priority=rank * 10,
             retry_when=_retry_when,
             min_backoff=200,
             max_backoff=5_000,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -53,7 +54,13 @@ def stale_after_ms(settings: Settings) -> int:
     return int(1000 * (settings.retry_attempts * (per_try + settings.retry_max_wait_s) + 60))
 
 
+_E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
+
+
 def _e164(number: str) -> str:
+    """OVH reports receivers in E.164 already (as sent); other spellings are normalized."""
+    if _E164.match(number):
+        return number
     try:
         return phonenumbers.format_number(phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:

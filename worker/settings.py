@@ -46,8 +46,12 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")
     retry_max_wait_s: float = Field(default=30.0, gt=0)
     dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
-    threads: int = Field(default=8, ge=1, le=256, description="accept threads per process")
-    poll_ms: int = Field(default=50, ge=5, le=1000, description="idle queue poll interval")
+    # Accept is CPU-bound Python (validation, phonenumbers, JSON) and a pack costs one Redis round
+    # trip, so more threads only fight for the GIL and delay the dispatchers: measured on 2 cores,
+    # 1 thread gave both the best broadcast rate and the lowest code latency (benchmarks/README.md).
+    # Scale with processes or replicas instead.
+    threads: int = Field(default=1, ge=1, le=256, description="accept threads per process")
+    poll_ms: int = Field(default=20, ge=5, le=1000, description="idle queue poll interval")
     # quotas and credits (see worker.quotas and worker.credits)
     quotas_file: Path | None = Field(default=None, description="TOML (or .json) file of per-user quotas")
     quotas: dict[str, UserQuota] = Field(
