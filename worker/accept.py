@@ -333,8 +333,8 @@ class AcceptStage:
         except ValidationError:  # an echoed field is out of range: leave them out
             result = SendResult.model_validate(fields)
         log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
-        # The result's message id derives from the request id, as stage.lua's do.
+        # Message ids name the request and the time, as stage.lua's and dispatch's do.
         published = self.buffer.reject(
-            request_id, result.model_dump_json(exclude_none=True), reply_to, f"result:{request_id}"
+            request_id, result.model_dump_json(exclude_none=True), reply_to, f"result:{request_id}:{now_ms()}"
         )
         return "rejected" if published else "duplicate"

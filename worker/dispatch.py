@@ -250,8 +250,9 @@ class Dispatcher:
     def _settle(self, claim: Claim, settlements: list[Settlement]) -> None:
         """Publish the call's outcomes and its CreditUsage events in one atomic step."""
         events = credit_events(claim, settlements, self.settings.results_queue)
-        # A request's result message id derives from its id, as for results published in stage.lua.
-        message_ids = [f"result:{s.request_id}" for s in settlements]
+        # Message ids name the request and the time, as stage.lua's do.
+        at = now_ms()
+        message_ids = [f"result:{s.request_id}:{at}" for s in settlements]
         self.buffer.settle(
             claim.call_id, settlements, events, message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
         )

@@ -23,6 +23,12 @@ local function enqueue(queue, actor, message_id, payload)
     redis.call("rpush", namespace .. ":" .. queue, message_id)
 end
 
+-- Message ids name what they carry and when: unique without drawing random numbers (a request
+-- id may come back once its dedupe marker has expired, while its old result still waits).
+local function message_id(name)
+    return name .. ":" .. string.format("%d", now)
+end
+
 local function amount(x)  -- credits as text: whole numbers without a decimal point
     if x == math.floor(x) then return string.format("%d", x) end
     return (string.gsub(string.format("%.6f", x), "%.?0+$", ""))
@@ -53,7 +59,7 @@ local function reserve(r)
         redis.call("set", prefix .. "result:" .. r.id, result, "EX", ttl)
         redis.call("lpush", prefix .. "result:" .. r.id .. ":ready", 1)
         redis.call("expire", prefix .. "result:" .. r.id .. ":ready", ttl)
-        enqueue(r.reply_to, result_actor, "result:" .. r.id, result)
+        enqueue(r.reply_to, result_actor, message_id("result:" .. r.id), result)
         return false
     end
     if not h[2] then
@@ -81,13 +87,13 @@ local function reserve(r)
             local text = string.gsub(qr.alert_sms_template, "{([%w_]+)}", function(name) return values[name] end)
             alert.alert_number = number
             alert.alert_request_id = "quota-alert/" .. service .. "/" .. login .. "/" .. crossing
-            enqueue(doc.alert_sms_queue, doc.alert_sms_actor, "quota-alert-sms:" .. alert.alert_id, cjson.encode({
+            enqueue(doc.alert_sms_queue, doc.alert_sms_actor, message_id("quota-alert-sms:" .. alert.alert_id), cjson.encode({
                 kind = "send_request", version = 1, request_id = alert.alert_request_id, service_name = service,
                 message = text, receivers = { number }, priority = "high", no_stop_clause = true,
                 reply_to = alert_queue, metadata = { quota_alert = alert.alert_id },
             }))
         end
-        enqueue(alert_queue, result_actor, "quota-alert:" .. alert.alert_id, cjson.encode(alert))
+        enqueue(alert_queue, result_actor, message_id("quota-alert:" .. alert.alert_id), cjson.encode(alert))
     end
     return true
 end
