@@ -73,6 +73,20 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
         app.stop()
 
 
+def _die_with_parent() -> None:
+    """In a child process: get SIGTERM when the test process dies, even if it is killed (Linux).
+
+    Without it, a suite killed by a timeout leaves worker processes polling a Redis that is gone.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the fixture's teardown still stops them
+
+
 @pytest.fixture
 def sandbox_env(redis_url: str, sandbox: Any) -> dict[str, str]:
     """The environment a worker process (or the CLI) needs to use this Redis and the sandbox."""
@@ -107,7 +121,8 @@ def worker_processes(redis_client: redis.Redis, sandbox_env: dict[str, str]) -> 
             "SMS_WORKER_POLL_MS": "20",
             **env,
         }
-        started = [subprocess.Popen([sys.executable, "-m", "worker.cli", "run", *args], env=environ) for _ in range(n)]
+        command = [sys.executable, "-m", "worker.cli", "run", *args]
+        started = [subprocess.Popen(command, env=environ, preexec_fn=_die_with_parent) for _ in range(n)]
         processes.extend(started)
         return started
 
