@@ -56,8 +56,7 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Entry:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        arrival, request_id, receiver, credits = text.split("|")
+        arrival, request_id, receiver, credits = _text(raw).split("|")
         return cls(int(arrival), request_id, receiver, float(credits))
 
 
@@ -69,13 +68,14 @@ class Batch:
     meta: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
     entries: list[Entry]
 
-    @property
-    def key(self) -> str:
-        return batch_key(self.meta)
+
+def meta_json(meta: dict[str, Any]) -> str:
+    """A batch's meta as canonical JSON: what is stored for the call, and what its key hashes."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"))
 
 
-def batch_key(meta: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def batch_key(canonical_meta: str) -> str:
+    return hashlib.sha1(canonical_meta.encode()).hexdigest()
 
 
 #: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
@@ -156,6 +156,16 @@ def envelope(queue: str, message_id: str, payload_json: str, timestamp_ms: int) 
     )
 
 
+def _stage_batch(batch: Batch) -> dict[str, Any]:
+    meta = meta_json(batch.meta)  # encoded once: stored as is, and hashed into the batch key
+    return {
+        "key": batch_key(meta),
+        "lane": batch.lane,
+        "meta": meta,
+        "entries": [entry.encode() for entry in batch.entries],
+    }
+
+
 def _fragments(items: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> str:
     return ",".join(json.dumps(item, separators=(",", ":")) for item in items)
 
@@ -180,37 +190,6 @@ class BatchBuffer:
         self._settle = _script(client, "settle")
         self._reject = _script(client, "reject")
         self._requeue = _script(client, "requeue")
-
-    def stage(
-        self,
-        request_id: str,
-        *,
-        skeleton: dict[str, Any],
-        reply_to: str,
-        invalid_outcomes: list[dict[str, Any]],
-        batches: list[Batch],
-        linger_ms: dict[str, int],
-        quota: QuotaRequest | None = None,
-    ) -> str:
-        """Dedupe, reserve ``quota`` (when the request names a user) and stage.
-
-        Returns ``staged``, ``duplicate`` (the request id was seen before: nothing changed) or
-        ``quota_exceeded`` (the user's quota cannot cover it: its rejected result is published).
-        """
-        [outcome] = self.stage_many(
-            [
-                Staging(
-                    request_id=request_id,
-                    skeleton=skeleton,
-                    reply_to=reply_to,
-                    invalid_outcomes=invalid_outcomes,
-                    batches=batches,
-                    quota=quota,
-                )
-            ],
-            linger_ms=linger_ms,
-        )
-        return outcome
 
     def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
         """``stage`` for several requests in one round trip (each request still its own atomic step)."""
@@ -242,15 +221,7 @@ class BatchBuffer:
             "n_invalid": len(staging.invalid_outcomes),
             "n_valid": sum(len(b.entries) for b in staging.batches),
             "credits": sum(e.credits for b in staging.batches for e in b.entries),
-            "batches": [
-                {
-                    "key": batch.key,
-                    "lane": batch.lane,
-                    "meta": json.dumps(batch.meta, separators=(",", ":")),
-                    "entries": [entry.encode() for entry in batch.entries],
-                }
-                for batch in staging.batches
-            ],
+            "batches": [_stage_batch(batch) for batch in staging.batches],
         }
         quota = staging.quota
         if quota is not None and quota.login:
