@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.models import (
     REQUEST_ID_PATTERN,
     ErrorInfo,
+    QueueName,
     ReceiverOutcome,
     SendRequest,
     SendResult,
@@ -40,7 +41,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
-_QUEUE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,127}$")
+_QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
 
 
 class Rejection(Exception):
@@ -63,13 +64,19 @@ class Rejection(Exception):
         self.outcomes = list(outcomes)
 
 
-def _items(payload: Any) -> list[Any]:
-    """The requests a message carries: one object, or a pack (a non-empty JSON array of them)."""
+def _parsed(payload: Any) -> Any:
+    """A payload given as JSON text, parsed; anything else as it is."""
     if isinstance(payload, str | bytes):
         try:
-            payload = json.loads(payload)
+            return json.loads(payload)
         except ValueError as exc:
             raise UnreadablePayload(f"payload is not JSON: {exc}") from None
+    return payload
+
+
+def _items(payload: Any) -> list[Any]:
+    """The requests a message carries: one object, or a pack (a non-empty JSON array of them)."""
+    payload = _parsed(payload)
     if isinstance(payload, list):
         if not payload:
             raise UnreadablePayload("payload is an empty pack")
@@ -79,11 +86,7 @@ def _items(payload: Any) -> list[Any]:
 
 def read_payload(payload: Any) -> tuple[str, dict[str, Any]]:
     """``(request_id, data)`` from a message argument (a JSON object, or its text)."""
-    if isinstance(payload, str | bytes):
-        try:
-            payload = json.loads(payload)
-        except ValueError as exc:
-            raise UnreadablePayload(f"payload is not JSON: {exc}") from None
+    payload = _parsed(payload)
     if not isinstance(payload, dict):
         raise UnreadablePayload(f"payload is a JSON {type(payload).__name__}, not an object")
     request_id = payload.get("request_id")
@@ -313,8 +316,9 @@ class AcceptStage:
         return batches, invalid
 
     def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection) -> str:
-        reply_to = data.get("reply_to")
-        if not isinstance(reply_to, str) or not _QUEUE_NAME.match(reply_to):
+        try:  # the contract's own rule for queue names
+            reply_to = _QUEUE_NAME.validate_python(data.get("reply_to"))
+        except ValidationError:
             reply_to = self.settings.results_queue
         echoed = {
             key: data.get(key)
