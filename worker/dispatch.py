@@ -73,6 +73,14 @@ def _error(exc: GatewayError) -> dict[str, Any]:
     return {k: v for k, v in error.items() if v is not None}
 
 
+def _by_request(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """A call's entries grouped by request, in the order requests first appear."""
+    grouped: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        grouped[entry.request_id].append(entry)
+    return grouped
+
+
 def settle_failure(claim: Claim, exc: GatewayError) -> list[Settlement]:
     """Every receiver of the call failed (OVH refused) or is unknown (maybe sent).
 
@@ -81,9 +89,7 @@ def settle_failure(claim: Claim, exc: GatewayError) -> list[Settlement]:
     spent could let the quota overspend (a later reconciliation may give them back).
     """
     status = "unknown" if isinstance(exc, AmbiguousError) else "failed"
-    by_request: dict[str, list[Entry]] = defaultdict(list)
-    for entry in claim.entries:
-        by_request[entry.request_id].append(entry)
+    by_request = _by_request(claim.entries)
     settlements = []
     for request_id, entries in by_request.items():
         reserved = sum(e.credits for e in entries)
@@ -119,9 +125,7 @@ def settle_report(claim: Claim, report: dict[str, Any]) -> list[Settlement]:
     total = float(report.get("totalCreditsRemoved") or 0.0)
     weight = sum(e.credits for e in claim.entries if e.receiver in valid_set) or 1.0
 
-    by_request: dict[str, list[Entry]] = defaultdict(list)
-    for entry in claim.entries:
-        by_request[entry.request_id].append(entry)
+    by_request = _by_request(claim.entries)
     settlements = []
     shared = 0.0
     with_sent = [rid for rid, entries in by_request.items() if any(e.receiver in valid_set for e in entries)]
