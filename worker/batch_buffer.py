@@ -30,8 +30,13 @@ from . import keys
 assert RESULT_KEY_PREFIX == keys.PREFIX + "result:", "the Lua scripts write results under keys.PREFIX"
 
 
+def _lua(name: str) -> str:
+    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
 def _script(client: redis.Redis, name: str) -> Any:
-    return client.register_script(resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8"))
+    """Load ``lua/<name>.lua`` with ``lua/_publish.lua`` before it (the helpers scripts share)."""
+    return client.register_script(_lua("_publish") + _lua(name))
 
 
 def _text(raw: Any) -> str:
@@ -147,15 +152,6 @@ class Event:
     timestamp_ms: int
 
 
-def envelope(queue: str, message_id: str, payload_json: str, timestamp_ms: int) -> str:
-    """dramatiq's message encoding, written by hand so Lua can embed payloads built there too."""
-    return (
-        f'{{"queue_name":{json.dumps(queue)},"actor_name":"{RESULT_ACTOR_NAME}","args":[{payload_json}],'
-        f'"kwargs":{{}},"options":{{"redis_message_id":"{message_id}"}},"message_id":"{message_id}",'
-        f'"message_timestamp":{timestamp_ms}}}'
-    )
-
-
 def _stage_batch(batch: Batch) -> dict[str, Any]:
     meta = meta_json(batch.meta)  # encoded once: stored as is, and hashed into the batch key
     return {
@@ -241,18 +237,17 @@ class BatchBuffer:
 
     def reject(self, request_id: str, result_json: str, reply_to: str, message_id: str) -> bool:
         """Publish the result of a request refused before staging; ``False`` for a repeat."""
-        timestamp = now_ms()
         args = [
             keys.PREFIX,
             request_id,
-            timestamp,
+            now_ms(),
             self.dedupe_ttl_s,
             result_json,
             self.result_ttl_s,
             self.namespace,
             reply_to,
             message_id,
-            envelope(reply_to, message_id, result_json, timestamp),
+            RESULT_ACTOR_NAME,
         ]
         return bool(self._reject(keys=[keys.seen(request_id)], args=args))
 

@@ -15,17 +15,10 @@
 -- outcome is unknown: OVH may have debited those, so they are never refunded (the quota errs
 -- on the side of spending less than it holds). The rest of credits_reserved is refunded:
 -- receivers OVH refused as invalid, calls that failed, estimates above OVH's figure.
+-- (enqueue and keep_result come from _publish.lua, prepended when the script is loaded.)
 -- Returns the number of results published, or -1 if the call was already settled.
 local prefix, call_id, finished_at, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local namespace, result_actor, quota_key = ARGV[5], ARGV[6], ARGV[7]
-
-local function enqueue(queue, message_id, payload, timestamp)
-    redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, '{"queue_name":' .. cjson.encode(queue)
-        .. ',"actor_name":"' .. result_actor .. '","args":[' .. payload .. '],"kwargs":{},"options":'
-        .. '{"redis_message_id":"' .. message_id .. '"},"message_id":"' .. message_id .. '","message_timestamp":'
-        .. timestamp .. '}')
-    redis.call("rpush", namespace .. ":" .. queue, message_id)
-end
 
 if call_id ~= "" then
     if redis.call("del", prefix .. "attempt:" .. call_id) == 0 then
@@ -64,10 +57,8 @@ for _ = 1, tonumber(ARGV[8]) do
                 .. ',"finished_at":' .. finished_at
             if h[7] then result = result .. ',"error":' .. h[7] end
             result = result .. "}"
-            redis.call("set", prefix .. "result:" .. request_id, result, "EX", ttl)
-            redis.call("lpush", prefix .. "result:" .. request_id .. ":ready", 1)
-            redis.call("expire", prefix .. "result:" .. request_id .. ":ready", ttl)
-            enqueue(h[2], ARGV[i + 8], result, ARGV[i + 9])
+            keep_result(prefix, request_id, result, ttl)
+            enqueue(namespace, h[2], result_actor, ARGV[i + 8], result, ARGV[i + 9])
             redis.call("del", request, outcomes)
             published = published + 1
         end
@@ -92,7 +83,7 @@ for _ = 1, tonumber(ARGV[i]) do
     if quota_left then
         payload = string.sub(payload, 1, -2) .. ',"quota_left":' .. cjson.encode(quota_left) .. '}'
     end
-    enqueue(ARGV[i + 1], ARGV[i + 2], payload, ARGV[i + 4])
+    enqueue(namespace, ARGV[i + 1], result_actor, ARGV[i + 2], payload, ARGV[i + 4])
     i = i + 4
 end
 return published

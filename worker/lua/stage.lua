@@ -10,23 +10,19 @@
 --                batches: [{key, lane, meta, entries: ["<arrival ms>|<request id>|<E.164>|<credits>", ...]}]}]}
 --   (skeleton: the result's JSON without status, credits, receivers and finished_at;
 --    invalid: JSON objects of the receivers set aside, joined by ",")
+-- (enqueue and keep_result come from _publish.lua, prepended when the script is loaded.)
 -- Returns one code per request: 1 staged, 0 a repeat (nothing changed), 2 refused by the
 -- user's quota (its rejected result is published).
 local doc = cjson.decode(ARGV[1])
 local prefix, now, namespace, result_actor = doc.prefix, doc.now_ms, doc.namespace, doc.result_actor
 local EPSILON = 1e-9
 
-local function enqueue(queue, actor, message_id, payload)
-    redis.call("hset", namespace .. ":" .. queue .. ".msgs", message_id, '{"queue_name":' .. cjson.encode(queue)
-        .. ',"actor_name":"' .. actor .. '","args":[' .. payload .. '],"kwargs":{},"options":{"redis_message_id":"'
-        .. message_id .. '"},"message_id":"' .. message_id .. '","message_timestamp":' .. string.format("%d", now) .. '}')
-    redis.call("rpush", namespace .. ":" .. queue, message_id)
-end
+local now_text = string.format("%d", now)
 
 -- Message ids name what they carry and when: unique without drawing random numbers (a request
 -- id may come back once its dedupe marker has expired, while its old result still waits).
 local function message_id(name)
-    return name .. ":" .. string.format("%d", now)
+    return name .. ":" .. now_text
 end
 
 local function amount(x)  -- credits as text: whole numbers without a decimal point
@@ -55,11 +51,8 @@ local function reserve(r)
         })
         local result = string.sub(r.skeleton, 1, -2) .. ',"status":"rejected","credits":0,"receivers":['
             .. r.invalid .. '],"finished_at":' .. string.format("%.3f", now / 1000) .. ',"error":' .. err .. '}'
-        local ttl = doc.result_ttl_s
-        redis.call("set", prefix .. "result:" .. r.id, result, "EX", ttl)
-        redis.call("lpush", prefix .. "result:" .. r.id .. ":ready", 1)
-        redis.call("expire", prefix .. "result:" .. r.id .. ":ready", ttl)
-        enqueue(r.reply_to, result_actor, message_id("result:" .. r.id), result)
+        keep_result(prefix, r.id, result, doc.result_ttl_s)
+        enqueue(namespace, r.reply_to, result_actor, message_id("result:" .. r.id), result, now_text)
         return false
     end
     if not h[2] then
@@ -87,13 +80,13 @@ local function reserve(r)
             local text = string.gsub(qr.alert_sms_template, "{([%w_]+)}", function(name) return values[name] end)
             alert.alert_number = number
             alert.alert_request_id = "quota-alert/" .. service .. "/" .. login .. "/" .. crossing
-            enqueue(doc.alert_sms_queue, doc.alert_sms_actor, message_id("quota-alert-sms:" .. alert.alert_id), cjson.encode({
+            enqueue(namespace, doc.alert_sms_queue, doc.alert_sms_actor, message_id("quota-alert-sms:" .. alert.alert_id), cjson.encode({
                 kind = "send_request", version = 1, request_id = alert.alert_request_id, service_name = service,
                 message = text, receivers = { number }, priority = "high", no_stop_clause = true,
                 reply_to = alert_queue, metadata = { quota_alert = alert.alert_id },
-            }))
+            }), now_text)
         end
-        enqueue(alert_queue, result_actor, message_id("quota-alert:" .. alert.alert_id), cjson.encode(alert))
+        enqueue(namespace, alert_queue, result_actor, message_id("quota-alert:" .. alert.alert_id), cjson.encode(alert), now_text)
     end
     return true
 end
