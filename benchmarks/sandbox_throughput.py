@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from worker.ovh_client import make_client
+from worker.ovhcloud.client import make_client
 
 MESSAGE = "Your code is 123456"
 

@@ -8,7 +8,7 @@ import redis
 
 from contracts import CreditUsage, QuotaAlert, SendResult
 from tests.helpers import read_events
-from worker.ovh_client import make_client
+from worker.ovhcloud.client import make_client
 
 
 def ovh(sandbox: Any) -> Any:

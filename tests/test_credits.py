@@ -1,6 +1,6 @@
 """The worker's credit estimate agrees with OVH's (the sandbox's ``POST /sms/estimate``).
 
-The two part counters were written apart (``worker.credits`` uses the ``gsm0338`` codec, the
+The two part counters were written apart (``worker.accounting.credits`` uses the ``gsm0338`` codec, the
 sandbox its own tables), so agreement on random texts means something.
 """
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker import credits
-from worker.ovh_client import make_client
+from worker.accounting import credits
+from worker.ovhcloud.client import make_client
 
 GSM_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"

@@ -9,7 +9,7 @@ import pytest
 
 from contracts import SendRequest, SmsProducer
 from tests.quota_fixtures import alerts, create_user, sandbox_spent
-from worker.quotas import QuotaStore
+from worker.accounting.quotas import QuotaStore
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 
 from contracts import SmsProducer
 from tests.quota_fixtures import alerts, create_user, ovh, sandbox_spent, usages
+from worker.accounting.quotas import QuotaStore, UserQuota, load_config
 from worker.errors import ConfigurationError
-from worker.quotas import QuotaStore, UserQuota, load_config
 from worker.settings import Settings
 
 TWO_PARTS = "x" * 200  # GSM, 2 parts once over 160

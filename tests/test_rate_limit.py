@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import keys
-from worker.rate_limit import Grant, RateLimiter
+from worker.ovhcloud.rate_limit import Grant, RateLimiter
 from worker.settings import Settings
+from worker.store import keys
 
 KEY = "test-consumer"
 
@@ -29,7 +29,7 @@ KEY = "test-consumer"
 HAMMER = """
 import json, sys, threading, time
 import redis
-from worker.rate_limit import RateLimiter
+from worker.ovhcloud.rate_limit import RateLimiter
 
 url, key, rate, burst, threads, start_s, end_s = sys.argv[1:8]
 client = redis.Redis.from_url(url)

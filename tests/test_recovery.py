@@ -14,7 +14,7 @@ from contracts import SendResult, SmsProducer
 from contracts.models import CreditUsage, SendRequest
 from tests.helpers import read_events
 from worker.app import App, build_app
-from worker.batch_buffer import Claim
+from worker.pipeline.buffers import Claim
 from worker.settings import Settings
 
 

@@ -22,15 +22,15 @@ from dramatiq.middleware import Middleware
 
 from contracts.wire import LANES, accept_actor_name, lane_queue
 
-from .accept import AcceptStage
-from .batch_buffer import BatchBuffer
-from .credits import AccountBalance, RateTable
-from .dispatch import Dispatcher
+from .accounting.credits import AccountBalance, RateTable
+from .accounting.quotas import QuotaStore, load_config
 from .errors import UnreadablePayload
-from .gateway import OvhGateway
-from .ovh_client import make_client
-from .quotas import QuotaStore, load_config
-from .rate_limit import RateLimiter
+from .ovhcloud.client import make_client
+from .ovhcloud.gateway import OvhGateway
+from .ovhcloud.rate_limit import RateLimiter
+from .pipeline.accept import AcceptStage
+from .pipeline.buffers import BatchBuffer
+from .pipeline.dispatch import Dispatcher
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The worker's exception tree. Retries live in one layer (``worker.retries``) and key off it.
+"""The worker's exception tree. Retries live in one layer (``worker.ovhcloud.retries``) and key off it.
 
 ::
 

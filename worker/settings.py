@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
 
-from .quotas import UserQuota
+from .accounting.quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
 DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # Scale with processes or replicas instead.
     threads: int = Field(default=1, ge=1, le=256, description="accept threads per process")
     poll_ms: int = Field(default=20, ge=5, le=1000, description="idle queue poll interval")
-    # quotas and credits (see worker.quotas and worker.credits)
+    # quotas and credits (see worker.accounting)
     quotas_file: Path | None = Field(default=None, description="TOML (or .json) file of per-user quotas")
     quotas: dict[str, UserQuota] = Field(
         default_factory=dict, description="per-user quotas as JSON, by login; override quotas_file entries"

@@ -13,7 +13,7 @@ from typing import Any
 import ovh
 import pytest
 
-from worker.ovh_client import make_client
+from worker.ovhcloud.client import make_client
 from worker.sandbox import Sandbox
 
 #: Short timeouts: every answer of the sandbox is immediate unless a test delays it.

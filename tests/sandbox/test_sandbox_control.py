@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from worker.ovh_client import make_client
+from worker.ovhcloud.client import make_client
 from worker.sandbox import SandboxControl, SandboxControlError
 from worker.sandbox.cli import add_arguments
 

@@ -1,7 +1,7 @@
 """A local emulator of OVHcloud's SMS API, for tests, the demo and benchmarks.
 
 >>> from worker.sandbox import Sandbox
->>> from worker.ovh_client import make_client
+>>> from worker.ovhcloud.client import make_client
 >>> with Sandbox() as sb:
 ...     client = make_client(sb.base_url, **sb.credentials)
 ...     client.post(f"/sms/{sb.service_name}/jobs", message="Hi", sender="SANDBOX",

@@ -6,7 +6,7 @@ Each key has a buffer (a list of entries), the call body it will send, and a pla
 *due* set, scored by when it must go: at once when it is full or its lane has no linger, else
 when its oldest entry has waited the lane's linger.
 
-The three steps that must not interleave are Lua scripts (``worker/lua/``), so any number of
+The three steps that must not interleave are Lua scripts (``worker/store/lua/``), so any number of
 threads and replicas share the buffers safely: ``stage`` (dedupe + quota reservation + stage),
 ``claim`` (take up to one call's receivers, record the attempt) and ``settle`` (outcomes, quota
 settlement, results, publication).
@@ -25,13 +25,13 @@ import redis
 
 from contracts.wire import DRAMATIQ_NAMESPACE, RESULT_ACTOR_NAME, RESULT_KEY_PREFIX, accept_actor_name, lane_queue
 
-from . import keys
+from ..store import keys
 
 assert RESULT_KEY_PREFIX == keys.PREFIX + "result:", "the Lua scripts write results under keys.PREFIX"
 
 
 def _lua(name: str) -> str:
-    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("worker.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 def _script(client: redis.Redis, name: str) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import ovh.exceptions
 
-from .errors import SmsWorkerError
+from ..errors import SmsWorkerError
 
 log = logging.getLogger(__name__)
 

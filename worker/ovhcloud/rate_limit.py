@@ -40,7 +40,7 @@ import redis
 
 from contracts.wire import LANES
 
-from . import keys
+from ..store import keys
 
 #: Longest a waiter sleeps before looking again (seconds); also how often it renews its
 #: registration, and how late it may notice a slot a higher lane's waiter gave up.
@@ -119,7 +119,7 @@ class RateLimiter:
         self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
         self.on_grant = on_grant
         self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
-        source = resources.files("worker").joinpath("lua", "rate_limit.lua").read_text("utf-8")
+        source = resources.files("worker.store").joinpath("lua", "rate_limit.lua").read_text("utf-8")
         self._script = client.register_script(source)
         self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
 

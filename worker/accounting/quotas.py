@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import keys
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ..store import keys
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 #: Slack on quota comparisons, in credits: float sums of rates must not refuse an exact fit.
 EPSILON = 1e-9
@@ -128,7 +128,7 @@ class QuotaStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        source = resources.files("worker").joinpath("lua", "quota_set.lua").read_text("utf-8")
+        source = resources.files("worker.store").joinpath("lua", "quota_set.lua").read_text("utf-8")
         self._set = client.register_script(source)
 
     def apply_config(self, users: Iterable[UserQuota]) -> int:

@@ -31,12 +31,13 @@ from contracts.models import (
 )
 from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, accept_actor_name, lane_queue
 
-from . import credits, mailmerge, receivers
-from .batch_buffer import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
-from .errors import UnreadablePayload
-from .quotas import EPSILON as QUOTA_EPSILON
-from .quotas import QuotaStore
-from .settings import Settings
+from ..accounting import credits
+from ..accounting.quotas import EPSILON as QUOTA_EPSILON
+from ..accounting.quotas import QuotaStore
+from ..errors import UnreadablePayload
+from ..settings import Settings
+from . import mailmerge, receivers
+from .buffers import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from .errors import RetryableError
+from ..errors import RetryableError
 
 T = TypeVar("T")
 

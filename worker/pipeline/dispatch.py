@@ -25,12 +25,12 @@ import redis
 from contracts.models import CreditUsage
 from contracts.wire import LANES
 
-from .batch_buffer import BatchBuffer, Claim, Entry, Event, Settlement, now_ms
-from .errors import AmbiguousError, GatewayError, PermanentError, RetryableError
-from .gateway import OvhGateway
-from .rate_limit import RateLimiter
-from .retries import call_with_retries
-from .settings import Settings
+from ..errors import AmbiguousError, GatewayError, PermanentError, RetryableError
+from ..ovhcloud.gateway import OvhGateway
+from ..ovhcloud.rate_limit import RateLimiter
+from ..ovhcloud.retries import call_with_retries
+from ..settings import Settings
+from .buffers import BatchBuffer, Claim, Entry, Event, Settlement, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Everything that talks to OVHcloud's API: the client, the gateway, retries, the shared rate limiter."""

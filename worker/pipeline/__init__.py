@@ -1,0 +1,1 @@
+"""The sending pipeline's stages: accept, batch buffers, dispatch, settlement."""
