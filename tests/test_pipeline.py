@@ -123,3 +123,22 @@ def _drain_queues(client) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("lane queues not drained")
+
+
+def test_each_sent_sms_is_mapped_back_to_its_request_and_receiver(make_app, redis_client, sandbox) -> None:
+    # Delivery reports only carry OVH's SMS id: settlement records what it was sent for.
+    from worker.store import keys
+
+    make_app()
+    producer = SmsProducer(client=redis_client)
+    request_id = producer.send(["+33612345678", "+33612345679"], "Tracked", priority="high", tag="spring")
+    result = producer.wait(request_id, timeout=30)
+    assert result.status == "sent"
+    by_receiver = {s["receiver"]: s["id"] for s in sandbox.control.sent()}
+    for outcome in result.receivers:
+        assert outcome.ovh_id == by_receiver[outcome.receiver]
+        record = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.sms(outcome.ovh_id)).items()}
+        assert record["request_id"] == request_id
+        assert record["receiver"] == outcome.receiver
+        assert record["tag"] == "spring" and record["reply_to"] == "sms-results"
+        assert 0 < redis_client.ttl(keys.sms(outcome.ovh_id)) <= 3 * 86_400

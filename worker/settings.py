@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     results_queue: str = DEFAULT_RESULTS_QUEUE
     result_ttl_s: int = Field(default=86_400, ge=60, description="how long a result stays readable by wait()")
     dedupe_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long a request id stays known")
+    delivery_tracking_ttl_s: int = Field(
+        default=3 * 86_400,
+        ge=0,
+        description="how long each sent SMS's OVH id stays mapped to its request and receiver (0: not kept)",
+    )
     ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
     ovh_read_timeout_s: float = Field(default=30.0, gt=0)
     retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")

@@ -55,6 +55,11 @@ STATE_TTL_S = 3600
 DEFAULT_MIN_RATE_PER_S = 0.1
 #: Default multiplicative decrease on a 429.
 DEFAULT_DECREASE_FACTOR = 0.5
+#: The limiter's lane below every send lane: reconciliation lookups, delivery-receipt polling,
+#: balance and rate refreshes. It is granted a slot only when no send lane is waiting.
+BACKGROUND_LANE = "background"
+#: Every lane the limiter orders, highest priority first.
+LIMITER_LANES: tuple[str, ...] = (*LANES, BACKGROUND_LANE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ class RateLimiter:
         key: str,
         rate_per_s: float,
         burst: int,
-        lanes: Sequence[str] = LANES,
+        lanes: Sequence[str] = LIMITER_LANES,
         min_rate_per_s: float = DEFAULT_MIN_RATE_PER_S,
         decrease_factor: float = DEFAULT_DECREASE_FACTOR,
         increase_per_success: float | None = None,

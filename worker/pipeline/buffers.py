@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -279,9 +280,13 @@ class BatchBuffer:
         message_ids: list[str],
         *,
         quota: tuple[str, str | None] | None = None,
+        tracking: Sequence[dict[str, Any]] = (),
+        tracking_ttl_s: int = 0,
     ) -> int:
         """Apply a call's outcomes and settle its credits on the user's quota (``quota`` is
-        ``(service, login)`` of the call); returns results published, or -1 if already settled."""
+        ``(service, login)`` of the call); returns results published, or -1 if already settled.
+
+        ``tracking``: one record per SMS OVH accepted (see ``keys.SMS``), kept ``tracking_ttl_s``."""
         timestamp = now_ms()
         service, login = quota or ("", None)
         args: list[Any] = [
@@ -312,6 +317,7 @@ class BatchBuffer:
         args.append(len(events))
         for event in events:
             args += [event.queue, event.message_id, event.payload, event.timestamp_ms]
+        args.append(json.dumps({"ttl": tracking_ttl_s, "records": list(tracking)}, separators=(",", ":")))
         return int(self._settle(args=args))
 
     def wait_for_work(self, timeout_s: float) -> None:

@@ -196,6 +196,27 @@ def credit_events(claim: Claim, settlements: list[Settlement], default_queue: st
     return events
 
 
+def tracking_records(claim: Claim, settlements: list[Settlement], default_queue: str) -> list[dict[str, Any]]:
+    """One record per SMS OVH accepted with an id: what a delivery report is mapped back with."""
+    sent_at = time.time()
+    return [
+        {
+            "id": outcome["ovh_id"],
+            "request_id": settlement.request_id,
+            "receiver": outcome["receiver"],
+            "reply_to": claim.reply_tos.get(settlement.request_id) or default_queue,
+            "tag": claim.meta["body"].get("tag"),
+            "service": claim.meta["service"],
+            "login": claim.meta.get("login"),
+            "call_id": claim.call_id,
+            "sent_at": sent_at,
+        }
+        for settlement in settlements
+        for outcome in settlement.outcomes
+        if outcome.get("status") == "sent" and outcome.get("ovh_id") is not None
+    ]
+
+
 class Dispatcher:
     """Claims due batches and sends them; ``run`` is the body of a dispatcher thread."""
 
@@ -258,7 +279,13 @@ class Dispatcher:
         at = now_ms()
         message_ids = [f"result:{s.request_id}:{at}" for s in settlements]
         self.buffer.settle(
-            claim.call_id, settlements, events, message_ids, quota=(claim.meta["service"], claim.meta.get("login"))
+            claim.call_id,
+            settlements,
+            events,
+            message_ids,
+            quota=(claim.meta["service"], claim.meta.get("login")),
+            tracking=tracking_records(claim, settlements, self.settings.results_queue),
+            tracking_ttl_s=self.settings.delivery_tracking_ttl_s,
         )
 
     def _attempts(self, claim: Claim) -> Callable[[], dict[str, Any]]:

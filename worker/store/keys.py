@@ -39,6 +39,11 @@ RATE_WAITERS = PREFIX + "ratewait:"
 QUOTA = PREFIX + "quota:"
 #: Set of the quota hashes' keys, for ``sms-worker quotas``.
 QUOTAS = PREFIX + "quotas"
+#: Hash per OVH SMS id, written at settlement and kept ``delivery_tracking_ttl_s``: which
+#: request and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
+#: ``service``, ``login``, ``call_id``, ``sent_at`` unix s). Delivery reports and replies are
+#: mapped back to their request with it.
+SMS = PREFIX + "sms:"
 
 
 def seen(request_id: str) -> str:
@@ -63,6 +68,10 @@ def attempt(call_id: str) -> str:
 
 def quota(service: str, login: str) -> str:
     return f"{QUOTA}{service}:{login}"
+
+
+def sms(ovh_id: int | str) -> str:
+    return SMS + str(ovh_id)
 
 
 def rate_limit(limiter_key: str) -> str:

@@ -9,7 +9,9 @@
 --         request_id, n_in_call, n_sent, n_failed, n_unknown, credits_share,
 --         outcome_fragments (JSON objects joined by ","), error_json ("" for none),
 --         reply_message_id, message_timestamp_ms, credits_reserved, credits_spent,
---       then n_events, then per event: queue, message_id, payload_json, message_timestamp_ms
+--       then n_events, then per event: queue, message_id, payload_json, message_timestamp_ms,
+--       then tracking: JSON {ttl, records: [{id, request_id, receiver, reply_to, tag, service,
+--       login, call_id, sent_at}]}: one hash per SMS OVH accepted (keys.sms), for delivery reports
 --       (events are CreditUsage payloads: "quota_left" is added when the user has a quota)
 -- credits_spent is OVH's share for the request plus what it reserved for receivers whose
 -- outcome is unknown: OVH may have debited those, so they are never refunded (the quota errs
@@ -85,5 +87,21 @@ for _ = 1, tonumber(ARGV[i]) do
     end
     enqueue(namespace, ARGV[i + 1], result_actor, ARGV[i + 2], payload, ARGV[i + 4])
     i = i + 4
+end
+
+local tracking = cjson.decode(ARGV[i + 1])
+if tracking.ttl > 0 then
+    for _, r in ipairs(tracking.records) do
+        local key = prefix .. "sms:" .. string.format("%.0f", r.id)
+        local fields = {}
+        for _, name in ipairs({"request_id", "receiver", "reply_to", "tag", "service", "login", "call_id", "sent_at"}) do
+            if r[name] ~= nil and r[name] ~= cjson.null then
+                table.insert(fields, name)
+                table.insert(fields, tostring(r[name]))
+            end
+        end
+        redis.call("hset", key, unpack(fields))
+        redis.call("expire", key, tracking.ttl)
+    end
 end
 return published
