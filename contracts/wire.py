@@ -45,6 +45,11 @@ def lane_queue(lane: str) -> str:
     return f"sms.{lane}"
 
 
+def queue_key(queue_name: str) -> str:
+    """Redis list holding a dramatiq queue's message ids (``dramatiq:sms.high``): what autoscalers watch."""
+    return f"{DRAMATIQ_NAMESPACE}:{queue_name}"
+
+
 def accept_actor_name(lane: str) -> str:
     """Name of the accept actor consuming a lane's queue."""
     return f"sms_accept_{lane}"

@@ -31,7 +31,6 @@ import json
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigurationError
-from ..store import keys
+from ..store import keys, scripts
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -128,8 +127,7 @@ class QuotaStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        source = resources.files("worker.store").joinpath("lua", "quota_set.lua").read_text("utf-8")
-        self._set = client.register_script(source)
+        self._set = scripts.load(client, "quota_set")
 
     def apply_config(self, users: Iterable[UserQuota]) -> int:
         """Write configured users whose entry changed since it was last applied; returns how many."""

@@ -33,14 +33,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
 from contracts.wire import LANES
 
-from ..store import keys
+from ..store import keys, scripts
 
 #: Longest a waiter sleeps before looking again (seconds); also how often it renews its
 #: registration, and how late it may notice a slot a higher lane's waiter gave up.
@@ -124,8 +123,7 @@ class RateLimiter:
         self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
         self.on_grant = on_grant
         self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
-        source = resources.files("worker.store").joinpath("lua", "rate_limit.lua").read_text("utf-8")
-        self._script = client.register_script(source)
+        self._script = scripts.load(client, "rate_limit")
         self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
 
     def _run(self, op: str, *args: Any) -> Any:

@@ -19,25 +19,15 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
 from contracts.wire import DRAMATIQ_NAMESPACE, RESULT_ACTOR_NAME, RESULT_KEY_PREFIX, accept_actor_name, lane_queue
 
-from ..store import keys
+from ..store import keys, scripts
 
 assert RESULT_KEY_PREFIX == keys.PREFIX + "result:", "the Lua scripts write results under keys.PREFIX"
-
-
-def _lua(name: str) -> str:
-    return resources.files("worker.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
-
-
-def _script(client: redis.Redis, name: str) -> Any:
-    """Load ``lua/<name>.lua`` with ``lua/_publish.lua`` before it (the helpers scripts share)."""
-    return client.register_script(_lua("_publish") + _lua(name))
 
 
 def _text(raw: Any) -> str:
@@ -182,11 +172,11 @@ class BatchBuffer:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.result_ttl_s = result_ttl_s
         self.namespace = namespace
-        self._stage = _script(client, "stage")
-        self._claim = _script(client, "claim")
-        self._settle = _script(client, "settle")
-        self._reject = _script(client, "reject")
-        self._requeue = _script(client, "requeue")
+        self._stage = scripts.load(client, "stage", publishes=True)
+        self._claim = scripts.load(client, "claim", publishes=True)
+        self._settle = scripts.load(client, "settle", publishes=True)
+        self._reject = scripts.load(client, "reject", publishes=True)
+        self._requeue = scripts.load(client, "requeue", publishes=True)
 
     def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
         """``stage`` for several requests in one round trip (each request still its own atomic step)."""
