@@ -13,7 +13,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .wire import (
     CONTRACT_VERSION,
@@ -21,6 +21,7 @@ from .wire import (
     DEFAULT_RESULTS_QUEUE,
     MAX_MESSAGE_CHARS,
     MAX_RECEIVERS_PER_REQUEST,
+    is_reserved_queue,
 )
 
 #: Mail-merge placeholders, as in OVHcloud's cookbook: ``#firstname#``.
@@ -29,12 +30,38 @@ PLACEHOLDER = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)#")
 #: Most bytes of JSON accepted in ``metadata`` (it is echoed into every result).
 MAX_METADATA_BYTES = 4096
 
-#: Request ids: the producer's idempotency key, safe in Redis keys and logs.
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/@-]{1,128}$"
-RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=REQUEST_ID_PATTERN)]
+#: Request ids: the producer's idempotency key, safe in Redis keys and logs. ``#<n>`` is
+#: reserved for the parts of a split send (``SmsProducer.send``), so a part never takes the id
+#: of a request sent earlier.
+BASE_REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/@-]{1,128}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/@-]{1,128}(?:#[1-9][0-9]{0,6})?$"
+RequestId = Annotated[str, Field(min_length=1, max_length=136, pattern=REQUEST_ID_PATTERN)]
+#: OVH SMS account names (``sms-ab12345-1``) and API user logins: checked before they reach a
+#: Redis key or a URL path, so neither can carry ``/``, ``:`` or ``..`` tricks.
+SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ServiceName = Annotated[str, Field(min_length=1, max_length=64, pattern=SERVICE_NAME_PATTERN)]
+Login = Annotated[str, Field(min_length=1, max_length=64, pattern=LOGIN_PATTERN)]
 #: Alphanumeric senders are 11 characters at most (OVH); numeric ones are phone numbers.
 SENDER_PATTERN = r"^(?:[A-Za-z0-9 ._-]{1,11}|\+?[0-9]{3,15})$"
-QueueName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$")]
+
+
+def _not_reserved(name: str) -> str:
+    if is_reserved_queue(name):
+        raise ValueError(f"{name!r} is reserved for the worker's own queues (sms.*, *.DQ, *.XQ)")
+    return name
+
+
+QueueName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$",
+        description="a dramatiq queue name; not a worker lane (sms.*) nor a delay or dead-letter queue (*.DQ, *.XQ)",
+    ),
+    AfterValidator(_not_reserved),
+]
 
 
 class Priority(StrEnum):
@@ -63,12 +90,8 @@ class SendRequest(_Model):
     kind: Literal["send_request"] = "send_request"
     version: Literal[1] = CONTRACT_VERSION
     request_id: RequestId = Field(default_factory=new_request_id)
-    service_name: str | None = Field(
-        default=None, min_length=1, max_length=64, description="OVH SMS account; the worker's default if unset"
-    )
-    user: str | None = Field(
-        default=None, min_length=1, max_length=64, description="OVH SMS API user login (quota holder)"
-    )
+    service_name: ServiceName | None = Field(default=None, description="OVH SMS account; the worker's default if unset")
+    user: Login | None = Field(default=None, description="OVH SMS API user login (quota holder)")
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     receivers: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
         min_length=1, max_length=MAX_RECEIVERS_PER_REQUEST, description="phone numbers; E.164 preferred"
@@ -131,7 +154,8 @@ class ErrorInfo(_Model):
     """Why a request (or a receiver) was not sent."""
 
     code: str = Field(
-        description="machine-readable: invalid_request, quota_exceeded, account_credits_exhausted, ovh_error, ..."
+        description="machine-readable: invalid_request, no_valid_receivers, message_too_long, quota_exceeded, "
+        "account_credits_exhausted, rate_unknown, internal_error, ovh_error, outcome_unknown"
     )
     message: str
     field: str | None = Field(default=None, description="the request field at fault, dotted")
@@ -152,10 +176,12 @@ class SendResult(_Model):
     """The one terminal result of a request.
 
     ``status``: ``sent`` every valid receiver was accepted by OVH; ``partial`` some were, some
-    failed; ``failed`` none was accepted because OVH or the network refused; ``unknown`` the call
-    may or may not have been carried out by OVH (a timeout after the request left) and the worker
-    did not resend it; ``rejected`` nothing was sent because the request itself could not be
-    (validation, no valid receiver, quota).
+    failed; ``failed`` none was accepted because OVH or the network refused; ``unknown`` a call
+    may have been carried out by OVH and the worker could not find out within
+    ``SMS_WORKER_RECONCILE_DEADLINE_S`` (an ambiguous call is first reconciled against OVH's
+    records: found receivers are ``sent``, receivers proven absent are sent again); ``rejected``
+    nothing was sent because the request itself could not be (validation, no valid receiver,
+    quota).
     """
 
     kind: Literal["send_result"] = "send_result"

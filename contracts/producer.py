@@ -14,6 +14,7 @@ request of a pack is still accepted, deduplicated and answered on its own.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -23,18 +24,20 @@ from typing import Any
 import dramatiq
 import redis
 
-from .models import ErrorInfo, SendRequest, SendResult, new_request_id
+from .models import BASE_REQUEST_ID_PATTERN, ErrorInfo, SendRequest, SendResult, new_request_id
 from .wire import (
     DRAMATIQ_NAMESPACE,
     MAX_RECEIVERS_PER_REQUEST,
     accept_actor_name,
+    group_key,
     lane_queue,
+    part_id,
+    queue_key,
     result_key,
     result_ready_key,
 )
 
-#: Redis key recording into how many parts a large send was split (read by ``wait``).
-GROUP_KEY_PREFIX = "sms-worker:group:"
+_BASE_REQUEST_ID = re.compile(BASE_REQUEST_ID_PATTERN)
 
 #: How long the split record lives, seconds (as long as results are kept by default).
 GROUP_TTL_S = 86_400
@@ -80,12 +83,17 @@ class SmsProducer:
 
         ``fields`` are the other ``SendRequest`` fields (``user``, ``priority``, ``variables``,
         ``sender``, ``tag``, ``metadata``, ...). More receivers than ``max_receivers_per_request``
-        are split into requests ``<id>/1``, ``<id>/2``, ...; ``wait(<id>)`` then gathers their
-        results into one. ``to`` may be any iterable (a generator reading a file): it is read and
+        are split into requests ``<id>#1``, ``<id>#2``, ... (``#`` is reserved for parts, so no
+        part takes the id of an earlier request); ``wait(<id>)`` then gathers their results into
+        one. ``to`` may be any iterable (a generator reading a file): it is read and
         queued a chunk at a time, so a campaign of millions of receivers never sits in memory.
         If a chunk is invalid, the parts before it are already queued (the group records them).
         """
         request_id = request_id or new_request_id()
+        if not _BASE_REQUEST_ID.match(request_id):
+            raise ValueError(
+                f"request_id {request_id!r}: 1 to 128 of A-Z a-z 0-9 . _ : / @ - (# is reserved for split parts)"
+            )
         variables = fields.pop("variables", None)
         size = self.max_receivers_per_request
         receivers = iter([to] if isinstance(to, str) else to)
@@ -102,7 +110,7 @@ class SmsProducer:
         parts, pending = 0, list[SendRequest]()
         try:
             for chunk in chunks:
-                pending.append(build(f"{request_id}/{parts + len(pending) + 1}", chunk))
+                pending.append(build(part_id(request_id, parts + len(pending) + 1), chunk))
                 if len(pending) >= STREAM_PUBLISH_REQUESTS:
                     self.publish(pending)
                     parts, pending = parts + len(pending), []
@@ -110,7 +118,7 @@ class SmsProducer:
             parts, pending = parts + len(pending), []
         finally:
             if parts:
-                self.redis.set(GROUP_KEY_PREFIX + request_id, parts, ex=GROUP_TTL_S)
+                self.redis.set(group_key(request_id), parts, ex=GROUP_TTL_S)
         return request_id
 
     def publish(self, requests: Iterable[SendRequest]) -> list[str]:
@@ -129,19 +137,19 @@ class SmsProducer:
                     kwargs={},
                     options={"redis_message_id": redis_message_id},
                 )
-                pipe.hset(f"{self.namespace}:{queue}.msgs", redis_message_id, message.encode())
-                pipe.rpush(f"{self.namespace}:{queue}", redis_message_id)
+                pipe.hset(queue_key(queue, self.namespace) + ".msgs", redis_message_id, message.encode())
+                pipe.rpush(queue_key(queue, self.namespace), redis_message_id)
                 ids += [request.request_id for request in pack]
             pipe.execute()
         return ids
 
     def result(self, request_id: str) -> SendResult | None:
         """The result of a request if it has one already (parts of a split send gathered)."""
-        parts = self.redis.get(GROUP_KEY_PREFIX + request_id)
+        parts = self.redis.get(group_key(request_id))
         if parts is None:
             raw = self.redis.get(result_key(request_id))
             return None if raw is None else SendResult.model_validate_json(raw)
-        ids = [f"{request_id}/{n}" for n in range(1, int(parts) + 1)]
+        ids = [part_id(request_id, n) for n in range(1, int(parts) + 1)]
         raws = self.redis.mget([result_key(i) for i in ids])
         found = [raw for raw in raws if raw is not None]
         if len(found) < len(ids):
@@ -191,12 +199,18 @@ def _packs(requests: Iterable[SendRequest]) -> Iterator[list[SendRequest]]:
 
 
 def merge_results(request_id: str, parts: list[SendResult]) -> SendResult:
-    """One result for a split send: receivers concatenated, credits summed."""
+    """One result for a split send: receivers concatenated, credits summed.
+
+    ``unknown`` wins over ``failed`` and ``rejected``: a caller that resends what is ``failed``
+    must not resend receivers OVH may have accepted.
+    """
     statuses = {p.status for p in parts}
     if len(statuses) == 1:
         status = parts[0].status
     elif statuses & {"sent", "partial"}:
         status = "partial"
+    elif "unknown" in statuses:
+        status = "unknown"
     else:
         status = "failed" if "failed" in statuses else "rejected"
     first_error: ErrorInfo | None = next((p.error for p in parts if p.error is not None), None)

@@ -29,8 +29,14 @@ DEFAULT_RESULTS_QUEUE = "sms-results"
 #: name on its results queue (``contracts.results.results_actor`` does it).
 RESULT_ACTOR_NAME = "sms_result"
 
-#: Prefix of the Redis keys the worker keeps per request result, for ``SmsProducer.wait``.
-RESULT_KEY_PREFIX = "sms-worker:result:"
+#: Prefix of the Redis keys the worker and the producer share. Per-request keys wrap the request
+#: id in braces (``sms-worker:result:{order-7}``): ids cannot contain braces, so no id can make
+#: one request's key equal another's, or another kind of key.
+KEY_PREFIX = "sms-worker:"
+
+#: Separator of a split send's part ids (``<id>#1``, ``<id>#2``): request ids cannot contain it,
+#: so a part can never collide with a request sent earlier under its own id.
+PART_SEPARATOR = "#"
 
 #: Most receivers one request may carry; the producer splits longer lists.
 MAX_RECEIVERS_PER_REQUEST = 1000
@@ -45,9 +51,10 @@ def lane_queue(lane: str) -> str:
     return f"sms.{lane}"
 
 
-def queue_key(queue_name: str) -> str:
-    """Redis list holding a dramatiq queue's message ids (``dramatiq:sms.high``): what autoscalers watch."""
-    return f"{DRAMATIQ_NAMESPACE}:{queue_name}"
+def queue_key(queue_name: str, namespace: str = DRAMATIQ_NAMESPACE) -> str:
+    """Redis list holding a dramatiq queue's message ids (``dramatiq:sms.high``): what autoscalers
+    watch. Its bodies are in the hash ``<queue_key>.msgs``."""
+    return f"{namespace}:{queue_name}"
 
 
 def accept_actor_name(lane: str) -> str:
@@ -57,9 +64,25 @@ def accept_actor_name(lane: str) -> str:
 
 def result_key(request_id: str) -> str:
     """Redis key holding a request's final result (JSON)."""
-    return RESULT_KEY_PREFIX + request_id
+    return f"{KEY_PREFIX}result:{{{request_id}}}"
 
 
 def result_ready_key(request_id: str) -> str:
     """Redis list the worker pushes to when a request's result is written (wakes waiters)."""
-    return RESULT_KEY_PREFIX + request_id + ":ready"
+    return f"{KEY_PREFIX}ready:{{{request_id}}}"
+
+
+def group_key(request_id: str) -> str:
+    """Redis key recording into how many parts ``SmsProducer.send`` split a request."""
+    return f"{KEY_PREFIX}group:{{{request_id}}}"
+
+
+def part_id(request_id: str, n: int) -> str:
+    """Id of the ``n``-th part (from 1) of a split send."""
+    return f"{request_id}{PART_SEPARATOR}{n}"
+
+
+def is_reserved_queue(name: str) -> bool:
+    """Queue names results may not be sent to: the worker's lanes (``sms.*``) and dramatiq's
+    delay and dead-letter queues (``*.DQ``, ``*.XQ``)."""
+    return name.startswith("sms.") or name.endswith((".DQ", ".XQ"))

@@ -58,10 +58,12 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "linger_ms": {"medium": 100, "low": 100, "veryLow": 100},
             "retry_max_wait_s": 1.0,
             "ovh_read_timeout_s": 5.0,
-            "poll_ms": 20,
+            "poll_ms": 200,
             # far above OVH's fair use, so tests not about the limiter are not slowed by it
             "rate_limit": 200.0,
             "rate_limit_burst": 20,
+            # the sandbox lists a created SMS at once: no need to give its records time
+            "reconcile_grace_s": 0.5,
         }
         values.update(overrides)
         app = build_app(Settings(**values), ovh_credentials=sandbox.credentials).start()
@@ -118,7 +120,7 @@ def worker_processes(redis_client: redis.Redis, sandbox_env: dict[str, str]) -> 
         environ = {
             **sandbox_env,
             "SMS_WORKER_SENDER": "SANDBOX",
-            "SMS_WORKER_POLL_MS": "20",
+            "SMS_WORKER_POLL_MS": "200",
             **env,
         }
         command = [sys.executable, "-m", "worker.cli", "run", *args]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from worker.accounting import credits
 from worker.ovhcloud.client import make_client
+from worker.ovhcloud.gateway import OvhGateway
 
 GSM_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -133,54 +134,71 @@ def test_a_message_over_six_parts_is_refused_with_the_reason() -> None:
         credits.estimate("a" * 910, no_stop_clause=False)
 
 
-def test_destination_rates_come_from_ovh_and_are_cached(sandbox) -> None:
-    fetched: list[str] = []
+class CountingGateway:
+    """The gateway's GET against the sandbox, counting what it fetched (the refresher's ``Fetch``)."""
 
-    class CountingClient:
-        def __init__(self) -> None:
-            self.client = make_client(sandbox.base_url, **sandbox.credentials)
+    def __init__(self, base_url: str, credentials: dict[str, str]) -> None:
+        self.gateway = OvhGateway(lambda: make_client(base_url, **credentials))
+        self.fetched: list[str] = []
 
-        def get(self, path: str, **params: Any) -> Any:
-            fetched.append(params["country"])
-            return self.client.get(path, **params)
+    def __call__(self, path: str, **params: Any) -> Any:
+        self.fetched.append(params.get("country") or path)
+        return self.gateway.get(path, **params)
 
-    now = [0.0]
-    rates = credits.RateTable(CountingClient, ttl_s=60, clock=lambda: now[0])
-    assert rates.rate("FR") == 1.0
-    assert rates.rate("de") == 2.0
-    assert rates.rate("fr") == 1.0
-    assert fetched == ["fr", "de"]
-    now[0] = 61.0  # past the TTL: fetched again
-    assert rates.rate("fr") == 1.0
-    assert fetched == ["fr", "de", "fr"]
+
+def test_destination_rates_are_read_off_the_accept_path_and_shared(sandbox, redis_client) -> None:
+    fetch = CountingGateway(sandbox.base_url, sandbox.credentials)
+    now = [1000.0]
+    rates = credits.RateTable(redis_client, ttl_s=60, clock=lambda: now[0])
+    # Given nobody read Germany's rate yet: the request cannot be priced, and asks for it
+    with pytest.raises(credits.RateUnknown, match="'DE' is not known yet"):
+        rates.rate("de")
+    assert fetch.fetched == []  # no OVH call on the accept path
+    assert rates.pending() == ["de"]
+    # When the refresher reads it, it is known here and in any other replica (through Redis)
+    assert rates.fetch(fetch, "de") == 2.0
+    assert rates.rate("DE") == 2.0
+    other_replica = credits.RateTable(redis_client, ttl_s=60, clock=lambda: now[0])
+    assert other_replica.rate("de") == 2.0
+    assert fetch.fetched == ["de"]
+    # Past the TTL it is still used, and read again in the background
+    now[0] += 61
+    assert rates.rate("de") == 2.0 and rates.pending() == ["de"]
+    # A destination OVH does not price makes its receivers invalid
+    rates.fetch(fetch, "zz")
     with pytest.raises(credits.UnknownDestination):
         rates.rate("zz")
 
 
-def test_an_unreachable_rate_api_falls_back_without_holding_requests() -> None:
+def test_an_unreachable_rate_api_leaves_the_rate_unknown_and_asked_again(redis_client) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-
-    def factory() -> Any:
-        return make_client(
-            f"http://127.0.0.1:{closed_port}/1.0", application_key="k", application_secret="s", consumer_key="c"
-        )
-
-    rates = credits.RateTable(factory, ttl_s=60, fallback=1.5)
-    assert rates.rate("fr") == 1.5
+    fetch = CountingGateway(
+        f"http://127.0.0.1:{closed_port}/1.0", {"application_key": "k", "application_secret": "s", "consumer_key": "c"}
+    )
+    rates = credits.RateTable(redis_client, ttl_s=60)
+    assert rates.fetch(fetch, "fr") is None
+    assert rates.pending() == ["fr"]
+    with pytest.raises(credits.RateUnknown):
+        rates.rate("fr")
 
 
 def test_account_balance_is_cached_and_debited(sandbox) -> None:
+    fetch = CountingGateway(sandbox.base_url, sandbox.credentials)
     now = [0.0]
-    balance = credits.AccountBalance(
-        lambda: make_client(sandbox.base_url, **sandbox.credentials), refresh_s=30, clock=lambda: now[0]
-    )
+    balance = credits.AccountBalance(refresh_s=30, clock=lambda: now[0])
     sandbox.control.set_credits(sandbox.service_name, 100)
-    assert balance.credits_left(sandbox.service_name) == 100
+    assert balance.credits_left(sandbox.service_name) is None  # not read yet: the check is skipped
+    assert balance.pending() == [sandbox.service_name]
+    assert balance.fetch(fetch, sandbox.service_name) == 100
     balance.debit(sandbox.service_name, 30)
     sandbox.control.set_credits(sandbox.service_name, 50)
     assert balance.credits_left(sandbox.service_name) == 70  # cached, minus what was staged
+    assert balance.pending() == []
     now[0] = 31.0
+    assert balance.credits_left(sandbox.service_name) == 70 and balance.pending() == [sandbox.service_name]
+    balance.fetch(fetch, sandbox.service_name)
     assert balance.credits_left(sandbox.service_name) == 50  # refreshed
+    assert balance.fetch(fetch, "no-such-account") is None
     assert balance.credits_left("no-such-account") is None  # unknown: the check is skipped

@@ -43,26 +43,34 @@ def test_retries_are_bounded(make_app, redis_client, sandbox) -> None:
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "reset"])
-def test_failures_that_may_have_sent_are_never_retried(make_app, redis_client, sandbox, kind) -> None:
+def test_failures_that_may_have_sent_are_reconciled_not_retried_blindly(make_app, redis_client, sandbox, kind) -> None:
+    # Given OVH fails the next call in a way that leaves it unknown whether it was carried out
+    # (the sandbox did nothing)
     make_app()
     sandbox.control.add_fault(kind, next=1)
+    # When a code is sent
     result = send_one(redis_client)
-    assert result.status == "unknown"
-    assert result.error is not None and result.error.code == "outcome_unknown"
-    assert [o.status for o in result.receivers] == ["unknown"]
-    assert len(sandbox.control.calls()) == 1
+    # Then it was not resent at once: OVH's records were read first, showed nothing after the
+    # grace window, and the code was sent again, once
+    assert result.status == "sent"
+    assert [o.status for o in result.receivers] == ["sent"]
+    assert [c["status"] for c in sandbox.control.calls()] == [int(kind) if kind != "reset" else "reset", 200]
+    assert len(sandbox.control.sent()) == 1
 
 
-def test_accepted_then_timed_out_is_not_sent_twice(make_app, redis_client, sandbox) -> None:
+def test_accepted_then_timed_out_is_found_at_ovh_and_not_sent_twice(make_app, redis_client, sandbox) -> None:
     # Given OVH carries the next call out but its answer never comes
     make_app(ovh_read_timeout_s=1.0)
     sandbox.control.set_faults(hold_s=5)
     sandbox.control.add_fault("timeout_after_accept", next=1)
     # When a code is sent
     result = send_one(redis_client)
-    # Then the receiver got exactly one SMS, and the result says the outcome is unknown
-    assert [s["receiver"] for s in sandbox.control.sent()] == ["+33612345678"]
-    assert result.status == "unknown"
+    # Then the receiver got exactly one SMS, and reconciliation found it: sent, with OVH's id and credits
+    [sms] = sandbox.control.sent()
+    assert sms["receiver"] == "+33612345678"
+    assert result.status == "sent"
+    assert [(o.status, o.ovh_id) for o in result.receivers] == [("sent", sms["id"])]
+    assert result.credits == sms["credits"]
     assert len(sandbox.control.calls()) == 1
 
 
@@ -78,6 +86,8 @@ def test_ovh_refusal_gives_a_failed_result_with_ovh_details(make_app, redis_clie
 
 
 def test_ovh_unreachable_is_retried_then_failed(make_app, redis_client, sandbox) -> None:
+    # Given rates read earlier (shared in Redis), then OVH out of reach
+    make_app().stop()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from contracts import SmsProducer
 from contracts.models import SendRequest
-from contracts.wire import accept_actor_name, lane_queue
+from contracts.wire import accept_actor_name, group_key, lane_queue
 
 
 def consume(client: redis.Redis, lane: str, expected: int, messages: list | None = None) -> list[dict]:
@@ -59,7 +59,7 @@ def test_large_receiver_lists_are_split_in_order(redis_client: redis.Redis) -> N
     messages: list = []
     payloads = consume(redis_client, "low", 3, messages)
     assert len(messages) == 1, "the three parts (1,000 receivers in all) fit one pack"
-    assert sorted(p["request_id"] for p in payloads) == ["campaign-1/1", "campaign-1/2", "campaign-1/3"]
+    assert sorted(p["request_id"] for p in payloads) == ["campaign-1#1", "campaign-1#2", "campaign-1#3"]
     assert [len(p["receivers"]) for p in sorted(payloads, key=lambda p: p["request_id"])] == [400, 400, 200]
     assert sorted(r for p in payloads for r in p["receivers"]) == sorted(receivers)
     assert request_id == "campaign-1"
@@ -114,7 +114,7 @@ def test_a_campaign_is_streamed_from_an_iterator(redis_client: redis.Redis) -> N
 
     assert seen_at_first_publish[0] <= STREAM_PUBLISH_REQUESTS * 100 + 100
     assert len(seen_at_first_publish) == 3
-    assert int(redis_client.get("sms-worker:group:stream-1")) == 250
+    assert int(redis_client.get(group_key("stream-1"))) == 250
     payloads = consume(redis_client, "veryLow", 250)
-    assert [p["request_id"] for p in payloads] == [f"{request_id}/{n}" for n in range(1, 251)]
+    assert [p["request_id"] for p in payloads] == [f"{request_id}#{n}" for n in range(1, 251)]
     assert sum(len(p["receivers"]) for p in payloads) == 25_000

@@ -90,7 +90,7 @@ def test_a_request_the_quota_cannot_cover_is_rejected_whole(make_app, redis_clie
 
 def test_destination_rates_price_the_reservation(make_app, redis_client, sandbox) -> None:
     create_user(sandbox, "alice")
-    make_app(quotas={"alice": {"quota": 10}})
+    make_app(quotas={"alice": {"quota": 10}}, rates_prefetch=["DE"])
     producer = SmsProducer(client=redis_client)
     # Germany costs 2 credits a part at the sandbox: 2 parts = 4 credits, plus 2 for France
     request_id = producer.send(
@@ -117,24 +117,25 @@ def test_settlement_refunds_invalid_receivers_and_failed_calls_exactly(make_app,
         producer.send(["+33611111104"], "Batch", **text),
     ]
     batch_results = [producer.wait(request_id, timeout=30) for request_id in batch]
-    # and one call fails (OVH refuses its sender), and one ends unknown (a 500: maybe carried out)
+    # and one call fails (OVH refuses its sender), and one answers 500 (maybe carried out: it was
+    # not, so reconciliation proves it absent and it is sent again, once)
     failed = producer.wait(producer.send("+33611111105", "Nope", sender="NOPE", priority="high", **text), 30)
     sandbox.control.add_fault("500", next=1)
-    unknown = producer.wait(producer.send("+33611111106", "Maybe", priority="high", **text), 30)
+    reconciled = producer.wait(producer.send("+33611111106", "Maybe", priority="high", **text), 30)
 
     # Then the batch was one call, and each result says what happened
     assert sandbox.control.calls()[0]["receivers"] == 4
     assert [r.status for r in batch_results] == ["sent", "rejected", "sent"]
     assert [o.status for o in batch_results[0].receivers] == ["sent", "invalid"]
-    assert (failed.status, unknown.status) == ("failed", "unknown")
-    # and the credits add up: used = OVH's debits; invalid receivers and the failed call refunded;
-    # the unknown call's credit kept as spent (never refund what may have been debited)
+    assert (failed.status, reconciled.status) == ("failed", "sent")
+    assert [s["receiver"] for s in sandbox.control.sent()].count("+33611111106") == 1
+    # and the credits add up: used = OVH's debits; invalid receivers and the failed call refunded
     events = usages(redis_client)
     assert math.isclose(sum(u.credits_used for u in events), sandbox_spent(sandbox))
-    assert sandbox_spent(sandbox) == 2
+    assert sandbox_spent(sandbox) == 3
     assert sum(u.credits_reserved for u in events) == 6
     assert sum(u.credits_refunded for u in events) == 3  # 2 invalid + 1 failed
-    assert sum(u.credits_unconfirmed for u in events) == 1
+    assert sum(u.credits_unconfirmed for u in events) == 0
     for usage in events:
         assert usage.credits_reserved == usage.credits_used + usage.credits_refunded + usage.credits_unconfirmed
         assert usage.user == "acct" and usage.quota_left is not None

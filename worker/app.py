@@ -1,7 +1,14 @@
-"""Wiring: the dramatiq broker, one accept actor per lane, and the dispatcher threads.
+"""Wiring: the dramatiq broker and accept actors, and the worker's own threads.
 
-``build_app`` is used three ways: by ``worker.entrypoint`` (the module ``sms-worker run``
-loads in each process), and in-process by the demo and the tests through ``App.start``.
+A worker process runs: dramatiq's consumer and accept threads (one accept actor per lane), the
+dispatchers, the reconcilers, the lease keeper (lease refresh, takeover sweep, dramatiq
+maintenance) and the refresher (rates and balances). ``build_app`` is used by ``sms-worker
+run`` and, in-process, by the demo and the tests through ``App.start``/``App.stop``.
+
+Stopping drains (``App.stop``): dispatchers stop claiming at once, accept stops consuming
+(prefetched messages go back to their queue), calls in flight finish and settle, claims not yet
+called are given back; whatever is still running when ``drain_s`` is over is left to the lease:
+once it expires, other workers take it over.
 """
 
 from __future__ import annotations
@@ -11,94 +18,131 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
 
 from contracts.wire import LANES, accept_actor_name, lane_queue
 
 from .accounting.credits import AccountBalance, RateTable
 from .accounting.quotas import QuotaStore, load_config
+from .accounting.refresher import Refresher
 from .errors import UnreadablePayload
 from .ovhcloud.client import make_client
 from .ovhcloud.gateway import OvhGateway
 from .ovhcloud.rate_limit import RateLimiter
+from .ovhcloud.reconcile import Reconciler
 from .pipeline.accept import AcceptStage
-from .pipeline.buffers import BatchBuffer
+from .pipeline.attempts import Attempts
+from .pipeline.buffers import Buffers
 from .pipeline.dispatch import Dispatcher
+from .pipeline.lease import Lease, LeaseKeeper
 from .settings import Settings
+from .store.queues import Broker
 
 log = logging.getLogger(__name__)
 
-#: Tries of an accept message that failed for a reason other than its content (Redis down, ...).
-ACCEPT_MAX_RETRIES = 5
+#: Tries of an accept message that failed for a reason other than its content.
+ACCEPT_MAX_RETRIES = 20
+#: The reason recorded on attempts taken over from a worker whose lease expired.
+TAKEOVER_REASON = "the worker making the call lost its lease (stopped, paused or cut off) during the call"
 
 
 def _retry_when(retries: int, exc: BaseException) -> bool:
-    """Unreadable payloads go straight to the dead-letter queue; other failures retry a few times."""
+    """Unreadable payloads go straight to the dead-letter queue; other failures retry."""
     if isinstance(exc, UnreadablePayload):
         log.error("dead-lettering a message: %s", exc)
         return False
     return retries < ACCEPT_MAX_RETRIES
 
 
-class DispatcherThreads(Middleware):
-    """Runs the dispatcher threads for as long as the dramatiq worker runs."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self.app.start_dispatchers()
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self.app.stop_dispatchers()
-
-
 @dataclass
 class App:
     settings: Settings
-    broker: RedisBroker
-    buffer: BatchBuffer
+    broker: Broker
+    buffers: Buffers
+    attempts: Attempts
+    lease: Lease
     accept: AcceptStage
     dispatchers: list[Dispatcher]
+    reconcilers: list[Reconciler]
+    refresher: Refresher
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _keeper: threading.Thread | None = None
+    _keeper_stop: threading.Event = field(default_factory=threading.Event)
     _worker: dramatiq.Worker | None = None
 
-    def start_dispatchers(self) -> None:
-        self._stop.clear()
-        for n, dispatcher in enumerate(self.dispatchers):
-            thread = threading.Thread(target=dispatcher.run, args=(self._stop,), name=f"sms-dispatch-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    @property
+    def queues(self) -> list[str]:
+        return [lane_queue(lane) for lane in self.settings.lanes]
 
-    def stop_dispatchers(self, timeout_s: float = 60.0) -> None:
-        """Let in-flight calls finish and settle, then stop."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        self._threads.clear()
+    def sweep(self) -> None:
+        """The lease keeper's round: take over dead workers' attempts, requeue their messages."""
+        for call_id, what in self.attempts.sweep(TAKEOVER_REASON):
+            log.warning("took over call %s of a worker whose lease expired: %s", call_id, what)
+        self.broker.maintain([*self.queues, *(f"{q}.DQ" for q in self.queues)])
 
     def start(self) -> App:
-        """Run accept actors and dispatchers in this process (demo, tests)."""
-        queues = {lane_queue(lane) for lane in self.settings.lanes}
+        """Take a lease, then run the worker's threads and dramatiq's in this process."""
+        self._stop.clear()
+        self._keeper_stop.clear()
+        if not self.lease.refresh():
+            log.warning("no lease yet (Redis does not answer): dispatching waits for one")
+        try:
+            self.refresher.prime(
+                [self.settings.default_region, *self.settings.rates_prefetch], self.settings.service_name
+            )
+        except Exception as exc:  # OVH or the limiter unavailable: the refresher retries in the background
+            log.warning("rates and balance not read at start: %s", exc)
+        self._keeper = self._thread(LeaseKeeper(self.lease, self.sweep).run, "sms-lease", self._keeper_stop)
+        for n, dispatcher in enumerate(self.dispatchers):
+            self._threads.append(self._thread(dispatcher.run, f"sms-dispatch-{n}", self._stop))
+        for n, reconciler in enumerate(self.reconcilers):
+            self._threads.append(self._thread(reconciler.run, f"sms-reconcile-{n}", self._stop))
+        self._threads.append(self._thread(self.refresher.run, "sms-refresh", self._stop))
         self._worker = dramatiq.Worker(
-            self.broker, queues=queues, worker_threads=self.settings.threads, worker_timeout=self.settings.poll_ms
+            self.broker,
+            queues=set(self.queues),
+            worker_threads=self.settings.threads,
+            worker_timeout=self.settings.poll_ms,
         )
-        self._worker.start()  # boots the DispatcherThreads middleware too
+        self._worker.start()
         return self
 
-    def stop(self) -> None:
+    @staticmethod
+    def _thread(target: Callable[[threading.Event], None], name: str, stop: threading.Event) -> threading.Thread:
+        # Daemon threads, joined with a deadline by ``stop``: a call stuck past the drain time
+        # never keeps the process alive (the lease hands its attempt to another worker).
+        thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, drain_s: float | None = None) -> bool:
+        """Drain within ``drain_s`` (default ``settings.drain_s``); ``True`` if everything finished."""
+        deadline = time.monotonic() + (self.settings.drain_s if drain_s is None else drain_s)
+        self._stop.set()  # dispatchers stop claiming; waits for slots and backoffs end at once
         if self._worker is not None:
-            self._worker.stop(timeout=60_000)
+            # Stops consuming, puts prefetched messages back on their queues, waits for accept.
+            self._worker.stop(timeout=int(max(deadline - time.monotonic(), 0.1) * 1000))
             self._worker = None
-        self.stop_dispatchers()
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        finished = not any(thread.is_alive() for thread in self._threads)
+        self._threads.clear()
+        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.join(5.0)
+        if finished:
+            self.lease.release()
+        else:
+            log.warning("drain time over with calls in flight: the lease hands them to other workers")
+        return finished
 
     def __enter__(self) -> App:
         return self.start()
@@ -121,17 +165,34 @@ def consumer_key_id(endpoint: str, client: Any) -> str:
     return hashlib.sha256("|".join(str(part) for part in material).encode()).hexdigest()[:16]
 
 
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
-    """Broker, actors and dispatchers for ``settings``; OVH credentials default to python-ovh's own lookup."""
+    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
     client = redis.Redis.from_url(settings.redis_url)
-    broker = RedisBroker(client=client)
-    buffer = BatchBuffer(
+    broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
+    buffers = Buffers(
         client,
         max_receivers_per_call=settings.max_receivers_per_call,
         dedupe_ttl_s=settings.dedupe_ttl_s,
         result_ttl_s=settings.result_ttl_s,
+        request_ttl_s=settings.request_ttl_s,
+        queue_cap=settings.results_queue_max_length,
+    )
+    attempts = Attempts(
+        client,
+        default_queue=settings.results_queue,
+        result_ttl_s=settings.result_ttl_s,
+        request_ttl_s=settings.request_ttl_s,
+        attempt_ttl_s=settings.request_ttl_s,
+        queue_cap=settings.results_queue_max_length,
+        tracking_ttl_s=settings.delivery_tracking_ttl_s,
+        grace_ms=int(settings.reconcile_grace_s * 1000),
+        deadline_ms=int(settings.reconcile_deadline_s * 1000),
     )
     credentials = ovh_credentials or {}
 
@@ -142,36 +203,53 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
             **credentials,
         )
 
-    quota_store = QuotaStore(client)
-    quota_store.apply_config(load_config(settings))
-    accept = AcceptStage(
-        settings,
-        buffer,
-        rates=RateTable(client_factory, ttl_s=settings.rates_ttl_s, fallback=settings.fallback_credit_rate),
-        balance=AccountBalance(client_factory, refresh_s=settings.account_credits_refresh_s),
-        quotas=quota_store,
-    )
     gateway = OvhGateway(client_factory)
     limiter = RateLimiter(
         client,
-        key=consumer_key_id(settings.ovh_endpoint, gateway.client),
+        key=consumer_key_id(settings.ovh_endpoint, client_factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
     )
-    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lease = Lease(client, worker=worker_name(), lease_s=settings.lease_s)
+    quota_store = QuotaStore(client)
+    quota_store.apply_config(load_config(settings))
+    rates = RateTable(client, ttl_s=settings.rates_ttl_s)
+    balance = AccountBalance(refresh_s=settings.account_credits_refresh_s)
+    accept = AcceptStage(
+        settings, buffers, rates=rates, balance=balance, quotas=quota_store, dead_letter=broker.dead_letter
+    )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
     lanes_of = [settings.lanes[:1]] if settings.dispatchers > 1 and len(settings.lanes) > 1 else [settings.lanes]
     lanes_of += [settings.lanes] * (settings.dispatchers - len(lanes_of))
-    dispatchers = [
-        Dispatcher(settings, buffer, gateway, limiter, worker_id=worker_id, lanes=lanes) for lanes in lanes_of
+    dispatchers = [Dispatcher(settings, buffers, attempts, gateway, limiter, lease, lanes=lanes) for lanes in lanes_of]
+    reconcilers = [
+        Reconciler(
+            attempts,
+            gateway,
+            limiter,
+            default_queue=settings.results_queue,
+            max_lookups=settings.reconcile_max_lookups,
+        )
+        for _ in range(settings.reconcilers)
     ]
-    app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
-    broker.add_middleware(DispatcherThreads(app))
+    app = App(
+        settings=settings,
+        broker=broker,
+        buffers=buffers,
+        attempts=attempts,
+        lease=lease,
+        accept=accept,
+        dispatchers=dispatchers,
+        reconcilers=reconcilers,
+        refresher=Refresher(rates, balance, gateway, limiter),
+    )
 
-    def accept_actor(lane: str) -> Any:
-        def accept_request(payload: Any) -> None:
-            accept(payload, lane=lane)
+    def accept_actor(lane: str) -> Callable[..., None]:
+        def accept_request(*args: Any, **kwargs: Any) -> None:
+            if len(args) != 1 or kwargs:
+                raise UnreadablePayload(f"an accept message takes one argument, not {len(args)} and {sorted(kwargs)}")
+            accept(args[0], lane=lane)
 
         return accept_request
 
@@ -184,7 +262,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
             # a code fetched from sms.high does not wait behind campaign packs already fetched.
             priority=rank * 10,
             retry_when=_retry_when,
-            min_backoff=200,
-            max_backoff=5_000,
+            min_backoff=1_000,
+            max_backoff=60_000,
         )(accept_actor(lane))
     return app

@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     results_queue: str = DEFAULT_RESULTS_QUEUE
     result_ttl_s: int = Field(default=86_400, ge=60, description="how long a result stays readable by wait()")
     dedupe_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long a request id stays known")
+    request_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=3600,
+        description="safety TTL of a request in flight (its result skeleton, counters, outcomes so far)",
+    )
+    results_queue_max_length: int = Field(
+        default=100_000,
+        ge=0,
+        description="events a results queue holds at most; past it the oldest are dropped (0: no cap)",
+    )
     delivery_tracking_ttl_s: int = Field(
         default=3 * 86_400,
         ge=0,
@@ -56,15 +66,22 @@ class Settings(BaseSettings):
     # 1 thread gave both the best broadcast rate and the lowest code latency (benchmarks/README.md).
     # Scale with processes or replicas instead.
     threads: int = Field(default=1, ge=1, le=256, description="accept threads per process")
-    poll_ms: int = Field(default=20, ge=5, le=1000, description="idle queue poll interval")
+    poll_ms: int = Field(
+        default=1000, ge=5, le=4000, description="longest a consumer blocks on an idle queue before looking again (ms)"
+    )
     # quotas and credits (see worker.accounting)
     quotas_file: Path | None = Field(default=None, description="TOML (or .json) file of per-user quotas")
     quotas: dict[str, UserQuota] = Field(
         default_factory=dict, description="per-user quotas as JSON, by login; override quotas_file entries"
     )
-    rates_ttl_s: float = Field(default=86_400.0, gt=0, description="how long a destination's credit rate is kept")
-    fallback_credit_rate: float = Field(
-        default=1.0, gt=0, description="credits per part assumed while OVH's rate of a destination is unavailable"
+    rates_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="after how long a destination's credit rate is read again (it is used meanwhile)",
+    )
+    rates_prefetch: list[str] = Field(
+        default_factory=list,
+        description="countries (ISO codes) whose credit rates are read at start, besides the default region's",
     )
     account_credits_check: bool = Field(default=True, description="refuse sends the account's creditsLeft cannot pay")
     account_credits_refresh_s: float = Field(default=60.0, gt=0, description="how long creditsLeft is cached")
@@ -82,8 +99,41 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="OVH jobs calls per second per consumer key, all replicas together"
     )
     rate_limit_burst: int = Field(default=1, ge=1, description="calls the rate limiter lets through at once")
+    # attempts, leases, reconciliation, drain (see worker.pipeline.attempts and worker.ovhcloud.reconcile)
+    lease_s: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=300.0,
+        description="a worker's lease (seconds): its attempts are taken over within a fifth of this after it expires",
+    )
+    drain_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        le=600.0,
+        description="on SIGTERM, how long in-flight calls get to finish and settle (keep it under the pod's grace)",
+    )
+    reconcile_grace_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="after a call became ambiguous, how long OVH's records get to show it before its "
+        "missing receivers count as proven absent and are sent again",
+    )
+    reconcile_deadline_s: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="after this long unresolved (OVH's records unreadable), an ambiguous receiver ends unknown",
+    )
+    reconcile_max_lookups: int = Field(
+        default=1000, ge=1, description="SMS records read at most in one look at an ambiguous call"
+    )
+    reconcilers: int = Field(default=1, ge=0, le=16, description="reconciler threads per process")
+    redis_outage_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="how long staging and settlement keep retrying while Redis does not answer",
+    )
 
-    @field_validator("lanes", mode="before")
+    @field_validator("lanes", "rates_prefetch", mode="before")
     @classmethod
     def _split_lanes(cls, value: object) -> object:
         if isinstance(value, str) and not value.startswith("["):

@@ -7,7 +7,8 @@ false) get OVH's STOP mention appended first. More than ``MAX_PARTS`` parts cann
 
 Credits: parts times the destination's rate (``RateTable``: ``GET /sms/rates/destinations``,
 cached per country). ``AccountBalance`` caches the account's ``creditsLeft`` for a best-effort
-check before staging.
+check before staging. Both are read from memory on the accept path and refreshed by
+``worker.accounting.refresher`` in the background, under the shared rate limiter.
 
 The part counting is the worker's own implementation; the sandbox has an independent one, and
 ``tests/test_credits.py`` checks they agree.
@@ -16,6 +17,7 @@ The part counting is the worker's own implementation; the sandbox has an indepen
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -25,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
-import ovh.exceptions
+import redis
 
-from ..errors import SmsWorkerError
+from ..errors import GatewayError, PermanentError, SmsWorkerError
+from ..store import keys
 
 log = logging.getLogger(__name__)
 
@@ -85,126 +88,135 @@ class UnknownDestination(SmsWorkerError):
     """OVH has no credit rate for this destination (it refused the country)."""
 
 
-class RateTable:
-    """Credits per SMS part by destination country, read from OVH and cached process-wide.
+class RateUnknown(SmsWorkerError):
+    """Nobody has read this destination's credit rate from OVH yet: the request cannot be priced safely."""
 
-    ``GET /sms/rates/destinations?country=<iso>`` (``sms.DestinationRates.credit``), fetched
-    lazily the first time a country is needed and again once ``ttl_s`` seconds old. When OVH
-    does not answer, a stale rate is used, else ``fallback``: the estimate only decides the
-    reservation, settlement uses OVH's own figure, and a request is not held up (nor lost) for
-    a price list; the jobs call itself will meet the same outage and fail cleanly.
+
+#: Fetches one OVH resource: ``fetch(path, **params)``; raises ``GatewayError`` (the refresher
+#: passes the gateway's GET behind a background rate-limit slot).
+Fetch = Callable[..., Any]
+
+
+class RateTable:
+    """Credits per SMS part by destination country, as OVH prices them, shared through Redis.
+
+    ``rate`` is on the accept path and never calls OVH: it reads this process's memory, then the
+    rates other replicas and earlier runs read (``keys.RATES``, one HGET on a miss). A
+    destination nobody has priced yet is queued for the refresher and its request refused with
+    ``RateUnknown`` (code ``rate_unknown``: send it again in a few seconds): reserving at a
+    guessed rate could overspend a quota, and waiting for OVH here would hold up every lane's
+    intake. Rates older than ``ttl_s`` are still used while the refresher reads them again.
+    ``prefetch`` lists the countries read at start.
     """
 
-    #: After a failed fetch, seconds before the next try (the fallback or a stale rate meanwhile).
-    RETRY_AFTER_FAILURE_S = 5.0
-
-    def __init__(
-        self,
-        client_factory: Callable[[], Any],
-        *,
-        ttl_s: float,
-        fallback: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self._client_factory = client_factory
-        self._client: Any = None
+    def __init__(self, client: redis.Redis, *, ttl_s: float, clock: Callable[[], float] = time.time):
+        self.redis = client
         self.ttl_s = ttl_s
-        self.fallback = fallback
         self._clock = clock
-        self._rates: dict[str, tuple[float, float]] = {}  # country -> (credits per part, fetched at)
-        self._failed_at = -math.inf
+        self._known: dict[str, tuple[float | str, float]] = {}  # country -> (rate or refusal, read at unix s)
+        self._wanted: set[str] = set()
         self._lock = threading.Lock()
 
     def rate(self, country: str) -> float:
         """Credits per part towards ``country`` (ISO 3166 alpha-2, any case)."""
         country = country.lower()
-        cached = self._rates.get(country)
-        if cached is not None and self._clock() - cached[1] < self.ttl_s:
-            return cached[0]
-        if self._clock() - self._failed_at < self.RETRY_AFTER_FAILURE_S:
-            return cached[0] if cached is not None else self.fallback
-        with self._lock:  # one fetch at a time; the others then find it cached
-            cached = self._rates.get(country)
-            if cached is not None and self._clock() - cached[1] < self.ttl_s:
-                return cached[0]
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                answer = self._client.get("/sms/rates/destinations", country=country, _need_auth=False)
-                rate = float(answer["credit"])
-            except (ovh.exceptions.BadParametersError, ovh.exceptions.ResourceNotFoundError) as exc:
-                raise UnknownDestination(f"OVH has no credit rate for destination {country!r}: {exc}") from None
-            except (ovh.exceptions.APIError, KeyError, TypeError, ValueError) as exc:
-                self._failed_at = self._clock()
-                used = cached[0] if cached is not None else self.fallback
-                log.warning("credit rate of %s unavailable (%s); estimating with %s", country, exc, used)
-                return used
-            self._rates[country] = (rate, self._clock())
-            return rate
+        known = self._known.get(country) or self._load(country)
+        if known is None:
+            with self._lock:
+                self._wanted.add(country)
+            raise RateUnknown(
+                f"the credit rate of destination {country.upper()!r} is not known yet (it is being read from "
+                "OVH): send it again in a few seconds"
+            )
+        value, at = known
+        if self._clock() - at >= self.ttl_s:
+            with self._lock:
+                self._wanted.add(country)  # stale: read again in the background, used meanwhile
+        if isinstance(value, str):
+            raise UnknownDestination(f"OVH has no credit rate for destination {country!r}: {value}")
+        return value
+
+    def _load(self, country: str) -> tuple[float | str, float] | None:
+        raw = self.redis.hget(keys.RATES, country)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        known: tuple[float | str, float] = (
+            (float(data["credit"]) if "credit" in data else str(data["refused"])),
+            float(data["at"]),
+        )
+        self._known[country] = known
+        return known
+
+    def pending(self) -> list[str]:
+        """Countries to read: asked for and not known, or known for longer than ``ttl_s``."""
+        with self._lock:
+            wanted, self._wanted = self._wanted, set()
+        return sorted(wanted)
+
+    def fetch(self, fetch: Fetch, country: str) -> float | None:
+        """Read ``country``'s rate from OVH (``GET /sms/rates/destinations``); ``None`` if not priced."""
+        country = country.lower()
+        now = self._clock()
+        try:
+            answer = fetch("/sms/rates/destinations", country=country, _need_auth=False)
+            record: dict[str, Any] = {"credit": float(answer["credit"]), "at": now}
+        except PermanentError as exc:  # 400/404: OVH does not price (or know) this destination
+            record = {"refused": exc.message, "at": now}
+        except (GatewayError, KeyError, TypeError, ValueError) as exc:
+            log.warning("credit rate of %s not read (%s); trying again later", country, exc)
+            with self._lock:
+                self._wanted.add(country)
+            return None
+        self.redis.hset(keys.RATES, country, json.dumps(record))
+        self._known[country] = (record.get("credit", record.get("refused", "")), now)
+        return record.get("credit")
 
 
 class AccountBalance:
-    """The ``creditsLeft`` of SMS accounts (``GET /sms/{sn}``), cached ``refresh_s`` seconds.
+    """The ``creditsLeft`` of SMS accounts (``GET /sms/{sn}``), kept in memory, refreshed in the background.
 
     A best-effort guard only: other senders (the control panel, other API clients) share the
     account and replicas each keep their own copy, so OVH stays authoritative and refuses a
     call it cannot pay. Between refreshes, this process subtracts what it staged, so a burst
-    against an empty account is refused here rather than at OVH. ``None`` when unknown (OVH
-    did not answer): the check is then skipped, never turned into a refusal.
+    against an empty account is refused here rather than at OVH. ``None`` while unknown (not
+    read yet, or OVH did not answer): the check is then skipped, never turned into a refusal.
+    ``credits_left`` never calls OVH: accounts asked for are read by the refresher every
+    ``refresh_s`` seconds.
     """
 
-    #: After a failed refresh, seconds before the next try (others use the stale figure meanwhile).
-    RETRY_AFTER_FAILURE_S = 5.0
-
-    def __init__(
-        self, client_factory: Callable[[], Any], *, refresh_s: float, clock: Callable[[], float] = time.monotonic
-    ):
-        self._client_factory = client_factory
-        self._client: Any = None
+    def __init__(self, *, refresh_s: float, clock: Callable[[], float] = time.monotonic):
         self.refresh_s = refresh_s
         self._clock = clock
-        self._left: dict[str, tuple[float, float]] = {}  # service -> (credits left, fetched or tried at)
-        self._failed: dict[str, float] = {}  # service -> when a first fetch failed
-        self._data_lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
+        self._left: dict[str, tuple[float, float]] = {}  # service -> (credits left, fetched at)
+        self._wanted: set[str] = set()
+        self._lock = threading.Lock()
 
     def credits_left(self, service: str) -> float | None:
-        cached = self._left.get(service)
-        if cached is not None and self._clock() - cached[1] < self.refresh_s:
-            return cached[0]
-        if cached is None and self._clock() - self._failed.get(service, -math.inf) < self.RETRY_AFTER_FAILURE_S:
-            return None
-        # One refresh at a time; while one runs, the others keep the figure they have (if any).
-        if not self._fetch_lock.acquire(blocking=cached is None):
-            return cached[0] if cached is not None else None
-        try:
+        with self._lock:
             cached = self._left.get(service)
-            if cached is not None and self._clock() - cached[1] < self.refresh_s:
-                return cached[0]
-            if cached is None and self._clock() - self._failed.get(service, -math.inf) < self.RETRY_AFTER_FAILURE_S:
-                return None
-            try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                left = float(self._client.get(f"/sms/{service}")["creditsLeft"])
-            except (ovh.exceptions.APIError, KeyError, TypeError, ValueError) as exc:
-                log.warning("creditsLeft of %s not refreshed: %s", service, exc)
-                if cached is not None:  # keep it, and try again a little later
-                    retry_at = self._clock() - self.refresh_s + min(self.RETRY_AFTER_FAILURE_S, self.refresh_s)
-                    with self._data_lock:
-                        self._left[service] = (cached[0], retry_at)
-                else:
-                    self._failed[service] = self._clock()
-                return cached[0] if cached is not None else None
-            with self._data_lock:
-                self._left[service] = (left, self._clock())
-            return left
-        finally:
-            self._fetch_lock.release()
+            if cached is None or self._clock() - cached[1] >= self.refresh_s:
+                self._wanted.add(service)
+        return None if cached is None else cached[0]
 
     def debit(self, service: str, credits: float) -> None:
         """Subtract credits just staged from the cached figure (until the next refresh)."""
-        with self._data_lock:
+        with self._lock:
             cached = self._left.get(service)
             if cached is not None:
                 self._left[service] = (cached[0] - credits, cached[1])
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            wanted, self._wanted = self._wanted, set()
+        return sorted(wanted)
+
+    def fetch(self, fetch: Fetch, service: str) -> float | None:
+        try:
+            left = float(fetch(f"/sms/{service}")["creditsLeft"])
+        except (GatewayError, KeyError, TypeError, ValueError) as exc:
+            log.warning("creditsLeft of %s not refreshed: %s", service, exc)
+            return None
+        with self._lock:
+            self._left[service] = (left, self._clock())
+        return left

@@ -122,12 +122,19 @@ def _text(raw: bytes | str | None) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+class _QuotaSet(scripts.Script):
+    """quota_set.lua: set a user's quota and alert settings, keeping its reserved and spent."""
+
+    NAME = "quota_set"
+    KEYS = ("quota", "quotas")
+
+
 class QuotaStore:
     """Reads and writes the quota hashes (reservation and settlement are in the Lua steps)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._set = scripts.load(client, "quota_set")
+        self._set = _QuotaSet(client)
 
     def apply_config(self, users: Iterable[UserQuota]) -> int:
         """Write configured users whose entry changed since it was last applied; returns how many."""
@@ -171,17 +178,18 @@ class QuotaStore:
         ovh_quota: bool,
         source: str,
     ) -> int:
-        args: list[str | int] = [
-            service,
-            login,
-            mode,
-            "" if quota is None else repr(float(quota)),
-            "" if threshold is None else repr(float(threshold)),
-            alert_number or "",
-            int(ovh_quota),
-            source,
-        ]
-        return int(self._set(keys=[keys.quota(service, login), keys.QUOTAS], args=args))
+        document = {
+            "service": service,
+            "login": login,
+            "mode": mode,
+            "quota": None if quota is None else float(quota),
+            "threshold": None if threshold is None else float(threshold),
+            "alert_number": alert_number or None,
+            "ovh_quota": ovh_quota,
+            "source": source,
+        }
+        present = {name: value for name, value in document.items() if value is not None}  # Lua reads null as true
+        return int(self._set.run({"quota": keys.quota(service, login), "quotas": keys.QUOTAS}, present))
 
     def get(self, service: str, login: str) -> QuotaState | None:
         return self._read(keys.quota(service, login))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -32,8 +33,14 @@ def run(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     app = build_app(settings)
     stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second signal: leave at once; the lease hands what is left to others
+            os._exit(128 + signum)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     log.info(
         "consuming lanes %s with %d threads and %d dispatchers",
         ",".join(settings.lanes),
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     )
     app.start()
     stop.wait()
-    log.info("stopping: finishing in-flight calls")
-    app.stop()
+    log.info("stopping: draining for up to %g s (a second signal exits at once)", settings.drain_s)
+    finished = app.stop()
+    log.info("stopped%s", "" if finished else " (calls still in flight are left to the lease)")
     return 0

@@ -1,14 +1,21 @@
-"""The OVH gateway: one jobs call through python-ovh, its failures sorted for the retry layer.
+"""The OVH gateway: calls through python-ovh, their failures sorted for the retry layer.
 
 python-ovh never retries and raises one exception per HTTP outcome; this module decides, for
 each, whether the call surely did not take effect (``RetryableError``), was refused
-(``PermanentError``) or may have taken effect (``AmbiguousError``). One ``ovh.Client`` per
-thread, because a ``requests.Session`` is not meant to be shared between threads.
+(``PermanentError``) or may have taken effect (``AmbiguousError``). The HTTP status decides
+before the body: a 429 or 503 whose body is a proxy's HTML page is still "not carried out"
+(python-ovh raises ``InvalidResponse`` for it without the response, so a ``requests`` response
+hook keeps the status). python-ovh fetches OVH's clock (``GET /auth/time``) lazily inside the
+first signed call, where its timeout would look like an ambiguous POST: the gateway fetches it
+when it makes the client, and a failure there is "not sent".
+
+One ``ovh.Client`` per thread, because a ``requests.Session`` is not meant to be shared.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,32 +50,33 @@ def _never_left(error: BaseException | None) -> bool:
     return False
 
 
-def classify(exc: ovh.exceptions.APIError) -> GatewayError:
-    """Map a python-ovh exception onto the worker's tree, keeping OVH's details."""
-    response = getattr(exc, "response", None)
+def classify(exc: ovh.exceptions.APIError, response: requests.Response | None = None) -> GatewayError:
+    """Map a python-ovh exception onto the worker's tree, keeping OVH's details.
+
+    ``response`` is the HTTP response the exception came from when python-ovh did not attach it
+    (``InvalidResponse``).
+    """
+    response = getattr(exc, "response", None) or response
     status = response.status_code if response is not None else None
-    details: dict[str, Any] = {
-        "ovh_class": type(exc).__name__,
-        "status": status,
-        "query_id": getattr(exc, "query_id", None),
-    }
-    message = str(exc) or type(exc).__name__
+    query_id = getattr(exc, "query_id", None) or (response.headers.get("X-Ovh-QueryId") if response else None)
+    details: dict[str, Any] = {"ovh_class": type(exc).__name__, "status": status, "query_id": query_id}
+    message = " ".join((str(exc) or type(exc).__name__).split())  # OVH messages may span lines
     if isinstance(exc, ovh.exceptions.HTTPError):
         cause = exc.args[1] if len(exc.args) > 1 else exc.__cause__
         if _never_left(cause):
             return RetryableError(f"could not connect to OVH: {cause}", **details)
         return AmbiguousError(f"connection to OVH lost after the request was sent: {cause}", **details)
-    if isinstance(exc, ovh.exceptions.InvalidResponse):
-        return AmbiguousError(f"unreadable answer from OVH: {message}", **details)
     if status in RETRYABLE_STATUSES:
-        return RetryableError(message, retry_after_s=_retry_after(response), **details)
+        return RetryableError(f"OVH answered {status}: {message}", retry_after_s=_retry_after(response), **details)
+    if isinstance(exc, ovh.exceptions.InvalidResponse):
+        return AmbiguousError(f"unreadable answer from OVH (HTTP {status}): {message}", **details)
     if status is not None and status >= 500:
         return AmbiguousError(f"OVH answered {status}: {message}", **details)
     return PermanentError(message, **details)
 
 
 class OvhGateway:
-    """Sends jobs calls. ``client_factory`` builds one ``ovh.Client`` per thread."""
+    """Calls OVH. ``client_factory`` builds one ``ovh.Client`` per thread."""
 
     def __init__(self, client_factory: Callable[[], ovh.Client]) -> None:
         self._client_factory = client_factory
@@ -76,15 +84,45 @@ class OvhGateway:
 
     @property
     def client(self) -> ovh.Client:
+        """This thread's client, with OVH's clock already read (``RetryableError`` if it cannot be)."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = self._client_factory()
+            client = self._client_factory()
+            client._session.hooks["response"].append(self._keep_response)
+            try:
+                client.time_delta  # noqa: B018  (the property fetches GET /auth/time once)
+            except ovh.exceptions.APIError as exc:
+                failure = classify(exc, self._last_response())
+                raise RetryableError(f"could not read OVH's clock: {failure.message}", status=failure.status) from exc
+            self._local.client = client
         return client
+
+    def _keep_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._local.response = response
+
+    def _last_response(self) -> requests.Response | None:
+        return getattr(self._local, "response", None)
 
     def send_job(self, service: str, login: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /sms/{service}[/users/{login}]/jobs``; returns OVH's ``sms.SmsSendingReport``."""
         path = f"/sms/{service}/jobs" if login is None else f"/sms/{service}/users/{login}/jobs"
+        client = self.client
+        self._local.response = None
         try:
-            return self.client.post(path, **body)
+            report: dict[str, Any] = client.post(path, **body)
         except ovh.exceptions.APIError as exc:
-            raise classify(exc) from exc
+            raise classify(exc, self._last_response()) from exc
+        return report
+
+    def get(self, path: str, **params: Any) -> Any:
+        """A signed GET (reconciliation, balance, senders...), its failures classified."""
+        client = self.client
+        self._local.response = None
+        try:
+            return client.get(path, **params)
+        except ovh.exceptions.APIError as exc:
+            raise classify(exc, self._last_response()) from exc
+
+    def ovh_now(self) -> float:
+        """OVH's clock now (unix seconds), from the delta python-ovh read from ``/auth/time``."""
+        return time.time() + float(self.client.time_delta)

@@ -5,7 +5,8 @@ calls with the same key, so the budget lives in Redis and is taken by one Lua sc
 (``lua/rate_limit.lua``) that reads the clock of the Redis server, never the caller's.
 
 Guarantee: a token bucket of ``burst`` calls refilled at ``rate_per_s``. In any window of
-``T`` seconds (bounds included) at most ``burst + rate_per_s * T`` calls are granted, so in any
+``T`` seconds (bounds included) at most ``burst + rate_per_s * T`` calls are granted and used
+(a grant given back unused with ``release`` returns its token), so in any
 one-second window at most ``floor(burst + rate_per_s)``; in any half-open window ``[t, t + 1 s)``
 at most ``burst + ceil(rate_per_s) - 1``. Times are the Redis server's, in microseconds, and
 refills are rounded down, so the bound holds exactly at that resolution whatever the number of
@@ -123,15 +124,16 @@ class RateLimiter:
         self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
         self.on_grant = on_grant
         self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
-        self._script = scripts.load(client, "rate_limit")
+        self._script = scripts.load(client, "rate_limit", common=False)
         self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
 
     def _run(self, op: str, *args: Any) -> Any:
         argv = [op, repr(self.rate_per_s), self.burst, int(STATE_TTL_S * 1000), *args]
         return self._script(keys=self._keys, args=argv)
 
-    def acquire(self, lane: str, timeout_s: float | None = None) -> bool:
-        """Block until ``lane`` may make one call; ``False`` if ``timeout_s`` passed first.
+    def acquire(self, lane: str, timeout_s: float | None = None, stop: threading.Event | None = None) -> bool:
+        """Block until ``lane`` may make one call; ``False`` if ``timeout_s`` passed or ``stop``
+        was set first.
 
         ``timeout_s=0`` tries once. Call it before every attempt of an OVH call, retries included.
         """
@@ -158,7 +160,10 @@ class RateLimiter:
                     if left <= 0:
                         return False
                     sleep = min(sleep, left)
-                time.sleep(max(sleep, 0.0005))
+                if stop is None:
+                    time.sleep(max(sleep, 0.0005))
+                elif stop.wait(max(sleep, 0.0005)):
+                    return False
         finally:
             if not granted:
                 # Leave at once rather than holding lower lanes back until the registration expires.
@@ -176,6 +181,10 @@ class RateLimiter:
         retry_after_us = -1 if retry_after_s is None else int(max(retry_after_s, 0.0) * 1_000_000)
         seq = getattr(self._local, "seq", -1)
         self._run("rate_limited", retry_after_us, seq, repr(self.min_rate_per_s), repr(self.decrease_factor))
+
+    def release(self) -> None:
+        """Give back a slot granted to a call that then had nothing to send."""
+        self._run("release")
 
     def on_success(self) -> None:
         """OVH answered (anything but 429): win back part of the configured rate."""

@@ -1,10 +1,16 @@
 """The accept stage: from a queued payload to receivers staged in batch buffers.
 
-Parse and validate the request; normalize receivers (invalid ones set aside); render mail
-merge; estimate credits (parts times each destination's rate); check the account can pay
-(best effort); then dedupe, reserve the user's quota and stage in one atomic Redis step. A
-request that cannot be sent gets its one ``rejected`` result here. A payload whose request id
-cannot be read raises ``UnreadablePayload``: the actor lets dramatiq dead-letter it.
+Parse and validate each request; normalize receivers (invalid ones set aside); render mail
+merge; estimate credits (parts times each destination's rate, from memory: no OVH call here);
+check the account can pay (best effort, cached); then dedupe, reserve the user's quota and
+stage in one atomic Redis step per request. A request that cannot be sent gets its one
+``rejected`` result here.
+
+Nothing is lost and nothing stalls: each request of a pack is prepared on its own (an unexpected
+error gives that request a ``rejected`` result with code ``internal_error``, its neighbours go
+on); staging is retried through a Redis outage of minutes (it is idempotent); an item whose
+request id cannot be read is dead-lettered on its own, and a payload of which nothing can be
+read raises ``UnreadablePayload`` (the actor dead-letters the message).
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.models import (
+    MAX_METADATA_BYTES,
     REQUEST_ID_PATTERN,
     ErrorInfo,
     QueueName,
@@ -35,9 +44,11 @@ from ..accounting import credits
 from ..accounting.quotas import EPSILON as QUOTA_EPSILON
 from ..accounting.quotas import QuotaStore
 from ..errors import UnreadablePayload
+from ..retries import until_redis_answers
 from ..settings import Settings
 from . import mailmerge, receivers
-from .buffers import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
+from .attempts import Entry
+from .buffers import Batch, Buffers, QuotaRequest, Staging
 
 log = logging.getLogger(__name__)
 
@@ -115,33 +126,52 @@ def ovh_body(request: SendRequest, text: str, default_sender: str | None) -> dic
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A request ready to stage, with what accounting needs after the stage step."""
+
+    index: int
+    request: SendRequest
+    staging: Staging
+    service: str
+    needed: float
+    account_checked: bool
+
+
 class AcceptStage:
     """``rates`` prices each destination; ``balance`` (optional) backs the account check;
-    ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay)."""
+    ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay);
+    ``dead_letter(queue, message)`` parks an unreadable item of a pack; ``on_rejected(lane,
+    code)`` and ``on_staged(lane)`` are called per request (metrics)."""
 
     def __init__(
         self,
         settings: Settings,
-        buffer: BatchBuffer,
+        buffers: Buffers,
         *,
         rates: credits.RateTable,
         balance: credits.AccountBalance | None = None,
         quotas: QuotaStore | None = None,
+        dead_letter: Callable[[str, dramatiq.Message[Any]], None] | None = None,
+        on_rejected: Callable[[str, str], None] | None = None,
+        on_staged: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.buffer = buffer
+        self.buffers = buffers
         self.rates = rates
         self.balance = balance
         self.quotas = quotas
+        self.dead_letter = dead_letter
+        self.on_rejected = on_rejected
+        self.on_staged = on_staged
 
     def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
 
-        Outcomes are ``staged``, ``duplicate`` or ``rejected``. The requests of a pack are staged
-        in one round trip. A payload of which no request id can be read raises
-        ``UnreadablePayload`` (dramatiq dead-letters the message); in a pack where some can be
-        read, each unreadable item is dead-lettered on its own (``lane`` names the queue).
+        Outcomes are ``staged``, ``duplicate`` or ``rejected``, in the order of the readable
+        requests. The requests of a pack are staged in one round trip.
         """
+        lane = lane or DEFAULT_LANE
         items = _items(payload)
         readable: list[tuple[str, dict[str, Any]]] = []
         unreadable: list[tuple[Any, UnreadablePayload]] = []
@@ -152,71 +182,118 @@ class AcceptStage:
                 if len(items) == 1:
                     raise
                 unreadable.append((item, exc))
-        if not readable:
+        if not readable:  # the whole message goes to the dead-letter queue, once
             raise UnreadablePayload("no request of the pack has a readable request_id")
         for item, reason in unreadable:
             self._dead_letter(item, reason, lane)
         outcomes: dict[int, str] = {}
-        stagings: list[Staging] = []
-        staged: list[tuple[int, SendRequest, str, float, bool]] = []
+        prepared: list[_Prepared] = []
         held: dict[str, float] = defaultdict(float)  # credits this pack already asked of each account
         for n, (request_id, data) in enumerate(readable):
             try:
-                request = self._validate(data)
-                batches, invalid = self._prepare(request)
-                service = batches[0].meta["service"]
-                needed = sum(entry.credits for batch in batches for entry in batch.entries)
-                debit = self._check_account(request, service, needed, already=held[service])
+                ready = self._prepare(n, request_id, data, held)
             except Rejection as rejection:
-                outcomes[n] = self._reject(request_id, data, rejection)
+                outcomes[n] = self._reject(request_id, data, rejection, lane)
                 continue
-            if debit:
-                held[service] += needed
-            skeleton = {
-                "kind": "send_result",
-                "version": CONTRACT_VERSION,
-                "request_id": request_id,
-                "service_name": service,
-                "user": request.user,
-                "tag": request.tag,
-                "metadata": request.metadata,
-                "accepted_at": time.time(),
-            }
-            stagings.append(
-                Staging(
-                    request_id=request_id,
-                    skeleton=skeleton,
-                    reply_to=request.reply_to,
-                    invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
-                    batches=batches,
-                    quota=self._quota_request(request, service),
-                )
-            )
-            staged.append((n, request, service, needed, debit))
-        for (n, request, service, needed, debit), outcome in zip(
-            staged, self.buffer.stage_many(stagings, linger_ms=self.settings.linger_ms), strict=True
-        ):
-            if outcome == "quota_exceeded":
-                log.info(
-                    "request %s rejected: quota_exceeded (user %s, %g credits)",
-                    request.request_id,
-                    request.user,
-                    needed,
-                )
-                outcomes[n] = "rejected"
+            except Exception as exc:  # a fault of ours on this one request: its neighbours go on
+                log.exception("request %s could not be prepared", request_id, extra={"request_id": request_id})
+                failure = Rejection("internal_error", f"the worker failed on this request ({type(exc).__name__})")
+                outcomes[n] = self._reject(request_id, data, failure, lane)
                 continue
-            if outcome == "staged" and debit and self.balance is not None:
-                self.balance.debit(service, needed)
-            outcomes[n] = outcome
+            if ready.account_checked:
+                held[ready.service] += ready.needed
+            prepared.append(ready)
+        for ready, reply in zip(prepared, self._stage(prepared), strict=True):
+            outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane)
         return [outcomes[n] for n in range(len(readable))]
 
-    def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str | None) -> None:
-        lane = lane or DEFAULT_LANE
+    # -- staging ----------------------------------------------------------------------------------
+
+    def _stage(self, prepared: list[_Prepared]) -> list[str]:
+        """Stage the pack in one round trip, through a Redis outage; one by one if the pack fails."""
+        if not prepared:
+            return []
+        stagings = [p.staging for p in prepared]
+
+        def stage(batch: list[Staging]) -> list[str]:
+            return until_redis_answers(
+                lambda: self.buffers.stage_many(batch, linger_ms=self.settings.linger_ms),
+                outage_s=self.settings.redis_outage_s,
+                what="stage requests",
+            )
+
+        try:
+            return stage(stagings)
+        except redis.ResponseError:
+            log.exception("staging a pack of %d failed; staging its requests one by one", len(stagings))
+        replies = []
+        for staging in stagings:
+            try:
+                replies += stage([staging])
+            except redis.ResponseError:
+                log.exception("request %s could not be staged", staging.request_id)
+                replies.append("error")
+        return replies
+
+    def _after_stage(self, ready: _Prepared, reply: str, data: dict[str, Any], lane: str) -> str:
+        request = ready.request
+        if reply == "error":
+            return self._reject(
+                request.request_id, data, Rejection("internal_error", "the worker could not stage this request"), lane
+            )
+        if reply.startswith("quota:"):
+            left = float(reply.split(":", 1)[1])
+            message = (
+                f"quota of user {request.user} exceeded: this request needs {ready.needed:g} credits "
+                f"and the quota has {left:g} left"
+            )
+            rejection = Rejection(
+                "quota_exceeded", message, field="user", credits_needed=ready.needed, credits_left=left,
+                outcomes=[ReceiverOutcome.model_validate(o) for o in ready.staging.invalid_outcomes],
+            )  # fmt: skip
+            return self._reject(request.request_id, data, rejection, lane)
+        if reply == "staged":
+            if ready.account_checked and self.balance is not None:
+                self.balance.debit(ready.service, ready.needed)
+            if self.on_staged is not None:
+                self.on_staged(lane)
+        return reply
+
+    def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
         )
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
-        self.buffer.dead_letter(lane_queue(lane), message.encode().decode(), message.message_id)
+        if self.dead_letter is not None:
+            self.dead_letter(lane_queue(lane), message)
+
+    # -- preparing one request --------------------------------------------------------------------
+
+    def _prepare(self, index: int, request_id: str, data: dict[str, Any], held: dict[str, float]) -> _Prepared:
+        request = self._validate(data)
+        batches, invalid = self._batches(request)
+        service = batches[0].meta["service"]
+        needed = sum(entry.credits for batch in batches for entry in batch.entries)
+        checked = self._check_account(request, service, needed, already=held[service])
+        skeleton = {
+            "kind": "send_result",
+            "version": CONTRACT_VERSION,
+            "request_id": request_id,
+            "service_name": service,
+            "user": request.user,
+            "tag": request.tag,
+            "metadata": request.metadata,
+            "accepted_at": time.time(),
+        }
+        staging = Staging(
+            request_id=request_id,
+            skeleton={k: v for k, v in skeleton.items() if v is not None},
+            reply_to=request.reply_to,
+            invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
+            batches=batches,
+            quota=self._quota_request(request, service),
+        )
+        return _Prepared(index, request, staging, service, needed, checked)
 
     def _quota_request(self, request: SendRequest, service: str) -> QuotaRequest | None:
         if request.user is None:
@@ -264,7 +341,7 @@ class AcceptStage:
             field, message = describe_validation_error(exc)
             raise Rejection("invalid_request", message, field=field) from None
 
-    def _prepare(self, request: SendRequest) -> tuple[list[Batch], list[ReceiverOutcome]]:
+    def _batches(self, request: SendRequest) -> tuple[list[Batch], list[ReceiverOutcome]]:
         service = request.service_name or self.settings.service_name
         if service is None:
             raise Rejection(
@@ -289,13 +366,15 @@ class AcceptStage:
                 priced.append(receiver)
             except credits.UnknownDestination as exc:
                 invalid.append(ReceiverOutcome(receiver=receiver.given, status="invalid", reason=str(exc)))
+            except credits.RateUnknown as exc:
+                raise Rejection("rate_unknown", f"receivers: {exc}", field="receivers") from None
         if not priced:
             raise Rejection("no_valid_receivers", "receivers: none can be sent to", field="receivers", outcomes=invalid)
         by_text: dict[str, list[receivers.Receiver]] = defaultdict(list)
         for receiver in priced:
             values = request.variables.get(receiver.given) if request.variables else None
             by_text[mailmerge.render(request.message, values)].append(receiver)
-        arrival = now_ms()
+        reply_to = "" if request.reply_to == self.settings.results_queue else request.reply_to
         batches = []
         for text, group in by_text.items():
             if not text.strip():
@@ -311,21 +390,19 @@ class AcceptStage:
                 "body": ovh_body(request, text, self.settings.sender),
             }
             entries = [
-                Entry(arrival, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""]) for r in group
+                Entry(0, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""], reply_to)
+                for r in group
             ]
             batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
         return batches, invalid
 
-    def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection) -> str:
-        try:  # the contract's own rule for queue names
+    # -- rejecting ----------------------------------------------------------------------------------
+
+    def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection, lane: str) -> str:
+        try:  # the contract's own rule for queue names (lane queues are refused)
             reply_to = _QUEUE_NAME.validate_python(data.get("reply_to"))
         except ValidationError:
             reply_to = self.settings.results_queue
-        echoed = {
-            key: data.get(key)
-            for key, kind in (("service_name", str), ("user", str), ("tag", str), ("metadata", dict))
-            if isinstance(data.get(key), kind)
-        }
         fields: dict[str, Any] = {
             "request_id": request_id,
             "status": "rejected",
@@ -333,13 +410,41 @@ class AcceptStage:
             "error": rejection.error,
             "finished_at": time.time(),
         }
-        try:
-            result = SendResult.model_validate({**fields, **echoed})
-        except ValidationError:  # an echoed field is out of range: leave them out
-            result = SendResult.model_validate(fields)
-        log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
-        # Message ids name the request and the time, as stage.lua's and dispatch's do.
-        published = self.buffer.reject(
-            request_id, result.model_dump_json(exclude_none=True), reply_to, f"result:{request_id}:{now_ms()}"
+        result = SendResult.model_validate(fields)
+        for key, value in _echoed(data).items():  # each echoed field on its own: one bad one drops only itself
+            try:
+                result = SendResult.model_validate({**result.model_dump(), key: value})
+            except ValidationError:
+                continue
+        log.info(
+            "request %s rejected: %s",
+            request_id,
+            rejection.error.code,
+            extra={"request_id": request_id, "lane": lane, "reason": rejection.error.code},
+        )
+        if self.on_rejected is not None:
+            self.on_rejected(lane, rejection.error.code)
+        published = until_redis_answers(
+            lambda: self.buffers.reject(request_id, result.model_dump_json(exclude_none=True), reply_to),
+            outage_s=self.settings.redis_outage_s,
+            what="publish a rejection",
         )
         return "rejected" if published else "duplicate"
+
+
+def _echoed(data: dict[str, Any]) -> dict[str, Any]:
+    """The request fields a rejected result echoes back, when they are of the right kind and size."""
+    echoed = {
+        key: data.get(key)
+        for key, kind in (("service_name", str), ("user", str), ("tag", str), ("metadata", dict))
+        if isinstance(data.get(key), kind)
+    }
+    metadata = echoed.get("metadata")
+    if metadata is not None:
+        try:
+            too_big = len(json.dumps(metadata, separators=(",", ":"))) > MAX_METADATA_BYTES
+        except (TypeError, ValueError):
+            too_big = True
+        if too_big:  # refused for its size: never copied whole into the result
+            del echoed["metadata"]
+    return {key: value for key, value in echoed.items() if not (isinstance(value, str) and len(value) > 128)}

@@ -1,83 +1,157 @@
-"""Every Redis key the worker writes, in one place, named after what it holds.
+"""Every Redis key the worker reads or writes, in one place, named after what it holds.
 
-The Lua scripts receive these prefixes as arguments rather than spelling them out.
+Lua scripts never build a key: they receive the names made here in ``KEYS`` (see
+``worker.store.scripts``). Per-request keys wrap the request id in braces
+(``sms-worker:req:{order-7}``); ids cannot contain braces, so no request id can make a key of
+one request equal a key of another, or of another kind. Service names and logins are checked
+by pattern (``contracts.models.SERVICE_NAME_PATTERN``) before they reach a key, so they cannot
+carry the ``:`` that separates them.
+
+TTLs and bounds: per-request keys expire (``request_ttl_s``, ``result_ttl_s``,
+``dedupe_ttl_s``); buffers and due sets hold only what is waiting to be sent; attempts live
+until settled (with a safety TTL); results queues are capped (``results_queue_max_length``).
 """
 
 from __future__ import annotations
 
-PREFIX = "sms-worker:"
+from contracts.wire import KEY_PREFIX, group_key, queue_key, result_key, result_ready_key
 
-#: String, set once per accepted or rejected request id: the dedupe marker (TTL dedupe_ttl_s).
-SEEN = PREFIX + "seen:"
-#: Hash per in-flight request: result skeleton, counters, outcome fragments' key.
-REQUEST = PREFIX + "req:"
-#: List per in-flight request: JSON fragments of per-receiver outcomes, appended per call.
-OUTCOMES = PREFIX + "outcomes:"
-#: List per batch key: staged entries ``<arrival ms>|<request id>|<receiver>|<credits>``.
-BUFFER = PREFIX + "buf:"
-#: String per batch key: the JSON of the jobs call body and routing (service, login, lane).
-BUFFER_META = PREFIX + "bufmeta:"
-#: Sorted set per lane: batch keys with entries, scored by when they are due (ms).
-DUE = PREFIX + "due:"
-#: List the accept stage pushes to when a buffer is due now; dispatchers block on it.
-WAKE = PREFIX + "wake"
-#: Hash per OVH call in flight: what was claimed, recorded before the call is made.
-ATTEMPT = PREFIX + "attempt:"
-#: Sorted set of attempts in flight, by start time (ms): the recovery sweep reads it.
-ATTEMPTS = PREFIX + "attempts"
-#: Hash per OVH consumer key (a hash of it, never the key): the shared rate limiter's bucket.
-RATE_LIMIT = PREFIX + "ratelimit:"
-#: Sorted set per consumer key and lane: live waiters for a call slot, scored by expiry (us).
-RATE_WAITERS = PREFIX + "ratewait:"
-#: Hash per OVH API user (``quota:<service>:<login>``), shared by every replica: ``service``,
-#: ``login``, ``reserved`` and ``spent`` (credits, floats), and when the user has a quota:
-#: ``quota`` (credits), ``threshold`` (alert threshold, credits), ``armed`` (1 while the next
-#: crossing of the threshold alerts), ``crossings`` (alerts so far), ``alert_number``,
-#: ``ovh_quota`` (1 when OVH itself holds the quota: the account's creditsLeft does not pay),
-#: ``source`` (``config:<digest>`` or ``ovh``: what set the quota last), ``config`` (the config
-#: entry applied last). Quota left = quota - reserved - spent.
-QUOTA = PREFIX + "quota:"
-#: Set of the quota hashes' keys, for ``sms-worker quotas``.
-QUOTAS = PREFIX + "quotas"
-#: Hash per OVH SMS id, written at settlement and kept ``delivery_tracking_ttl_s``: which
-#: request and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
-#: ``service``, ``login``, ``call_id``, ``sent_at`` unix s). Delivery reports and replies are
-#: mapped back to their request with it.
-SMS = PREFIX + "sms:"
+PREFIX = KEY_PREFIX
+
+# -- per request ------------------------------------------------------------------------------
 
 
 def seen(request_id: str) -> str:
-    return SEEN + request_id
+    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``)."""
+    return f"{PREFIX}seen:{{{request_id}}}"
 
 
 def request(request_id: str) -> str:
-    return REQUEST + request_id
+    """Hash of a request in flight: result skeleton, ``reply_to``, counters (``remaining``,
+    ``sent``, ``failed``, ``unknown``, ``invalid``), ``credits``, ``error`` (TTL ``request_ttl_s``)."""
+    return f"{PREFIX}req:{{{request_id}}}"
+
+
+def outcomes(request_id: str) -> str:
+    """List of a request in flight: JSON fragments of per-receiver outcomes, one push per settlement."""
+    return f"{PREFIX}outcomes:{{{request_id}}}"
+
+
+#: String: a request's final result, read by ``SmsProducer.wait`` (TTL ``result_ttl_s``).
+result = result_key
+#: List pushed when a request's result is written: ``SmsProducer.wait`` blocks on it.
+result_ready = result_ready_key
+#: String: the number of parts a split send has (written by the producer).
+group = group_key
+
+# -- batch buffers ----------------------------------------------------------------------------
 
 
 def buffer(batch_key: str) -> str:
-    return BUFFER + batch_key
+    """List per batch key (a hex digest): staged entries ``<arrival ms>|<request id>|<E.164>|<credits>|<reply_to>``."""
+    return f"{PREFIX}buf:{batch_key}"
+
+
+def buffer_meta(batch_key: str) -> str:
+    """String per batch key: the JSON of the jobs call body and routing (service, login, lane)."""
+    return f"{PREFIX}bufmeta:{batch_key}"
 
 
 def due(lane: str) -> str:
-    return DUE + lane
+    """Sorted set per lane: batch keys with entries, scored by when they are due (Redis ms)."""
+    return f"{PREFIX}due:{lane}"
+
+
+def wake(lane: str) -> str:
+    """List per lane, pushed when one of its buffers becomes due now; dispatchers of that lane
+    block on it (trimmed to a few entries)."""
+    return f"{PREFIX}wake:{lane}"
+
+
+# -- attempts (see worker.pipeline.attempts) ----------------------------------------------------
 
 
 def attempt(call_id: str) -> str:
-    return ATTEMPT + call_id
+    """Hash per OVH jobs call: state, owner lease, what was claimed, OVH's answer once known."""
+    return f"{PREFIX}attempt:{call_id}"
+
+
+#: Sorted set of attempts held by a worker (claimed or calling), by claim time (Redis ms): the
+#: lease sweep reads it to take over the attempts of workers whose lease expired.
+INFLIGHT = PREFIX + "inflight"
+#: Sorted set of ambiguous attempts, by when they are next looked at (Redis ms): the reconcilers' work.
+RECONCILE = PREFIX + "reconcile"
+#: List pushed when an attempt becomes ambiguous: wakes a reconciler at once.
+RECONCILE_WAKE = PREFIX + "wake:reconcile"
+
+
+def lease(token: str) -> str:
+    """String per worker lease (value: the worker's name), TTL ``lease_s``: alive while it exists."""
+    return f"{PREFIX}lease:{token}"
+
+
+# -- accounting ---------------------------------------------------------------------------------
 
 
 def quota(service: str, login: str) -> str:
-    return f"{QUOTA}{service}:{login}"
+    """Hash per OVH API user, shared by every replica: ``service``, ``login``, ``reserved`` and
+    ``spent`` (credits), and when the user has a quota: ``quota``, ``threshold``, ``armed``,
+    ``crossings``, ``alert_number``, ``ovh_quota``, ``source``, ``config`` (worker.accounting.quotas)."""
+    return f"{PREFIX}quota:{service}:{login}"
+
+
+#: Set of the quota hashes' keys, for ``sms-worker quotas``.
+QUOTAS = PREFIX + "quotas"
 
 
 def sms(ovh_id: int | str) -> str:
-    return SMS + str(ovh_id)
+    """Hash per OVH SMS id, written at settlement, TTL ``delivery_tracking_ttl_s``: the request
+    and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
+    ``service``, ``login``, ``call_id``, ``sent_at`` unix s), for delivery reports and replies."""
+    return f"{PREFIX}sms:{ovh_id}"
+
+
+#: Hash of destination credit rates read from OVH, shared by every replica and restart:
+#: country (ISO, lower case) -> JSON ``{"credit": credits per part, "at": unix s}`` or
+#: ``{"refused": OVH's reason, "at": unix s}`` (bounded: one field per country).
+RATES = PREFIX + "rates"
+
+#: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap).
+STATS = PREFIX + "stats"
+
+# -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 
 
 def rate_limit(limiter_key: str) -> str:
+    """Hash per OVH consumer key (a hash of it, never the key): the token bucket."""
     # The braces are a cluster hash tag: the bucket and its waiters share one slot.
-    return RATE_LIMIT + "{" + limiter_key + "}"
+    return f"{PREFIX}ratelimit:{{{limiter_key}}}"
 
 
 def rate_waiters(limiter_key: str, lane: str) -> str:
-    return RATE_WAITERS + "{" + limiter_key + "}:" + lane
+    """Sorted set per consumer key and lane: live waiters for a call slot, scored by expiry (us)."""
+    return f"{PREFIX}ratewait:{{{limiter_key}}}:{lane}"
+
+
+# -- dramatiq's layout (its Redis broker owns these; we read and write them the same way) -----
+
+queue = queue_key
+
+
+def queue_messages(queue_name: str) -> str:
+    """Hash: message id -> encoded message, for a queue's list."""
+    return queue_key(queue_name) + ".msgs"
+
+
+def dead_letters(queue_name: str) -> str:
+    """Sorted set of a queue's dead-lettered message ids, by when (ms)."""
+    return queue_key(queue_name) + ".XQ"
+
+
+def dead_letter_messages(queue_name: str) -> str:
+    return queue_key(queue_name) + ".XQ.msgs"
+
+
+def acks(broker_id: str, queue_name: str) -> str:
+    """Set of message ids one dramatiq broker fetched from a queue and has not acked yet."""
+    return queue_key(f"__acks__.{broker_id}.{queue_name}")

@@ -8,7 +8,7 @@
 --          paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
 --          last rate decrease)
 -- KEYS[2..]: one sorted set per lane, highest priority first: waiter id -> heartbeat expiry (us)
--- ARGV[1]: op ("acquire", "rate_limited", "success", "state"), ARGV[2]: configured rate (calls/s),
+-- ARGV[1]: op ("acquire", "rate_limited", "success", "release", "state"), ARGV[2]: configured rate (calls/s),
 -- ARGV[3]: burst (calls), ARGV[4]: state TTL (ms), then per op:
 --   acquire       ARGV[5] lane index (1 = highest), ARGV[6] waiter id, ARGV[7] waiter TTL (us)
 --                 -> {1, now_us, 0, seq} granted, or {0, now_us, wait_us, seq}
@@ -16,6 +16,7 @@
 --                 unknown), ARGV[7] rate floor (calls/s), ARGV[8] decrease factor
 --                 -> {rate, paused_until_us, decreased}
 --   success       ARGV[5] additive increase (calls/s) -> {rate}
+--   release       a granted slot that was not used (nothing left to send) goes back -> {tokens}
 --   state         -> {now_us, tokens, ts, rate, seq}
 -- Rates are returned as strings: Redis would truncate a Lua number to an integer.
 if redis.replicate_commands then
@@ -134,6 +135,10 @@ elseif op == "success" then
         save()
     end
     return {rate_string(rate)}
+elseif op == "release" then
+    tokens = math.min(capacity, tokens + UNIT)
+    save()
+    return {int_string(tokens)}
 elseif op == "state" then
     return {now, tokens, ts, rate_string(rate), seq}
 end

@@ -1,75 +1,81 @@
--- settle: record the outcome of one OVH call for each request in it, settle the credits those
--- requests reserved on their user's quota, and, for every request whose last receiver this
--- settles, write its one result and publish it, all atomically: a result is published exactly
--- once, a call is settled at most once, and its credits are moved out of "reserved" once.
+-- settle: the end of an attempt. Record what the call did for each request in it, settle the
+-- credits those requests reserved on their user's quota, write and publish the result of every
+-- request whose last receiver this settles, publish the call's CreditUsage events, map each SMS
+-- OVH accepted to its request (delivery reports), and stage again the receivers a reconciliation
+-- proved absent: all in one step, so a result is published exactly once and an attempt is
+-- settled at most once.
 --
--- ARGV: prefix, call_id, finished_at (unix s), result_ttl_s, namespace, result_actor,
---       quota_key (the user's quota hash; "" when the call has no user), n_groups,
---       then per request group:
---         request_id, n_in_call, n_sent, n_failed, n_unknown, credits_share,
---         outcome_fragments (JSON objects joined by ","), error_json ("" for none),
---         reply_message_id, message_timestamp_ms, credits_reserved, credits_spent,
---       then n_events, then per event: queue, message_id, payload_json, message_timestamp_ms,
---       then tracking: JSON {ttl, records: [{id, request_id, receiver, reply_to, tag, service,
---       login, call_id, sent_at}]}: one hash per SMS OVH accepted (keys.sms), for delivery reports
---       (events are CreditUsage payloads: "quota_left" is added when the user has a quota)
--- credits_spent is OVH's share for the request plus what it reserved for receivers whose
--- outcome is unknown: OVH may have debited those, so they are never refunded (the quota errs
--- on the side of spending less than it holds). The rest of credits_reserved is refunded:
--- receivers OVH refused as invalid, calls that failed, estimates above OVH's figure.
--- (enqueue and keep_result come from _publish.lua, prepended when the script is loaded.)
--- Returns the number of results published, or -1 if the call was already settled.
-local prefix, call_id, finished_at, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local namespace, result_actor, quota_key = ARGV[5], ARGV[6], ARGV[7]
+-- KEYS: attempt, lease (the caller's), in-flight set, reconcile set, quota hash (of the call's
+--       user, or any key when it has none), stats hash, buffer, buffer meta, due set, wake list
+--       (of the attempt's batch key and lane); then the keys the document refers to by index.
+-- ARGV[1]: {call_id, fence ("owner": the caller must own the attempt and hold its lease;
+--   "reconciler": the attempt must be ambiguous), token, worker, has_quota, result_ttl_s,
+--   request_ttl_s, queue_cap, result_actor,
+--   settlements: [{id, req, outcomes, result, ready, q, msgs (key indexes), queue, n_in_call,
+--     n_sent, n_failed, n_unknown, credits, fragments, error, reserved, spent}],
+--   events: [{q, msgs, queue, message_id, payload}],
+--   tracking_ttl_s, tracking: [{key, fields: {request_id, receiver, ...}}],
+--   resend: ["<entry>", ...]}
+-- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
+-- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
+-- Returns the number of results published, or -1 if the caller may not settle this attempt.
+local attempt, lease, inflight, reconcile = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local quota_key, stats = KEYS[5], KEYS[6]
+local doc = cjson.decode(ARGV[1])
 
-if call_id ~= "" then
-    if redis.call("del", prefix .. "attempt:" .. call_id) == 0 then
-        return -1
-    end
-    redis.call("zrem", prefix .. "attempts", call_id)
+local a = redis.call("hmget", attempt, "state", "owner", "batch_key", "meta")
+if not a[1] then return -1 end
+if doc.fence == "owner" then
+    if a[2] ~= doc.token or a[1] == "ambiguous" or redis.call("get", lease) ~= doc.worker then return -1 end
+elseif a[1] ~= "ambiguous" then
+    return -1
 end
+redis.call("del", attempt)
+redis.call("zrem", inflight, doc.call_id)
+redis.call("zrem", reconcile, doc.call_id)
 
-local published = 0
-local released, spent = 0, 0
-local i = 9
-for _ = 1, tonumber(ARGV[8]) do
-    local request_id, n_in_call = ARGV[i], tonumber(ARGV[i + 1])
-    local request = prefix .. "req:" .. request_id
-    local outcomes = prefix .. "outcomes:" .. request_id
-    released = released + tonumber(ARGV[i + 10])
-    spent = spent + tonumber(ARGV[i + 11])
+local now = now_ms()
+local finished_at = string.format("%.3f", now / 1000)
+local published, released, spent = 0, 0, 0
+for _, s in ipairs(doc.settlements) do
+    local request, outcomes = KEYS[s.req], KEYS[s.outcomes]
+    released = released + s.reserved
+    spent = spent + s.spent
     if redis.call("exists", request) == 1 then
-        if ARGV[i + 6] ~= "" then redis.call("rpush", outcomes, ARGV[i + 6]) end
-        if ARGV[i + 7] ~= "" then redis.call("hset", request, "error", ARGV[i + 7]) end
-        redis.call("hincrby", request, "sent", ARGV[i + 2])
-        redis.call("hincrby", request, "failed", ARGV[i + 3])
-        redis.call("hincrby", request, "unknown", ARGV[i + 4])
-        redis.call("hincrbyfloat", request, "credits", ARGV[i + 5])
-        if redis.call("hincrby", request, "remaining", -n_in_call) <= 0 then
-            local h = redis.call("hmget", request, "skeleton", "reply_to", "sent", "failed", "unknown", "credits", "error")
-            local sent, failed, unknown = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+        if s.fragments ~= "" then redis.call("rpush", outcomes, s.fragments) end
+        if s.error ~= "" then redis.call("hset", request, "error", s.error) end
+        redis.call("hincrby", request, "sent", s.n_sent)
+        redis.call("hincrby", request, "failed", s.n_failed)
+        redis.call("hincrby", request, "unknown", s.n_unknown)
+        redis.call("hincrbyfloat", request, "credits", s.credits)
+        if redis.call("hincrby", request, "remaining", -s.n_in_call) <= 0 then
+            local h = redis.call("hmget", request, "skeleton", "sent", "failed", "unknown", "credits", "error")
+            local sent, failed, unknown = tonumber(h[2]), tonumber(h[3]), tonumber(h[4])
             local status
             if sent > 0 and failed + unknown == 0 then status = "sent"
             elseif sent > 0 then status = "partial"
             elseif unknown > 0 then status = "unknown"
             elseif failed > 0 then status = "failed"
             else status = "rejected" end
-            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":' .. h[6]
+            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":' .. h[5]
                 .. ',"receivers":[' .. table.concat(redis.call("lrange", outcomes, 0, -1), ",") .. ']'
                 .. ',"finished_at":' .. finished_at
-            if h[7] then result = result .. ',"error":' .. h[7] end
+            if h[6] then result = result .. ',"error":' .. h[6] end
             result = result .. "}"
-            keep_result(prefix, request_id, result, ttl)
-            enqueue(namespace, h[2], result_actor, ARGV[i + 8], result, ARGV[i + 9])
+            keep_result(KEYS[s.result], KEYS[s.ready], result, doc.result_ttl_s)
+            enqueue(KEYS[s.q], KEYS[s.msgs], s.queue, doc.result_actor, "result:" .. s.id .. ":" .. int(now),
+                result, now, doc.queue_cap, stats)
             redis.call("del", request, outcomes)
             published = published + 1
+        else
+            redis.call("expire", request, doc.request_ttl_s)
+            redis.call("expire", outcomes, doc.request_ttl_s)
         end
     end
-    i = i + 12
 end
 
 local quota_left
-if quota_key ~= "" then
+if doc.has_quota then
     local reserved = tonumber(redis.call("hincrbyfloat", quota_key, "reserved", -released))
     if math.abs(reserved) < 1e-9 then  -- float sums of rates: do not leave dust behind
         redis.call("hset", quota_key, "reserved", 0)
@@ -80,28 +86,25 @@ if quota_key ~= "" then
     if quota then quota_left = quota - reserved - total_spent end
 end
 
-for _ = 1, tonumber(ARGV[i]) do
-    local payload = ARGV[i + 3]
+for _, e in ipairs(doc.events) do
+    local payload = e.payload
     if quota_left then
         payload = string.sub(payload, 1, -2) .. ',"quota_left":' .. cjson.encode(quota_left) .. '}'
     end
-    enqueue(namespace, ARGV[i + 1], result_actor, ARGV[i + 2], payload, ARGV[i + 4])
-    i = i + 4
+    enqueue(KEYS[e.q], KEYS[e.msgs], e.queue, doc.result_actor, e.message_id, payload, now, doc.queue_cap, stats)
 end
 
-local tracking = cjson.decode(ARGV[i + 1])
-if tracking.ttl > 0 then
-    for _, r in ipairs(tracking.records) do
-        local key = prefix .. "sms:" .. string.format("%.0f", r.id)
+if doc.tracking_ttl_s > 0 then
+    for _, t in ipairs(doc.tracking) do
         local fields = {}
-        for _, name in ipairs({"request_id", "receiver", "reply_to", "tag", "service", "login", "call_id", "sent_at"}) do
-            if r[name] ~= nil and r[name] ~= cjson.null then
-                table.insert(fields, name)
-                table.insert(fields, tostring(r[name]))
-            end
+        for name, value in pairs(t.fields) do
+            table.insert(fields, name)
+            table.insert(fields, tostring(value))
         end
-        redis.call("hset", key, unpack(fields))
-        redis.call("expire", key, tracking.ttl)
+        redis.call("hset", KEYS[t.key], unpack(fields))
+        redis.call("expire", KEYS[t.key], doc.tracking_ttl_s)
     end
 end
+
+requeue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], a[3], a[4], doc.resend, now)
 return published

@@ -1,0 +1,153 @@
+"""dramatiq's Redis queues, as the worker uses them: one broker subclass, one consumer subclass.
+
+- **Poison-proof**: dramatiq's own consumer raises when a fetched body is not a message it can
+  decode; the consumer thread dies, restarts, and the message (and the good ones fetched with
+  it) stay unacked until the process exits, then crash the next worker. Here such a body is
+  moved to the queue's dead-letter queue (``lua/poison.lua``) with a log line, and consuming
+  goes on.
+- **Blocking when idle**: dramatiq's consumer polls an empty queue every ``worker_timeout``;
+  this one blocks on the queue list itself (``BLMOVE q q LEFT LEFT``, which moves nothing), so an
+  idle worker costs next to nothing and a message is fetched as soon as it arrives.
+- **Maintenance on a clock**: dramatiq requeues the messages of dead workers during a random
+  share of its fetches; with blocking fetches those are rarer, so ``maintain`` runs it on a
+  schedule (the lease thread calls it).
+
+Key names come from ``worker.store.keys``; nothing else in the worker writes dramatiq's keys
+except the Lua ``enqueue`` (``lua/_common.lua``), which writes the same layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
+
+from . import keys, scripts
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two heartbeats of an idle consumer (seconds): dramatiq's heartbeat is
+#: written by each fetch, and other workers requeue the messages of a broker that stops writing it.
+HEARTBEAT_EVERY_S = 4.0
+#: Pause of a consumer whose prefetch is full, before it looks again (seconds).
+BUSY_PAUSE_S = 0.002
+
+
+class _Poison(scripts.Script):
+    NAME = "poison"
+    KEYS = ("acks", "messages", "dead_letters", "dead_letter_messages")
+
+    def dead_letter(self, broker_id: str, queue_name: str, body: bytes) -> list[str]:
+        names = [
+            keys.acks(broker_id, queue_name),
+            keys.queue_messages(queue_name),
+            keys.dead_letters(queue_name),
+            keys.dead_letter_messages(queue_name),
+        ]
+        moved = self._script(keys=names, args=[body])
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
+
+
+class Consumer(_RedisConsumer):  # type: ignore[misc]
+    """dramatiq's Redis consumer, poison-proof and blocking when idle (see the module's docstring)."""
+
+    broker: Broker
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if not self.message_cache:
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = self.broker.do_fetch(
+                            self.queue_name, self.prefetch - self.outstanding_message_count
+                        )
+                        self._fetched_at = time.monotonic()
+                    if not self.message_cache:
+                        self._wait_for_messages()
+                        return None
+                data = self.message_cache.pop(0)
+                if data is None:  # a body deleted under us (dramatiq issue 266)
+                    continue
+                try:
+                    message = dramatiq.Message.decode(data)
+                    message.options["redis_message_id"]  # noqa: B018  (needed to ack it)
+                except (dramatiq.errors.DecodeError, KeyError, TypeError) as exc:
+                    self.broker.dead_letter_unreadable(self.queue_name, data, exc)
+                    continue
+                self.queued_message_ids.add(message.message_id)
+                return MessageProxy(message)
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _wait_for_messages(self) -> None:
+        """Block until the queue is not empty (``timeout`` ms at most), without taking anything."""
+        if self.outstanding_message_count >= self.prefetch:
+            # Busy: nothing more may be fetched until a message is acked, which is soon.
+            time.sleep(min(self.timeout / 1000, BUSY_PAUSE_S))
+            return
+        since = time.monotonic() - getattr(self, "_fetched_at", 0.0)
+        wait_s = max(min(self.timeout / 1000, HEARTBEAT_EVERY_S - since), 0.0)
+        if wait_s > 0:
+            queue = keys.queue(self.queue_name)
+            self.broker.client.blmove(queue, queue, wait_s, "LEFT", "LEFT")
+
+
+class Broker(RedisBroker):  # type: ignore[misc]
+    """The worker's dramatiq broker (see the module's docstring)."""
+
+    def __init__(self, *, client: redis.Redis, heartbeat_timeout_ms: int, **options: Any) -> None:
+        super().__init__(client=client, heartbeat_timeout=heartbeat_timeout_ms, **options)
+        self._poison = _Poison(client)
+        self.dead_letters = 0
+
+    @property
+    def consumer_class(self) -> type[Consumer]:
+        return Consumer
+
+    def dead_letter_unreadable(self, queue_name: str, body: bytes, exc: BaseException) -> None:
+        moved = self._poison.dead_letter(self.broker_id, queue_name, body)
+        self.dead_letters += len(moved)
+        cause = exc.__cause__ or exc
+        log.error(
+            "dead-lettered an unreadable message on %s (%s: %s): ids %s",
+            queue_name,
+            type(cause).__name__,
+            str(cause)[:200],
+            ",".join(moved) or "none found",
+        )
+
+    def dead_letter(self, queue_name: str, message: dramatiq.Message[Any]) -> None:
+        """Put one message into ``queue_name``'s dead-letter queue, as dramatiq's nack would."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.dead_letter_messages(queue_name), message.message_id, message.encode())
+            pipe.zadd(keys.dead_letters(queue_name), {message.message_id: current_millis()})
+            pipe.execute()
+        self.dead_letters += 1
+
+    def maintain(self, queue_names: list[str]) -> None:
+        """Run dramatiq's maintenance on each queue now: requeue what dead brokers fetched."""
+        dispatch = self.scripts["dispatch"]
+        for queue_name in queue_names:
+            args = [
+                "qsize",
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                1,
+                self._max_unpack_size(),
+            ]
+            dispatch(args=args, keys=[self.namespace])
+
+
+def depth(client: redis.Redis, queue_name: str) -> int:
+    """Messages waiting on a queue (what KEDA scales on)."""
+    return int(client.llen(keys.queue(queue_name)))
