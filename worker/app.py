@@ -25,6 +25,8 @@ from contracts.wire import LANES, accept_actor_name, lane_queue
 from .accounting.credits import AccountBalance, RateTable
 from .accounting.quotas import QuotaStore, load_config
 from .errors import UnreadablePayload
+from .ops.server import OpsServer, ops_server
+from .ops.telemetry import Telemetry
 from .ovhcloud.client import make_client
 from .ovhcloud.gateway import OvhGateway
 from .ovhcloud.rate_limit import RateLimiter
@@ -67,6 +69,8 @@ class App:
     buffer: BatchBuffer
     accept: AcceptStage
     dispatchers: list[Dispatcher]
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _worker: dramatiq.Worker | None = None
@@ -87,6 +91,8 @@ class App:
 
     def start(self) -> App:
         """Run accept actors and dispatchers in this process (demo, tests)."""
+        if self.ops is not None:
+            self.ops.start()
         queues = {lane_queue(lane) for lane in self.settings.lanes}
         self._worker = dramatiq.Worker(
             self.broker, queues=queues, worker_threads=self.settings.threads, worker_timeout=self.settings.poll_ms
@@ -99,6 +105,8 @@ class App:
             self._worker.stop(timeout=60_000)
             self._worker = None
         self.stop_dispatchers()
+        if self.ops is not None:
+            self.ops.stop()
 
     def __enter__(self) -> App:
         return self.start()
@@ -133,7 +141,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         dedupe_ttl_s=settings.dedupe_ttl_s,
         result_ttl_s=settings.result_ttl_s,
     )
-    credentials = ovh_credentials or {}
+    credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
+    telemetry = Telemetry()
 
     def client_factory() -> Any:
         return make_client(
@@ -150,6 +159,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         rates=RateTable(client_factory, ttl_s=settings.rates_ttl_s, fallback=settings.fallback_credit_rate),
         balance=AccountBalance(client_factory, refresh_s=settings.account_credits_refresh_s),
         quotas=quota_store,
+        telemetry=telemetry,
     )
     gateway = OvhGateway(client_factory)
     limiter = RateLimiter(
@@ -157,6 +167,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         key=consumer_key_id(settings.ovh_endpoint, gateway.client),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
+        on_grant=telemetry.rate_limit_granted,
     )
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # The first dispatcher serves only the highest lane this process has, so a one-time code
@@ -164,10 +175,21 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     lanes_of = [settings.lanes[:1]] if settings.dispatchers > 1 and len(settings.lanes) > 1 else [settings.lanes]
     lanes_of += [settings.lanes] * (settings.dispatchers - len(lanes_of))
     dispatchers = [
-        Dispatcher(settings, buffer, gateway, limiter, worker_id=worker_id, lanes=lanes) for lanes in lanes_of
+        Dispatcher(settings, buffer, gateway, limiter, worker_id=worker_id, lanes=lanes, telemetry=telemetry)
+        for lanes in lanes_of
     ]
-    app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
+    ops = ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory)
+    app = App(
+        settings=settings,
+        broker=broker,
+        buffer=buffer,
+        accept=accept,
+        dispatchers=dispatchers,
+        telemetry=telemetry,
+        ops=ops,
+    )
     broker.add_middleware(DispatcherThreads(app))
+    broker.add_middleware(telemetry.dramatiq_middleware())
 
     def accept_actor(lane: str) -> Any:
         def accept_request(payload: Any) -> None:

@@ -35,6 +35,7 @@ from ..accounting import credits
 from ..accounting.quotas import EPSILON as QUOTA_EPSILON
 from ..accounting.quotas import QuotaStore
 from ..errors import UnreadablePayload
+from ..ops.telemetry import Telemetry
 from ..settings import Settings
 from . import mailmerge, receivers
 from .buffers import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
@@ -127,12 +128,14 @@ class AcceptStage:
         rates: credits.RateTable,
         balance: credits.AccountBalance | None = None,
         quotas: QuotaStore | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.buffer = buffer
         self.rates = rates
         self.balance = balance
         self.quotas = quotas
+        self.telemetry = telemetry or Telemetry()
 
     def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
@@ -169,6 +172,8 @@ class AcceptStage:
                 debit = self._check_account(request, service, needed, already=held[service])
             except Rejection as rejection:
                 outcomes[n] = self._reject(request_id, data, rejection)
+                if outcomes[n] == "rejected":
+                    self.telemetry.request_rejected(request_id, lane or DEFAULT_LANE, rejection.error.code)
                 continue
             if debit:
                 held[service] += needed
@@ -197,17 +202,13 @@ class AcceptStage:
             staged, self.buffer.stage_many(stagings, linger_ms=self.settings.linger_ms), strict=True
         ):
             if outcome == "quota_exceeded":
-                log.info(
-                    "request %s rejected: quota_exceeded (user %s, %g credits)",
-                    request.request_id,
-                    request.user,
-                    needed,
-                )
+                self.telemetry.request_rejected(request.request_id, lane or DEFAULT_LANE, "quota_exceeded")
                 outcomes[n] = "rejected"
                 continue
             if outcome == "staged" and debit and self.balance is not None:
                 self.balance.debit(service, needed)
             outcomes[n] = outcome
+        self.telemetry.requests_accepted(lane or DEFAULT_LANE, outcomes.values())
         return [outcomes[n] for n in range(len(readable))]
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str | None) -> None:
@@ -217,6 +218,7 @@ class AcceptStage:
         )
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
         self.buffer.dead_letter(lane_queue(lane), message.encode().decode(), message.message_id)
+        self.telemetry.dead_letter(lane_queue(lane))
 
     def _quota_request(self, request: SendRequest, service: str) -> QuotaRequest | None:
         if request.user is None:
@@ -337,7 +339,6 @@ class AcceptStage:
             result = SendResult.model_validate({**fields, **echoed})
         except ValidationError:  # an echoed field is out of range: leave them out
             result = SendResult.model_validate(fields)
-        log.info("request %s rejected: %s (%s)", request_id, rejection.error.code, rejection.error.message)
         # Message ids name the request and the time, as stage.lua's and dispatch's do.
         published = self.buffer.reject(
             request_id, result.model_dump_json(exclude_none=True), reply_to, f"result:{request_id}:{now_ms()}"

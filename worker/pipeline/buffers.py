@@ -272,9 +272,10 @@ class BatchBuffer:
         quota: tuple[str, str | None] | None = None,
         tracking: Sequence[dict[str, Any]] = (),
         tracking_ttl_s: int = 0,
-    ) -> int:
+    ) -> list[str] | None:
         """Apply a call's outcomes and settle its credits on the user's quota (``quota`` is
-        ``(service, login)`` of the call); returns results published, or -1 if already settled.
+        ``(service, login)`` of the call); returns the statuses of the results published, or
+        ``None`` if the call was already settled.
 
         ``tracking``: one record per SMS OVH accepted (see ``keys.SMS``), kept ``tracking_ttl_s``."""
         timestamp = now_ms()
@@ -308,7 +309,8 @@ class BatchBuffer:
         for event in events:
             args += [event.queue, event.message_id, event.payload, event.timestamp_ms]
         args.append(json.dumps({"ttl": tracking_ttl_s, "records": list(tracking)}, separators=(",", ":")))
-        return int(self._settle(args=args))
+        reply = self._settle(args=args)
+        return None if reply == -1 else [_text(status) for status in reply]
 
     def wait_for_work(self, timeout_s: float) -> None:
         """Block until a buffer becomes due now (or the timeout passes)."""

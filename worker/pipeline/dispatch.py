@@ -26,6 +26,7 @@ from contracts.models import CreditUsage
 from contracts.wire import LANES
 
 from ..errors import AmbiguousError, GatewayError, PermanentError, RetryableError
+from ..ops.telemetry import Telemetry
 from ..ovhcloud.gateway import OvhGateway
 from ..ovhcloud.rate_limit import RateLimiter
 from ..ovhcloud.retries import call_with_retries
@@ -52,6 +53,18 @@ def stale_after_ms(settings: Settings) -> int:
     """
     per_try = ACQUIRE_TIMEOUT_S + settings.ovh_connect_timeout_s + settings.ovh_read_timeout_s
     return int(1000 * (settings.retry_attempts * (per_try + settings.retry_max_wait_s) + 60))
+
+
+def liveness_interval_s(settings: Settings) -> float:
+    """Longest a healthy dispatcher goes between two liveness ticks (seconds).
+
+    It ticks every loop and every try of a call; between two ticks lie at most a rate-limit
+    slot wait, one try (connect and read timeouts) and tenacity's wait, plus half a minute.
+    """
+    if settings.dispatch_liveness_s is not None:
+        return settings.dispatch_liveness_s
+    try_s = settings.ovh_connect_timeout_s + settings.ovh_read_timeout_s
+    return ACQUIRE_TIMEOUT_S + try_s + settings.retry_max_wait_s + 30.0
 
 
 _E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
@@ -229,6 +242,7 @@ class Dispatcher:
         *,
         worker_id: str,
         lanes: list[str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.buffer = buffer
@@ -239,6 +253,7 @@ class Dispatcher:
         served = lanes or settings.lanes
         self.lanes = [(lane, settings.linger_ms[lane]) for lane in LANES if lane in served]
         self.calls = 0
+        self.telemetry = telemetry or Telemetry()
 
     def run_once(self) -> bool | int:
         """Dispatch one due batch; else return the next due time (ms, or -1 if none)."""
@@ -254,6 +269,7 @@ class Dispatcher:
             self.buffer.requeue(claim.call_id)
             return
         self.buffer.mark_called(claim.call_id)
+        started = time.monotonic()
         try:
             report = call_with_retries(
                 self._attempts(claim),
@@ -270,6 +286,7 @@ class Dispatcher:
         else:
             settlements = settle_report(claim, report)
         self.calls += 1
+        self.telemetry.jobs_call(claim.call_id, claim.lane, len(claim.entries), settlements, time.monotonic() - started)
         self._settle(claim, settlements)
 
     def _settle(self, claim: Claim, settlements: list[Settlement]) -> None:
@@ -278,7 +295,7 @@ class Dispatcher:
         # Message ids name the request and the time, as stage.lua's do.
         at = now_ms()
         message_ids = [f"result:{s.request_id}:{at}" for s in settlements]
-        self.buffer.settle(
+        published = self.buffer.settle(
             claim.call_id,
             settlements,
             events,
@@ -287,6 +304,7 @@ class Dispatcher:
             tracking=tracking_records(claim, settlements, self.settings.results_queue),
             tracking_ttl_s=self.settings.delivery_tracking_ttl_s,
         )
+        self.telemetry.results(published or ())
 
     def _attempts(self, claim: Claim) -> Callable[[], dict[str, Any]]:
         """One try of the jobs call; every try after the first takes its own rate-limit slot."""
@@ -297,10 +315,12 @@ class Dispatcher:
         def attempt() -> dict[str, Any]:
             nonlocal tries
             tries += 1
+            self.telemetry.tick(threading.current_thread().name)
             if tries > 1 and not self.limiter.acquire(claim.lane, timeout_s=ACQUIRE_TIMEOUT_S):
                 raise RetryableError("no rate-limit slot for the retry in time")
             try:
-                report = self.gateway.send_job(meta["service"], meta.get("login"), body)
+                with self.telemetry.jobs_try(claim.lane, last=tries >= self.settings.retry_attempts):
+                    report = self.gateway.send_job(meta["service"], meta.get("login"), body)
             except RetryableError as exc:
                 if exc.status == 429:
                     self.limiter.on_rate_limited(exc.retry_after_s)
@@ -337,7 +357,10 @@ class Dispatcher:
     def run(self, stop: threading.Event) -> None:
         next_recovery = time.monotonic() + RECOVERY_EVERY_S
         stale_ms = stale_after_ms(self.settings)
+        loop = threading.current_thread().name
+        self.telemetry.liveness.register(loop, liveness_interval_s(self.settings))
         while not stop.is_set():
+            self.telemetry.tick(loop)
             try:
                 outcome = self.run_once()
                 if outcome is True:
@@ -353,3 +376,4 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher error; going on in 1 s")
                 stop.wait(1.0)
+        self.telemetry.liveness.unregister(loop)

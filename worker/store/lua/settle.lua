@@ -18,7 +18,8 @@
 -- on the side of spending less than it holds). The rest of credits_reserved is refunded:
 -- receivers OVH refused as invalid, calls that failed, estimates above OVH's figure.
 -- (enqueue and keep_result come from _publish.lua, prepended when the script is loaded.)
--- Returns the number of results published, or -1 if the call was already settled.
+-- Returns the status of each result published (an array, maybe empty), or -1 if the call was
+-- already settled.
 local prefix, call_id, finished_at, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local namespace, result_actor, quota_key = ARGV[5], ARGV[6], ARGV[7]
 
@@ -29,7 +30,7 @@ if call_id ~= "" then
     redis.call("zrem", prefix .. "attempts", call_id)
 end
 
-local published = 0
+local published = {}
 local released, spent = 0, 0
 local i = 9
 for _ = 1, tonumber(ARGV[8]) do
@@ -62,7 +63,7 @@ for _ = 1, tonumber(ARGV[8]) do
             keep_result(prefix, request_id, result, ttl)
             enqueue(namespace, h[2], result_actor, ARGV[i + 8], result, ARGV[i + 9])
             redis.call("del", request, outcomes)
-            published = published + 1
+            table.insert(published, status)
         end
     end
     i = i + 12
