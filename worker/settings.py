@@ -10,12 +10,13 @@ explicitly; those left unset are still looked up by python-ovh itself (environme
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
 
@@ -46,7 +47,8 @@ class Settings(BaseSettings):
     service_name: str | None = Field(default=None, description="OVH SMS account used when a request names none")
     sender: str | None = Field(default=None, description="OVH sender used when a request names none")
     default_region: str = Field(default="FR", description="region for receivers written without +country code")
-    lanes: list[str] = Field(default=list(LANES), description="lanes this process consumes")
+    # NoDecode: SMS_WORKER_LANES=high,low is split by _split_lanes, not parsed as JSON.
+    lanes: Annotated[list[str], NoDecode] = Field(default=list(LANES), description="lanes this process consumes")
     linger_ms: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LINGER_MS))
     max_receivers_per_call: int = Field(default=500, ge=1, le=1000)
     results_queue: str = DEFAULT_RESULTS_QUEUE
@@ -126,7 +128,13 @@ class Settings(BaseSettings):
     @field_validator("lanes", mode="before")
     @classmethod
     def _split_lanes(cls, value: object) -> object:
-        if isinstance(value, str) and not value.startswith("["):
+        """``high,low`` or a JSON list ``["high", "low"]``."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('lanes: not a JSON list; write high,low or ["high", "low"]') from None
+        if isinstance(value, str):
             return [lane.strip() for lane in value.split(",") if lane.strip()]
         return value
 
