@@ -22,6 +22,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from contracts.wire import LANES
+
 from ..accounting.quotas import QuotaStore
 from ..ovhcloud.rate_limit import RateLimiter
 from ..settings import Settings
@@ -124,13 +126,15 @@ def ops_server(
     """The ops server of an app, or ``None`` when ``settings.metrics_port`` is not set.
 
     Scrapes and probes read Redis through their own client with short timeouts, so a Redis
-    that does not answer makes ``/readyz`` fail fast instead of hanging the probe.
+    that does not answer makes ``/readyz`` fail fast instead of hanging the probe. Queue
+    gauges cover every lane, not only this pool's: the queues are shared, and a dashboard or
+    an autoscaler of one pool may watch another's.
     """
     if settings.metrics_port is None or settings.redis_url is None:
         return None
     client = redis_client(settings.redis_url)
     telemetry.metrics.watch_redis(
-        RedisGauges(client, settings.lanes, current_rate=limiter.current_rate, quotas=QuotaStore(client))
+        RedisGauges(client, LANES, current_rate=limiter.current_rate, quotas=QuotaStore(client))
     )
     ovh_clients: list[Any] = []  # built in the readiness thread, on first use
 
