@@ -76,20 +76,29 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)  # includes the traceback, if any, on following lines
-        pairs = " ".join(f"{key}={value}" for key, value in _extras(record).items())
-        return redact(_fold(f"{line} {pairs}" if pairs else line))
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        parts = [self.formatMessage(record)]
+        parts += [f"{key}={value}" for key, value in _extras(record).items()]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            parts.append("| " + record.exc_text)
+        if record.stack_info:
+            parts.append("| " + self.formatStack(record.stack_info))
+        return redact(_fold(" ".join(parts)))
 
 
 class JsonLineFormatter(JsonFormatter):
-    """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, extras, ``exc_info``."""
+    """One JSON object per line: ``level``, ``logger``, ``message``, extras, ``exc_info``, ``time``."""
 
     def __init__(self) -> None:
         super().__init__(
-            "{asctime}{levelname}{name}{message}",
+            "{levelname}{name}{message}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
             reserved_attrs=sorted(_STANDARD_ATTRS),
+            timestamp="time",  # ISO 8601, UTC
         )
 
     def format(self, record: logging.LogRecord) -> str:
@@ -99,22 +108,25 @@ class JsonLineFormatter(JsonFormatter):
 class RepeatFilter(logging.Filter):
     """Lets an identical WARNING-or-worse line through once per ``interval_s``.
 
-    Identical means same logger, level and formatted message, so distinct events (another call
-    id) always pass. The next line let through after a quiet period carries ``repeated=N``: how
-    many were held back. Remembers at most ``max_keys`` distinct lines.
+    Identical means same level and formatted message, whichever logger (dramatiq logs the same
+    connection error from one logger per queue), so distinct events (another call id) always
+    pass. dramatiq's INFO lines are held back too: "Restarting consumer in 3.00 seconds."
+    comes with each of its connection errors. The next line let through after a quiet period
+    carries ``repeated=N``: how many were held back. Remembers at most ``max_keys`` lines.
     """
 
     def __init__(self, interval_s: float = 10.0, *, max_keys: int = 1000) -> None:
         super().__init__()
         self.interval_s = interval_s
         self.max_keys = max_keys
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # key -> (last let through, held back)
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}  # key -> (last let through, held back)
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        floor = logging.INFO if record.name.startswith("dramatiq.") else logging.WARNING
+        if record.levelno < floor:
             return True
-        key = (record.name, record.levelno, record.getMessage())
+        key = (record.levelno, record.getMessage())
         now = time.monotonic()
         with self._lock:
             last, held = self._seen.get(key, (-float("inf"), 0))
