@@ -22,6 +22,7 @@ from ..errors import PermanentError, RetryableError
 from .health import Liveness
 from .metrics import Metrics
 
+#: The INFO lines of calls and rejections: one logger, so ops can raise its level alone.
 log = logging.getLogger("worker.calls")
 
 
