@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
+import dramatiq
 import redis
 
 from contracts import parse_event
 from contracts.results import Event
-from contracts.wire import DEFAULT_RESULTS_QUEUE, DRAMATIQ_NAMESPACE
+from contracts.wire import DEFAULT_RESULTS_QUEUE, DRAMATIQ_NAMESPACE, accept_actor_name, lane_queue
 
 
 def read_queue(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list[dict[str, Any]]:
@@ -28,3 +30,17 @@ def dead_letters(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """Messages dramatiq moved to ``queue``'s dead-letter queue."""
     bodies = client.hvals(f"{DRAMATIQ_NAMESPACE}:{queue}.XQ.msgs")
     return [json.loads(body) for body in bodies]
+
+
+def enqueue_raw(client: redis.Redis, lane: str, payload: Any) -> None:
+    """Publish a message the way a careless producer would: any payload, no validation."""
+    message_id = str(uuid.uuid4())
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=lane_queue(lane),
+        actor_name=accept_actor_name(lane),
+        args=(payload,),
+        kwargs={},
+        options={"redis_message_id": message_id},
+    )
+    client.hset(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}.msgs", message_id, message.encode())
+    client.rpush(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}", message_id)

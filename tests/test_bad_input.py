@@ -9,26 +9,10 @@ from __future__ import annotations
 import time
 import uuid
 
-import dramatiq
 import pytest
 
 from contracts import SendResult, SmsProducer
-from contracts.wire import accept_actor_name, lane_queue
-from tests.helpers import dead_letters, read_events
-
-
-def enqueue_raw(client, lane: str, payload) -> None:
-    """Publish a message the way a careless producer would: any payload, no validation."""
-    message_id = str(uuid.uuid4())
-    message = dramatiq.Message(
-        queue_name=lane_queue(lane),
-        actor_name=accept_actor_name(lane),
-        args=(payload,),
-        kwargs={},
-        options={"redis_message_id": message_id},
-    )
-    client.hset(f"dramatiq:{lane_queue(lane)}.msgs", message_id, message.encode())
-    client.rpush(f"dramatiq:{lane_queue(lane)}", message_id)
+from tests.helpers import dead_letters, enqueue_raw, read_events
 
 
 def wait_result(client, request_id: str) -> SendResult:

@@ -33,6 +33,8 @@ from .accounting.credits import AccountBalance, RateTable
 from .accounting.quotas import QuotaStore, load_config
 from .accounting.refresher import Refresher
 from .errors import UnreadablePayload
+from .ops.server import OpsServer, ops_server
+from .ops.telemetry import Telemetry
 from .ovhcloud.client import make_client
 from .ovhcloud.gateway import OvhGateway
 from .ovhcloud.rate_limit import RateLimiter
@@ -72,6 +74,8 @@ class App:
     dispatchers: list[Dispatcher]
     reconcilers: list[Reconciler]
     refresher: Refresher
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -92,6 +96,8 @@ class App:
         """Take a lease, then run the worker's threads and dramatiq's in this process."""
         self._stop.clear()
         self._keeper_stop.clear()
+        if self.ops is not None:
+            self.ops.start()
         if not self.lease.refresh():
             log.warning("no lease yet (Redis does not answer): dispatching waits for one")
         try:
@@ -100,7 +106,9 @@ class App:
             )
         except Exception as exc:  # OVH or the limiter unavailable: the refresher retries in the background
             log.warning("rates and balance not read at start: %s", exc)
-        self._keeper = self._thread(LeaseKeeper(self.lease, self.sweep).run, "sms-lease", self._keeper_stop)
+        self.telemetry.liveness.register("sms-lease", max(self.settings.lease_s, 5.0))
+        keeper = LeaseKeeper(self.lease, self.sweep, alive=lambda: self.telemetry.tick("sms-lease"))
+        self._keeper = self._thread(keeper.run, "sms-lease", self._keeper_stop)
         for n, dispatcher in enumerate(self.dispatchers):
             self._threads.append(self._thread(dispatcher.run, f"sms-dispatch-{n}", self._stop))
         for n, reconciler in enumerate(self.reconcilers):
@@ -138,10 +146,13 @@ class App:
         self._keeper_stop.set()
         if self._keeper is not None:
             self._keeper.join(5.0)
+        self.telemetry.liveness.unregister("sms-lease")
         if finished:
             self.lease.release()
         else:
             log.warning("drain time over with calls in flight: the lease hands them to other workers")
+        if self.ops is not None:
+            self.ops.stop()
         return finished
 
     def __enter__(self) -> App:
@@ -194,7 +205,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         grace_ms=int(settings.reconcile_grace_s * 1000),
         deadline_ms=int(settings.reconcile_deadline_s * 1000),
     )
-    credentials = ovh_credentials or {}
+    credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
+    telemetry = Telemetry()
 
     def client_factory() -> Any:
         return make_client(
@@ -209,6 +221,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         key=consumer_key_id(settings.ovh_endpoint, client_factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
+        on_grant=telemetry.rate_limit_granted,
     )
     lease = Lease(client, worker=worker_name(), lease_s=settings.lease_s)
     quota_store = QuotaStore(client)
@@ -216,13 +229,22 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     rates = RateTable(client, ttl_s=settings.rates_ttl_s)
     balance = AccountBalance(refresh_s=settings.account_credits_refresh_s)
     accept = AcceptStage(
-        settings, buffers, rates=rates, balance=balance, quotas=quota_store, dead_letter=broker.dead_letter
+        settings,
+        buffers,
+        rates=rates,
+        balance=balance,
+        quotas=quota_store,
+        dead_letter=broker.dead_letter,
+        telemetry=telemetry,
     )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
     lanes_of = [settings.lanes[:1]] if settings.dispatchers > 1 and len(settings.lanes) > 1 else [settings.lanes]
     lanes_of += [settings.lanes] * (settings.dispatchers - len(lanes_of))
-    dispatchers = [Dispatcher(settings, buffers, attempts, gateway, limiter, lease, lanes=lanes) for lanes in lanes_of]
+    dispatchers = [
+        Dispatcher(settings, buffers, attempts, gateway, limiter, lease, lanes=lanes, telemetry=telemetry)
+        for lanes in lanes_of
+    ]
     reconcilers = [
         Reconciler(
             attempts,
@@ -230,6 +252,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
             limiter,
             default_queue=settings.results_queue,
             max_lookups=settings.reconcile_max_lookups,
+            telemetry=telemetry,
         )
         for _ in range(settings.reconcilers)
     ]
@@ -243,7 +266,10 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         dispatchers=dispatchers,
         reconcilers=reconcilers,
         refresher=Refresher(rates, balance, gateway, limiter),
+        telemetry=telemetry,
+        ops=ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory),
     )
+    broker.add_middleware(telemetry.dramatiq_middleware())
 
     def accept_actor(lane: str) -> Callable[..., None]:
         def accept_request(*args: Any, **kwargs: Any) -> None:

@@ -44,6 +44,7 @@ def run_demo() -> int:
     from .sandbox import Sandbox
 
     logging.getLogger("dramatiq").setLevel(logging.WARNING)
+    logging.getLogger("worker.calls").setLevel(logging.WARNING)  # the table says it; no line per call
     with EmbeddedRedis() as redis_server, Sandbox(port=0, seed=7) as sandbox:
         settings = Settings(
             redis_url=redis_server.url,

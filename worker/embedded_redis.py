@@ -37,10 +37,13 @@ def _free_port() -> int:
 
 
 class EmbeddedRedis:
-    """``with EmbeddedRedis() as server: server.url``; the server stops with the block."""
+    """``with EmbeddedRedis() as server: server.url``; the server stops with the block.
 
-    def __init__(self) -> None:
-        self.port = _free_port()
+    ``port``: a given port (to start a server again where a stopped one was), else a free one.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="sms-worker-redis-")
         self._process: subprocess.Popen[bytes] | None = None

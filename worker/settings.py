@@ -1,18 +1,22 @@
 """The worker's configuration, parsed once from the environment (pydantic-settings).
 
 Names follow the ecosystem: ``REDIS_URL`` for the broker, python-ovh's own ``OVH_*`` variables
-for OVH (read by python-ovh itself, with ``ovh.conf``), ``SMS_WORKER_*`` for the rest. Nested
-values use ``__``: ``SMS_WORKER_LINGER_MS__MEDIUM=100``. Secrets may also come from files in
-``SMS_WORKER_SECRETS_DIR`` (a Kubernetes secret volume), one file per variable.
+for OVH, ``SMS_WORKER_*`` for the rest. Nested values use ``__``:
+``SMS_WORKER_LINGER_MS__MEDIUM=100``. Secrets may also come from files in
+``SMS_WORKER_SECRETS_DIR`` (a Kubernetes secret volume), one file per variable, named after it
+(``OVH_CONSUMER_KEY``, ``REDIS_URL``...). OVH credentials read here are handed to python-ovh
+explicitly; those left unset are still looked up by python-ovh itself (environment, ``ovh.conf``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
 
@@ -32,10 +36,19 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SMS_WORKER_REDIS_URL"))
     ovh_endpoint: str = Field(default="ovh-eu", validation_alias=AliasChoices("OVH_ENDPOINT"))
+    # OVH credentials under python-ovh's own names; never logged or printed (SecretStr).
+    ovh_application_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OVH_APPLICATION_KEY"))
+    ovh_application_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OVH_APPLICATION_SECRET")
+    )
+    ovh_consumer_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OVH_CONSUMER_KEY"))
+    ovh_client_id: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OVH_CLIENT_ID"))
+    ovh_client_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OVH_CLIENT_SECRET"))
     service_name: str | None = Field(default=None, description="OVH SMS account used when a request names none")
     sender: str | None = Field(default=None, description="OVH sender used when a request names none")
     default_region: str = Field(default="FR", description="region for receivers written without +country code")
-    lanes: list[str] = Field(default=list(LANES), description="lanes this process consumes")
+    # NoDecode: SMS_WORKER_LANES=high,low is split by _split_lanes, not parsed as JSON.
+    lanes: Annotated[list[str], NoDecode] = Field(default=list(LANES), description="lanes this process consumes")
     linger_ms: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LINGER_MS))
     max_receivers_per_call: int = Field(default=500, ge=1, le=1000)
     results_queue: str = DEFAULT_RESULTS_QUEUE
@@ -132,11 +145,46 @@ class Settings(BaseSettings):
         gt=0.0,
         description="how long staging and settlement keep retrying while Redis does not answer",
     )
+    # operations (see worker.ops)
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="port of /metrics, /healthz and /readyz (None: off; 0: any free one)"
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="address the metrics port binds")
+    log_format: Literal["text", "json"] = Field(default="text", description="one line per record: text or JSON")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    dispatch_liveness_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="longest a dispatch loop may go without progress before /healthz fails, in seconds "
+        "(default: the longest a healthy jobs call try can take, from the OVH timeouts and retry waits)",
+    )
+
+    def ovh_credentials(self) -> dict[str, str]:
+        """The OVH credentials set here, as python-ovh's keyword arguments (secrets revealed: pass, never log)."""
+        fields = {
+            "application_key": self.ovh_application_key,
+            "application_secret": self.ovh_application_secret,
+            "consumer_key": self.ovh_consumer_key,
+            "client_id": self.ovh_client_id,
+            "client_secret": self.ovh_client_secret,
+        }
+        return {name: value.get_secret_value() for name, value in fields.items() if value is not None}
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("lanes", "rates_prefetch", mode="before")
     @classmethod
     def _split_lanes(cls, value: object) -> object:
-        if isinstance(value, str) and not value.startswith("["):
+        """``high,low`` or a JSON list ``["high", "low"]``."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('lanes: not a JSON list; write high,low or ["high", "low"]') from None
+        if isinstance(value, str):
             return [lane.strip() for lane in value.split(",") if lane.strip()]
         return value
 

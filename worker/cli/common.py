@@ -1,13 +1,28 @@
-"""What every command shares: settings parsed once, the production checks, tables for people."""
+"""What every command shares: settings parsed once, the production checks, tables for people.
+
+Every failure a person can cause or meet (a bad variable, a Redis or OVH that does not answer)
+becomes one line; ``worker.cli.main`` prints it and exits non-zero, never with a traceback.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from ..errors import ConfigurationError
+
+#: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
+REDIS_CONNECT_TIMEOUT_S = 5.0
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a settings field (aliases are already variable names)."""
+    return field if field.isupper() else f"SMS_WORKER_{field.upper()}"
 
 
 def load_settings(**overrides: Any) -> Any:
@@ -17,30 +32,81 @@ def load_settings(**overrides: Any) -> Any:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid configuration: {exc}") from None
+        # One line, without the input values (a value may be a secret).
+        problems = [
+            f"{_variable(str(error['loc'][0])) if error['loc'] else 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ConfigurationError(f"invalid configuration: {'; '.join(problems)}") from None
+    except SettingsError as exc:  # a variable that should hold JSON does not
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigurationError(f"invalid configuration: {exc}{cause}") from None
 
 
 def require_redis(settings: Any, command: str) -> str:
+    """``REDIS_URL``, checked to be a Redis URL (the message never repeats it: it may hold a password)."""
     if not settings.redis_url:
         raise ConfigurationError(f"REDIS_URL is not set: sms-worker {command} needs the worker's Redis")
-    return str(settings.redis_url)
+    url = str(settings.redis_url)
+    try:
+        redis.Redis.from_url(url).close()
+    except ValueError as exc:
+        raise ConfigurationError(f"REDIS_URL is malformed: {_without_password(str(exc), url)}") from None
+    return url
+
+
+def _without_password(text: str, url: str) -> str:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def redis_for(settings: Any, command: str) -> redis.Redis:
+    """A client of the worker's Redis that gives up connecting after ``REDIS_CONNECT_TIMEOUT_S``."""
+    return redis.Redis.from_url(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+
+
+def ovh_client(settings: Any) -> Any:
+    """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup."""
+    from ..ovhcloud.client import make_client
+
+    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
+    return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
 
 
 def check_production_config(settings: Any) -> None:
     """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
     import ovh.exceptions
 
-    from ..ovhcloud.client import make_client
-
     if not settings.redis_url:
         raise ConfigurationError("REDIS_URL is not set: sms-worker run needs the Redis broker the producers use")
+    require_redis(settings, "run")
     try:
-        make_client(settings.ovh_endpoint)
+        ovh_client(settings)
     except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
         raise ConfigurationError(
             f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
             "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
         ) from None
+
+
+def preflight(settings: Any) -> None:
+    """Before ``sms-worker run`` starts: Redis answers, OVH accepts the credentials, the default
+    sender exists and is enabled. Raises ``ConfigurationError`` (exit 2) with one line."""
+    from ..ops.readiness import NotReady, check_ovh, check_redis, redis_client
+
+    client = redis_client(require_redis(settings, "run"))
+    try:
+        check_redis(client)
+        check_ovh(
+            ovh_client(settings), endpoint=settings.ovh_endpoint, service=settings.service_name, sender=settings.sender
+        )
+    except NotReady as exc:
+        raise ConfigurationError(f"cannot start: {exc}") from None
+    finally:
+        client.close()
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:

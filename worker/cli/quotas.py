@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import ConfigurationError
-from .common import check_production_config, credits_cell, load_settings, print_table, require_redis
+from .common import check_production_config, credits_cell, load_settings, ovh_client, print_table, redis_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,21 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import redis
-
     from ..accounting.quotas import QuotaStore, sync_from_ovh
 
     settings = load_settings()
-    store = QuotaStore(redis.Redis.from_url(require_redis(settings, "quotas")))
+    store = QuotaStore(redis_for(settings, "quotas"))
     if args.quotas_command == "sync":
-        from ..ovhcloud.client import make_client
-
         service = args.service or settings.service_name
         if service is None:
             raise ConfigurationError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
         check_production_config(settings)
-        ovh = make_client(settings.ovh_endpoint, timeout=(settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s))
-        synced = sync_from_ovh(store, ovh, service, args.user, alert_sms=settings.quota_alert_sms)
+        synced = sync_from_ovh(store, ovh_client(settings), service, args.user, alert_sms=settings.quota_alert_sms)
         print(f"synced {len(synced)} user(s) of {service} from OVH", file=sys.stderr)
     states = store.all()
     if args.json:

@@ -1,4 +1,9 @@
-"""``sms-worker run``: one worker process (accept actors, dispatchers) until SIGTERM."""
+"""``sms-worker run``: one worker process (accept actors, dispatchers) until SIGTERM.
+
+It checks first that Redis answers, that OVH accepts the credentials and that the default
+sender is usable, and exits 2 with one line otherwise: a worker that would only loop on
+errors is better not started (Kubernetes shows the line and backs off).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import threading
 
 from contracts.wire import LANES
 
-from .common import check_production_config, load_settings
+from ..errors import ConfigurationError
+from .common import check_production_config, load_settings, preflight
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(lanes=args.lanes, threads=args.threads, dispatchers=args.dispatchers)
     check_production_config(settings)
+    preflight(settings)
     # Accept threads are CPU-bound; dispatchers wait on Redis and OVH. A shorter GIL switch
     # interval (default 5 ms) lets a dispatcher whose answer arrived run sooner, which is what
     # keeps one-time codes fast while a campaign is being accepted.
@@ -41,13 +48,20 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    try:
+        app.start()
+    except OSError as exc:  # the metrics port is taken or not ours to bind
+        app.stop()
+        raise ConfigurationError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} (SMS_WORKER_METRICS_PORT): {exc}"
+        ) from None
     log.info(
         "consuming lanes %s with %d threads and %d dispatchers",
         ",".join(settings.lanes),
         settings.threads,
         settings.dispatchers,
+        extra={"metrics_port": app.ops.port} if app.ops is not None else {},
     )
-    app.start()
     stop.wait()
     log.info("stopping: draining for up to %g s (a second signal exits at once)", settings.drain_s)
     finished = app.stop()

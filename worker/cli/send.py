@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from contracts.wire import LANES
 
-from .common import load_settings, require_redis
+from .common import load_settings, redis_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from contracts import SmsProducer
 
-    redis_url = require_redis(load_settings(), "send")
+    client = redis_for(load_settings(), "send")
     fields = {
         "priority": args.priority,
         "user": args.user,
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         "tag": args.tag,
         "no_stop_clause": args.no_stop_clause,
     }
-    with SmsProducer(redis_url) as producer:
+    with SmsProducer(client=client) as producer:
         try:
             request_id = producer.send(args.to, args.message, **{k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 import ovh
 import ovh.client
+import ovh.exceptions
 
 #: Connect and read timeouts (seconds) for calls to OVH. python-ovh defaults to 180 s, far
 #: longer than a worker should wait; a read timeout on a POST is an ambiguous failure.
@@ -35,3 +36,17 @@ def make_client(endpoint: str | None = None, *, timeout: Any = DEFAULT_TIMEOUT, 
         ovh.client.ENDPOINTS.setdefault(base, base)
         endpoint = base
     return ovh.Client(endpoint=endpoint, timeout=timeout, **credentials)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a python-ovh or requests error: its class, OVH's message, the query id.
+
+    python-ovh puts the query id on a second line and wraps transport errors in ``HTTPError``
+    with the cause as second argument; logs and commands want one line and the cause.
+    """
+    if isinstance(exc, ovh.exceptions.HTTPError) and len(exc.args) > 1:
+        return describe_error(exc.args[1]) if isinstance(exc.args[1], BaseException) else str(exc.args[1])
+    message = " ".join((exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)).split())
+    query_id = getattr(exc, "query_id", None)
+    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{detail} (OVH query id {query_id})" if query_id else detail

@@ -64,11 +64,13 @@ LIMITER_LANES: tuple[str, ...] = (*LANES, BACKGROUND_LANE)
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One call slot handed out: its lane, the Redis time it was granted, its order number."""
+    """One call slot handed out: its lane, the Redis time it was granted, its order number, and
+    how long ``acquire`` waited for it (seconds, this process's clock)."""
 
     lane: str
     at_s: float
     seq: int
+    waited_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,8 @@ class RateLimiter:
             index = self.lanes.index(lane) + 1
         except ValueError:
             raise ValueError(f"unknown lane {lane!r}; expected one of {', '.join(self.lanes)}") from None
-        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        started = time.monotonic()
+        deadline = None if timeout_s is None else started + max(timeout_s, 0.0)
         waiter = uuid.uuid4().hex
         waiter_ttl_us = int(WAITER_TTL_S * 1_000_000)
         granted = False
@@ -152,7 +155,7 @@ class RateLimiter:
                     granted = True
                     self._local.seq = int(seq)
                     if self.on_grant is not None:
-                        self.on_grant(Grant(lane, now_us / 1_000_000, int(seq)))
+                        self.on_grant(Grant(lane, now_us / 1_000_000, int(seq), time.monotonic() - started))
                     return True
                 sleep = min(wait_us / 1_000_000, MAX_SLEEP_S)
                 if deadline is not None:

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from ..errors import GatewayError
-from ..pipeline.attempts import Attempt, Attempts
+from ..ops.telemetry import Telemetry
+from ..pipeline.attempts import Attempt, Attempts, Outcome
 from ..pipeline.settlement import Sent, e164, from_findings, from_report
 from ..store import keys
 from .gateway import OvhGateway
@@ -56,10 +57,7 @@ class _Abandon(Exception):
 
 
 class Reconciler:
-    """Resolves ambiguous attempts; ``run`` is the body of a reconciler thread.
-
-    ``on_resolved(attempt, found, resent, unknown)`` is called after each settlement (metrics).
-    """
+    """Resolves ambiguous attempts; ``run`` is the body of a reconciler thread."""
 
     def __init__(
         self,
@@ -70,7 +68,7 @@ class Reconciler:
         default_queue: str,
         max_lookups: int,
         slot_timeout_s: float = 60.0,
-        on_resolved: Callable[[Attempt, int, int, int], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.attempts = attempts
         self.redis = attempts.redis
@@ -79,7 +77,7 @@ class Reconciler:
         self.default_queue = default_queue
         self.max_lookups = max_lookups
         self.slot_timeout_s = slot_timeout_s
-        self.on_resolved = on_resolved
+        self.telemetry = telemetry or Telemetry()
         self.calls = 0  # OVH calls made, for tests and the README's figures
         self._stop = threading.Event()
 
@@ -131,10 +129,11 @@ class Reconciler:
         self.attempts.look_again(attempt.call_id, attempt.absent_after_ms)
         return False
 
-    def _settle(self, attempt: Attempt, outcome: Any, how: str) -> bool:
+    def _settle(self, attempt: Attempt, outcome: Outcome, how: str) -> bool:
         published = self.attempts.settle(attempt, outcome, owner=None)
-        if published < 0:
+        if published is None:
             return False  # another reconciler settled it
+        self.telemetry.results(published)
         found = sum(s.n_sent for s in outcome.settlements)
         unknown = sum(s.n_unknown for s in outcome.settlements)
         log.info(
@@ -146,8 +145,9 @@ class Reconciler:
             unknown,
             extra={"call_id": attempt.call_id},
         )
-        if self.on_resolved is not None:
-            self.on_resolved(attempt, found, len(outcome.resend), unknown)
+        for kind, count in (("sent", found), ("resent", len(outcome.resend)), ("unknown", unknown)):
+            if count:
+                self.telemetry.reconciled(kind, count)
         return True
 
     # -- looking at OVH's records ---------------------------------------------------------------

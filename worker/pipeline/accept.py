@@ -44,6 +44,7 @@ from ..accounting import credits
 from ..accounting.quotas import EPSILON as QUOTA_EPSILON
 from ..accounting.quotas import QuotaStore
 from ..errors import UnreadablePayload
+from ..ops.telemetry import Telemetry
 from ..retries import until_redis_answers
 from ..settings import Settings
 from . import mailmerge, receivers
@@ -141,8 +142,7 @@ class _Prepared:
 class AcceptStage:
     """``rates`` prices each destination; ``balance`` (optional) backs the account check;
     ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay);
-    ``dead_letter(queue, message)`` parks an unreadable item of a pack; ``on_rejected(lane,
-    code)`` and ``on_staged(lane)`` are called per request (metrics)."""
+    ``dead_letter(queue, message)`` parks an unreadable item of a pack."""
 
     def __init__(
         self,
@@ -153,8 +153,7 @@ class AcceptStage:
         balance: credits.AccountBalance | None = None,
         quotas: QuotaStore | None = None,
         dead_letter: Callable[[str, dramatiq.Message[Any]], None] | None = None,
-        on_rejected: Callable[[str, str], None] | None = None,
-        on_staged: Callable[[str], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.buffers = buffers
@@ -162,8 +161,7 @@ class AcceptStage:
         self.balance = balance
         self.quotas = quotas
         self.dead_letter = dead_letter
-        self.on_rejected = on_rejected
-        self.on_staged = on_staged
+        self.telemetry = telemetry or Telemetry()
 
     def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
@@ -205,6 +203,7 @@ class AcceptStage:
             prepared.append(ready)
         for ready, reply in zip(prepared, self._stage(prepared), strict=True):
             outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane)
+        self.telemetry.requests_accepted(lane, outcomes.values())
         return [outcomes[n] for n in range(len(readable))]
 
     # -- staging ----------------------------------------------------------------------------------
@@ -252,11 +251,8 @@ class AcceptStage:
                 outcomes=[ReceiverOutcome.model_validate(o) for o in ready.staging.invalid_outcomes],
             )  # fmt: skip
             return self._reject(request.request_id, data, rejection, lane)
-        if reply == "staged":
-            if ready.account_checked and self.balance is not None:
-                self.balance.debit(ready.service, ready.needed)
-            if self.on_staged is not None:
-                self.on_staged(lane)
+        if reply == "staged" and ready.account_checked and self.balance is not None:
+            self.balance.debit(ready.service, ready.needed)
         return reply
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str) -> None:
@@ -266,6 +262,7 @@ class AcceptStage:
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
         if self.dead_letter is not None:
             self.dead_letter(lane_queue(lane), message)
+        self.telemetry.dead_letter(lane_queue(lane))
 
     # -- preparing one request --------------------------------------------------------------------
 
@@ -416,20 +413,15 @@ class AcceptStage:
                 result = SendResult.model_validate({**result.model_dump(), key: value})
             except ValidationError:
                 continue
-        log.info(
-            "request %s rejected: %s",
-            request_id,
-            rejection.error.code,
-            extra={"request_id": request_id, "lane": lane, "reason": rejection.error.code},
-        )
-        if self.on_rejected is not None:
-            self.on_rejected(lane, rejection.error.code)
         published = until_redis_answers(
             lambda: self.buffers.reject(request_id, result.model_dump_json(exclude_none=True), reply_to),
             outage_s=self.settings.redis_outage_s,
             what="publish a rejection",
         )
-        return "rejected" if published else "duplicate"
+        if not published:
+            return "duplicate"
+        self.telemetry.request_rejected(request_id, lane, rejection.error.code)
+        return "rejected"
 
 
 def _echoed(data: dict[str, Any]) -> dict[str, Any]:

@@ -303,11 +303,11 @@ class Attempts:
             )
         )
 
-    def settle(self, attempt: Attempt, outcome: Outcome, *, owner: Owner | None) -> int:
+    def settle(self, attempt: Attempt, outcome: Outcome, *, owner: Owner | None) -> list[str] | None:
         """Apply ``outcome``; ``owner`` for the holder's own settlement, ``None`` for a reconciler's.
 
-        Returns the results published, or -1 when this caller may not settle the attempt (fenced
-        out, or settled already).
+        Returns the status of each result published, or ``None`` when this caller may not settle
+        the attempt (fenced out, or settled already).
         """
         refs = self._settle.refs()
         settlements = []
@@ -372,7 +372,10 @@ class Attempts:
             "stats": keys.STATS,
             **self._buffer_keys(attempt.batch_key, attempt.lane),
         }
-        return int(self._settle.run(fixed, document, refs))
+        reply = self._settle.run(fixed, document, refs)
+        if reply == -1:
+            return None
+        return [_text(status) for status in reply]
 
     # -- the lease sweep ------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any
 from contracts.wire import LANES
 
 from ..errors import AmbiguousError, PermanentError, RetryableError
+from ..ops.telemetry import Telemetry
 from ..ovhcloud.gateway import OvhGateway
 from ..ovhcloud.rate_limit import RateLimiter
 from ..retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
@@ -44,6 +45,18 @@ MAX_IDLE_S = 2.0
 ACQUIRE_TIMEOUT_S = 30.0
 
 
+def liveness_interval_s(settings: Settings) -> float:
+    """Longest a healthy dispatcher goes between two liveness ticks (seconds).
+
+    It ticks every loop and every try of a call; between two ticks lie at most a rate-limit
+    slot wait, one try (connect and read timeouts) and tenacity's wait, plus half a minute.
+    """
+    if settings.dispatch_liveness_s is not None:
+        return settings.dispatch_liveness_s
+    try_s = settings.ovh_connect_timeout_s + settings.ovh_read_timeout_s
+    return ACQUIRE_TIMEOUT_S + try_s + settings.retry_max_wait_s + 30.0
+
+
 class _GiveBack(Exception):
     """The call cannot go on now (stopping, no slot, lease too short): nothing was sent."""
 
@@ -53,10 +66,7 @@ class _FencedOut(Exception):
 
 
 class Dispatcher:
-    """Claims due batches and sends them; ``run`` is the body of a dispatcher thread.
-
-    ``on_call(attempt, outcome_kind, seconds, outcome)`` is called after each call (metrics, logs).
-    """
+    """Claims due batches and sends them; ``run`` is the body of a dispatcher thread."""
 
     def __init__(
         self,
@@ -68,8 +78,7 @@ class Dispatcher:
         lease: Lease,
         *,
         lanes: list[str] | None = None,
-        on_tick: Callable[[], None] | None = None,
-        on_call: Callable[[Attempt, str, float, Outcome | None], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.buffers = buffers
@@ -79,8 +88,7 @@ class Dispatcher:
         self.lease = lease
         served = lanes or settings.lanes
         self.lanes = [lane for lane in LANES if lane in served]  # highest priority first
-        self.on_tick = on_tick
-        self.on_call = on_call
+        self.telemetry = telemetry or Telemetry()
         self.calls = 0
         self._stop = threading.Event()
 
@@ -88,10 +96,11 @@ class Dispatcher:
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
+        loop = threading.current_thread().name
+        self.telemetry.liveness.register(loop, liveness_interval_s(self.settings))
         failing_since: float | None = None
         while not stop.is_set():
-            if self.on_tick is not None:
-                self.on_tick()
+            self.telemetry.tick(loop)
             try:
                 self.run_once(stop)
                 failing_since = None
@@ -103,6 +112,7 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher error; going on in 1 s")
                 stop.wait(1.0)
+        self.telemetry.liveness.unregister(loop)
 
     def run_once(self, stop: threading.Event) -> bool:
         """Send one due batch, or wait for one; ``True`` when a call was made."""
@@ -185,8 +195,15 @@ class Dispatcher:
             outcome = from_report(attempt, report, self.settings.results_queue)
             self._settle(attempt, owner, outcome, report)
         self.calls += 1
-        if self.on_call is not None:
-            self.on_call(attempt, kind, time.monotonic() - started, outcome)
+        settlements = outcome.settlements if outcome is not None else []
+        self.telemetry.jobs_call(
+            attempt.call_id,
+            attempt.lane,
+            len(attempt.entries),
+            settlements,
+            time.monotonic() - started,
+            outcome=None if kind in ("sent", "failed") else kind,
+        )
 
     def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], dict[str, Any]]:
         """One try of the jobs call; every try after the first takes its own slot."""
@@ -205,10 +222,10 @@ class Dispatcher:
             # The local fence: after a pause, only this check (made after the Redis one) tells.
             if not self.lease.valid(owner, margin_s=margin_s):
                 raise _GiveBack("the lease is about to expire")
-            if self.on_tick is not None:
-                self.on_tick()
+            self.telemetry.tick(threading.current_thread().name)
             try:
-                report = self.gateway.send_job(attempt.service, attempt.login, body)
+                with self.telemetry.jobs_try(attempt.lane, last=tries >= self.settings.retry_attempts):
+                    report = self.gateway.send_job(attempt.service, attempt.login, body)
             except RetryableError as exc:
                 # Surely not carried out: back to "claimed" before the backoff, so a worker that
                 # dies while waiting leaves a call that never left, not an ambiguous one.
@@ -232,12 +249,15 @@ class Dispatcher:
         attempt over settles from it.
         """
 
-        def record_and_settle() -> int:
+        def record_and_settle() -> list[str] | None:
             if report is not None:
                 self.attempts.answer(attempt.call_id, report)
             return self.attempts.settle(attempt, outcome, owner=owner)
 
-        if self._redis(record_and_settle, "settle a call") < 0:
+        published = self._redis(record_and_settle, "settle a call")
+        if published is not None:
+            self.telemetry.results(published)
+        else:
             log.warning(
                 "call %s: lease lost before settling; OVH's answer is on the attempt for whoever took it over",
                 attempt.call_id,

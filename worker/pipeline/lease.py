@@ -100,14 +100,18 @@ class Lease:
 
 class LeaseKeeper:
     """The thread that keeps the lease and sweeps: refresh, then ``on_tick`` (the sweeps), every
-    ``lease.refresh_every_s``, until ``stop`` is set."""
+    ``lease.refresh_every_s``, until ``stop`` is set. ``alive()`` is called every round, Redis
+    answering or not (the liveness probe: a Redis outage must not get the pod restarted)."""
 
-    def __init__(self, lease: Lease, on_tick: Callable[[], None]) -> None:
+    def __init__(self, lease: Lease, on_tick: Callable[[], None], alive: Callable[[], None] | None = None) -> None:
         self.lease = lease
         self.on_tick = on_tick
+        self.alive = alive
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            if self.alive is not None:
+                self.alive()
             if self.lease.refresh():
                 try:
                     self.on_tick()

@@ -10,7 +10,7 @@ from typing import Any
 
 from .faults import KINDS, FaultConfigError, FaultRule
 from .sandbox import Sandbox
-from .state import DEFAULT_CREDITS
+from .state import DEFAULT_CREDITS, DEFAULT_SENDER
 
 
 def _fault(text: str) -> FaultRule:
@@ -94,10 +94,11 @@ def _announce(sandbox: Sandbox) -> None:
     print(f"OVH SMS API sandbox serving {sandbox.base_url}", flush=False)
     print(f"  service name : {sandbox.service_name}")
     print(f"  control API  : {root}/_sandbox/ (e.g. curl {root}/_sandbox/counters)")
-    print("Export these to point python-ovh or the worker at it:")
+    print("Export these (and REDIS_URL) to point python-ovh or the worker at it:")
     print(f"export OVH_ENDPOINT={sandbox.base_url}")
     print(f"export OVH_APPLICATION_KEY={credentials['application_key']}")
     print(f"export OVH_APPLICATION_SECRET={credentials['application_secret']}")
     print(f"export OVH_CONSUMER_KEY={credentials['consumer_key']}")
     print(f"export SMS_WORKER_SERVICE_NAME={sandbox.service_name}")
+    print(f"export SMS_WORKER_SENDER={DEFAULT_SENDER}")
     print("Ctrl-C to stop.", flush=True)

@@ -31,6 +31,8 @@ DEFAULT_CREDITS = 1_000_000.0
 
 #: Senders every new account starts with: name -> sms.StatusSenderEnum.
 DEFAULT_SENDERS = {"SANDBOX": "enable", "SandboxInfo": "enable", "PENDINGSNDR": "waitingValidation"}
+#: The enabled sender ``sms-worker sandbox`` tells a first user to send from.
+DEFAULT_SENDER = "SANDBOX"
 
 #: Sender shown on outgoing SMS sent with ``senderForResponse`` and no ``sender``: the short
 #: number receivers can answer to.

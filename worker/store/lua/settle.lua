@@ -18,7 +18,8 @@
 --   resend: ["<entry>", ...]}
 -- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
--- Returns the number of results published, or -1 if the caller may not settle this attempt.
+-- Returns the status of each result published (maybe none), or -1 if the caller may not settle
+-- this attempt.
 local attempt, lease, inflight, reconcile = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local quota_key, stats = KEYS[5], KEYS[6]
 local doc = cjson.decode(ARGV[1])
@@ -36,7 +37,7 @@ redis.call("zrem", reconcile, doc.call_id)
 
 local now = now_ms()
 local finished_at = string.format("%.3f", now / 1000)
-local published, released, spent = 0, 0, 0
+local published, released, spent = {}, 0, 0
 for _, s in ipairs(doc.settlements) do
     local request, outcomes = KEYS[s.req], KEYS[s.outcomes]
     released = released + s.reserved
@@ -66,7 +67,7 @@ for _, s in ipairs(doc.settlements) do
             enqueue(KEYS[s.q], KEYS[s.msgs], s.queue, doc.result_actor, "result:" .. s.id .. ":" .. int(now),
                 result, now, doc.queue_cap, stats)
             redis.call("del", request, outcomes)
-            published = published + 1
+            table.insert(published, status)
         else
             redis.call("expire", request, doc.request_ttl_s)
             redis.call("expire", outcomes, doc.request_ttl_s)
