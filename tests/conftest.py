@@ -104,11 +104,14 @@ def sandbox_env(redis_url: str, sandbox: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker_processes(redis_client: redis.Redis, sandbox_env: dict[str, str]) -> Iterator[Callable[..., list[Any]]]:
+def worker_processes(
+    redis_client: redis.Redis, sandbox_env: dict[str, str], tmp_path: Any
+) -> Iterator[Callable[..., list[Any]]]:
     """Factory starting ``sms-worker run`` processes against the sandbox, as ops would run replicas.
 
     ``start(n, *args, **env)``: ``n`` processes with extra CLI ``args`` and ``SMS_WORKER_*``
-    environment overrides; all are stopped with SIGTERM after the test.
+    environment overrides; each one's stderr goes to the file named by its ``log_path``
+    attribute. All are stopped with SIGTERM after the test (resumed first if paused).
     """
     import signal
     import subprocess
@@ -124,13 +127,20 @@ def worker_processes(redis_client: redis.Redis, sandbox_env: dict[str, str]) -> 
             **env,
         }
         command = [sys.executable, "-m", "worker.cli", "run", *args]
-        started = [subprocess.Popen(command, env=environ, preexec_fn=_die_with_parent) for _ in range(n)]
+        started = []
+        for _ in range(n):
+            log_path = tmp_path / f"worker-{len(processes) + len(started)}.log"
+            with open(log_path, "wb") as log_file:
+                process = subprocess.Popen(command, env=environ, stderr=log_file, preexec_fn=_die_with_parent)
+            process.log_path = log_path  # type: ignore[attr-defined]
+            started.append(process)
         processes.extend(started)
         return started
 
     yield start
     for process in processes:
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
             process.send_signal(signal.SIGTERM)
     for process in processes:
         try:

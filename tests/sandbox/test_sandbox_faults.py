@@ -158,3 +158,23 @@ def test_clear_faults_and_reset(sb, client, send) -> None:
     sb.control.reset(accounts=True)
     assert client.get(f"/sms/{sb.service_name}")["creditsLeft"] == 1_000_000
     assert client.get(f"/sms/{sb.service_name}/outgoing") == []
+
+
+@pytest.mark.parametrize("kind", ["proxy_503", "proxy_429"])
+def test_proxy_faults_answer_an_html_page_python_ovh_cannot_read(sb, client, send, kind) -> None:
+    sb.control.add_fault(kind, next=1, retry_after=2)
+    with pytest.raises(oe.InvalidResponse):
+        send(client, sb.service_name, [FR1])
+    [call] = sb.control.calls()
+    assert call["status"] == int(kind[-3:])
+    assert sb.control.sent() == []
+
+
+def test_faults_scoped_to_all_cover_the_clock_route(sb) -> None:
+    from worker.ovhcloud.client import make_client
+
+    sb.control.add_fault("503", next=1, scope="all")
+    fresh = make_client(sb.base_url, **sb.credentials)
+    with pytest.raises(oe.APIError):
+        fresh.get("/sms")  # its first request reads /auth/time, which answers 503
+    assert fresh.get("/sms") == [sb.service_name]

@@ -11,8 +11,9 @@ thread in every worker process) take ambiguous attempts one at a time and look a
    clock offset), ``sender`` and ``tag`` when the call had them, ``receiver`` when it had one.
    Ids already mapped to a settled SMS of ours (``keys.sms``) are skipped; each other id is read
    (``GET .../outgoing/{id}``: receiver, text, credits) until every receiver is found.
-3. Receivers still missing, when the call was deferred or commercial (OVH holds those at night):
-   the pending jobs (``GET /sms/{sn}[/users/{login}]/jobs``), each read the same way.
+3. Receivers still missing, when the call may have left a job pending at OVH (``differedPeriod``,
+   or a commercial SMS sent at night or on a Sunday, French time, which OVH holds until the
+   morning): the pending jobs (``GET /sms/{sn}[/users/{login}]/jobs``), each read the same way.
 
 Receivers found are settled ``sent`` with OVH's id and credits. Receivers missing from a look
 made after the attempt's grace window (``reconcile_grace_s`` after it became ambiguous: time for
@@ -29,6 +30,7 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -185,8 +187,7 @@ class Reconciler:
         ids = self._get(f"/sms/{service}/outgoing", **params)
         sent: dict[str, Sent] = {}
         self._read(f"/sms/{service}/outgoing", self._unknown_ids(ids), wanted, text, sent)
-        deferred = int(body.get("differedPeriod") or 0) > 0 or not body.get("noStopClause", False)
-        if wanted - set(sent) and deferred:
+        if wanted - set(sent) and may_be_pending(body, called_s):
             jobs = f"/sms/{service}/jobs" if attempt.login is None else f"/sms/{service}/users/{attempt.login}/jobs"
             self._read(jobs, self._unknown_ids(self._get(jobs)), wanted, text, sent)
         return sent
@@ -214,6 +215,20 @@ class Reconciler:
             message = str(record.get("message") or "")
             if receiver in wanted and receiver not in sent and message.startswith(text):
                 sent[receiver] = Sent(int(record["id"]), float(record.get("credits") or 0.0))
+
+
+#: OVH holds commercial SMS (``noStopClause`` false) sent from 22:00 to 08:00 and on Sundays, French time.
+_PARIS = ZoneInfo("Europe/Paris")
+
+
+def may_be_pending(body: dict[str, Any], called_s: float) -> bool:
+    """Whether a call's SMS may wait in OVH's pending jobs rather than in its outgoing records."""
+    if int(body.get("differedPeriod") or 0) > 0:
+        return True
+    if body.get("noStopClause", False):
+        return False
+    local = datetime.fromtimestamp(called_s, tz=_PARIS)
+    return local.weekday() == 6 or local.hour >= 22 or local.hour < 8
 
 
 def _iso(unix_s: float) -> str:

@@ -208,7 +208,9 @@ class Dispatcher:
     def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], dict[str, Any]]:
         """One try of the jobs call; every try after the first takes its own slot."""
         body = {**attempt.meta["body"], "receivers": [entry.receiver for entry in attempt.entries]}
-        margin_s = self.settings.ovh_connect_timeout_s
+        # Left on the lease when a try starts: enough to connect and send before other workers
+        # may take the attempt over (half a lease at most; the refresh keeps four fifths left).
+        margin_s = min(self.settings.ovh_connect_timeout_s, self.settings.lease_s / 2)
         tries = 0
 
         def one_try() -> dict[str, Any]:
@@ -232,12 +234,12 @@ class Dispatcher:
                 if not self._redis(lambda: self.attempts.uncall(owner, attempt.call_id), "mark a try as not sent"):
                     raise _FencedOut() from exc
                 if exc.status == 429:
-                    self.limiter.on_rate_limited(exc.retry_after_s)
+                    self._feedback(lambda: self.limiter.on_rate_limited(exc.retry_after_s))
                 raise
             except PermanentError:
-                self.limiter.on_success()  # OVH answered, and not with 429
+                self._feedback(self.limiter.on_success)  # OVH answered, and not with 429
                 raise
-            self.limiter.on_success()
+            self._feedback(self.limiter.on_success)
             return report
 
         return one_try
@@ -272,6 +274,14 @@ class Dispatcher:
             extra={"call_id": attempt.call_id},
         )
         self._redis(lambda: self.attempts.ambiguous(owner, attempt.call_id, reason), "hand a call to reconciliation")
+
+    @staticmethod
+    def _feedback(step: Callable[[], None]) -> None:
+        """Tell the rate limiter how OVH answered: best effort, it must never lose an answer."""
+        try:
+            step()
+        except REDIS_OUTAGE as exc:
+            log.warning("rate limiter not told how OVH answered: %s", exc)
 
     def _redis(self, step: Callable[[], Any], what: str) -> Any:
         """Run an idempotent Redis step through an outage of up to ``redis_outage_s``."""

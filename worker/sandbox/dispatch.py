@@ -46,6 +46,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     action: str | None = None  # "reset": close with RST, no answer; "hold": never answer
+    html: str | None = None  # an HTML body instead of JSON (a proxy's error page)
 
 
 class Dispatcher:
@@ -83,7 +84,15 @@ class Dispatcher:
         self.state.count_request()
         if request.method == "GET" and api_path == "/auth/time":
             self._sleep(self.faults.latency_s())
-            return Reply(200, int(self.clock()))
+            decision = self.faults.pick(False)  # faults of scope "all" cover the clock too
+            if decision is None:
+                return Reply(200, int(self.clock()))
+            if decision.kind == "reset":
+                return Reply(0, action="reset")
+            if decision.kind == "timeout_after_accept":
+                return Reply(200, int(self.clock()), action="hold")
+            status = int(decision.kind.removeprefix("proxy_"))
+            return Reply(status, OvhError(status, f"Injected fault: HTTP {status}").body())
         try:
             route, path_values = self.router.match(request.method, api_path)
         except OvhError as error:
@@ -138,6 +147,11 @@ class Dispatcher:
                     return Reply(0, action="reset")
                 if decision.kind == "timeout_after_accept":
                     hold = True
+                elif decision.kind.startswith("proxy_"):
+                    status = int(decision.kind.removeprefix("proxy_"))
+                    headers = {"Retry-After": str(_whole(decision.retry_after))} if status == 429 else {}
+                    page = f"<html><body><h1>{status}</h1>The service is unavailable.</body></html>"
+                    return Reply(status, headers=headers, html=page)
                 elif decision.kind == "429":
                     raise OvhError(429, "Too many requests", headers={"Retry-After": str(_whole(decision.retry_after))})
                 else:

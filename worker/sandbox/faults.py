@@ -6,7 +6,8 @@ calls. Its ``scope`` is ``"jobs"`` (``POST .../jobs`` only, the default) or ``"a
 call of the OVH surface). Rules are tried in order; the first that fires wins.
 
 Kinds: ``"500"``, ``"502"``, ``"503"`` (JSON error, nothing done), ``"429"`` (with
-``Retry-After``), ``"reset"`` (the socket is closed with an RST before anything is done),
+``Retry-After``), ``"proxy_503"`` and ``"proxy_429"`` (the same statuses with an HTML body, as
+a load balancer in front of OVH answers: python-ovh cannot decode it), ``"reset"`` (the socket is closed with an RST before anything is done),
 ``"timeout_after_accept"`` (the call is carried out, then the answer never comes: the
 connection is held until the client leaves or ``hold_s`` passes).
 
@@ -23,7 +24,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("500", "502", "503", "429", "reset", "timeout_after_accept")
+KINDS = ("500", "502", "503", "429", "proxy_503", "proxy_429", "reset", "timeout_after_accept")
 SCOPES = ("jobs", "all")
 
 #: How long (seconds) an accepted-then-timed-out call holds its connection at most.

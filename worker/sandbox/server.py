@@ -64,9 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(reply)
 
     def _write(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
+        if reply.html is not None:
+            payload, content_type = reply.html.encode(), "text/html; charset=utf-8"
+        else:
+            payload = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
+            content_type = "application/json; charset=utf-8"
         phrase = HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
-        lines = [f"HTTP/1.1 {reply.status} {phrase}", "Content-Type: application/json; charset=utf-8"]
+        lines = [f"HTTP/1.1 {reply.status} {phrase}", f"Content-Type: {content_type}"]
         lines += [f"Content-Length: {len(payload)}", "Server: ovh-sms-sandbox"]
         reply.headers.setdefault("X-Ovh-QueryId", "EU.sandbox-transport")  # refused before dispatch
         lines += [f"{name}: {value}" for name, value in reply.headers.items()]
