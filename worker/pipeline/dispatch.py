@@ -234,7 +234,8 @@ class Dispatcher:
                 if not self._redis(lambda: self.attempts.uncall(owner, attempt.call_id), "mark a try as not sent"):
                     raise _FencedOut() from exc
                 if exc.status == 429:
-                    self._feedback(lambda: self.limiter.on_rate_limited(exc.retry_after_s))
+                    retry_after_s = exc.retry_after_s
+                    self._feedback(lambda: self.limiter.on_rate_limited(retry_after_s))
                 raise
             except PermanentError:
                 self._feedback(self.limiter.on_success)  # OVH answered, and not with 429

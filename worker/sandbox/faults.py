@@ -7,7 +7,8 @@ call of the OVH surface). Rules are tried in order; the first that fires wins.
 
 Kinds: ``"500"``, ``"502"``, ``"503"`` (JSON error, nothing done), ``"429"`` (with
 ``Retry-After``), ``"proxy_503"`` and ``"proxy_429"`` (the same statuses with an HTML body, as
-a load balancer in front of OVH answers: python-ovh cannot decode it), ``"reset"`` (the socket is closed with an RST before anything is done),
+a load balancer in front of OVH answers: python-ovh cannot decode it),
+``"reset"`` (the socket is closed with an RST before anything is done),
 ``"timeout_after_accept"`` (the call is carried out, then the answer never comes: the
 connection is held until the client leaves or ``hold_s`` passes).
 
