@@ -81,6 +81,7 @@ class Reconciler:
         self.slot_timeout_s = slot_timeout_s
         self.telemetry = telemetry or Telemetry()
         self.calls = 0  # OVH calls made, for tests and the README's figures
+        self._lookups = 0  # OVH calls of the look in progress
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -106,6 +107,7 @@ class Reconciler:
 
     def reconcile(self, attempt: Attempt) -> bool:
         """One look at ``attempt``; ``True`` when it was settled."""
+        self._lookups = 0
         if attempt.report is not None:
             outcome = from_report(attempt, attempt.report, self.default_queue)
             return self._settle(attempt, outcome, "OVH's recorded answer")
@@ -139,12 +141,13 @@ class Reconciler:
         found = sum(s.n_sent for s in outcome.settlements)
         unknown = sum(s.n_unknown for s in outcome.settlements)
         log.info(
-            "call %s reconciled (%s): %d sent, %d sent again, %d unknown",
+            "call %s reconciled (%s): %d sent, %d sent again, %d unknown; %d OVH lookups in this look",
             attempt.call_id,
             how,
             found,
             len(outcome.resend),
             unknown,
+            self._lookups,
             extra={"call_id": attempt.call_id},
         )
         for kind, count in (("sent", found), ("resent", len(outcome.resend)), ("unknown", unknown)):
@@ -158,6 +161,7 @@ class Reconciler:
         if not self.limiter.acquire(BACKGROUND_LANE, timeout_s=self.slot_timeout_s, stop=self._stop):
             raise _Abandon("no rate-limit slot")
         self.calls += 1
+        self._lookups += 1
         try:
             answer = self.gateway.get(path, **params)
         except GatewayError as exc:
