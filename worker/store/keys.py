@@ -45,6 +45,65 @@ QUOTAS = PREFIX + "quotas"
 #: mapped back to their request with it.
 SMS = PREFIX + "sms:"
 
+# -- after the send: delivery reports, replies, STOP, blacklist and senders ----------------------
+# (written by worker/inbound/ and worker/ovhcloud/{blacklist,senders}.py)
+
+#: Sorted set (pull mode): OVH ids of SMS whose final receipt is still awaited, scored by their
+#: next poll (unix ms). settle.lua adds each SMS while ``PULL`` exists; an id leaves on its final
+#: receipt, when its poll budget is spent or its ``SMS`` hash expired. Key TTL refreshed by the
+#: poller (a day), so it is bounded by the SMS sent in a day of pull mode.
+RECEIPTS = PREFIX + "receipts"
+#: Hash (pull mode) present while a receipt poller runs: ``first_poll_delay_ms``. settle.lua
+#: indexes SMS into ``RECEIPTS`` only while it exists; TTL a few poll rounds, renewed each round.
+PULL = PREFIX + "pull"
+#: Sorted set of delivery callbacks for SMS ids not recorded yet (their settlement may still be
+#: under way), scored by when they are given up (unix ms): JSON members. At most
+#: ``ORPHANS_MAX`` members, key TTL the grace period plus a minute.
+ORPHANS = PREFIX + "dlr-orphans"
+#: Hash per receiver (E.164): the last SMS a delivery report was published for (``request_id``,
+#: ``ovh_id``, ``tag``, ``reply_to``, ``service``, ``login``, ``sent_at``), to tie a reply to the
+#: request it answers. TTL ``REPLY_WINDOW_S`` (OVH takes replies for about 48 h).
+LAST_SENT = PREFIX + "last:"
+#: String per (service, OVH incoming id): the reply was published (dedupe; TTL dedupe_ttl_s).
+INCOMING = PREFIX + "incoming:"
+#: String per service: creation time (unix s) up to which pull mode has read ``GET .../incoming``.
+#: One per account (bounded), TTL a week.
+INCOMING_CURSOR = PREFIX + "incoming-cursor:"
+#: Set per service: the account's OVH blacklist (E.164) as of the last sync, replaced whole by
+#: each sync. Bounded by OVH's list; no TTL, since an expiry would let commercial SMS reach
+#: numbers that opted out.
+BLACKLIST = PREFIX + "blacklist:"
+#: Sorted set per service: numbers (E.164) seen opting out (STOP), scored by when (unix ms), so
+#: they are refused before the next sync lists them. Entries older than ``OPTOUT_KEEP_S`` are
+#: trimmed at each sync and each opt-out (OVH's list has them by then).
+OPTOUTS = PREFIX + "optouts:"
+#: Counter per service, bumped whenever ``BLACKLIST`` or ``OPTOUTS`` changes: the accept stage
+#: reloads its in-memory copy when it moves. One per account (bounded).
+BLACKLIST_GEN = PREFIX + "blacklist-gen:"
+#: Hash per service: sender -> OVH status (``enable``, ``disable``, ``refused``,
+#: ``waitingValidation``, or ``missing`` when OVH does not know it); field ``*`` present when the
+#: hash holds every sender OVH lists. TTL sender_cache_ttl_s, renewed by each sync.
+SENDERS = PREFIX + "senders:"
+#: Hash: ptt code -> JSON ``{"description", "duration"}`` from ``GET /sms/ptts`` (TTL
+#: ptt_cache_ttl_s, renewed by each fetch). At most one field per ptt code (0-9999).
+PTTS = PREFIX + "ptts"
+#: Set of ptt codes (0-9999) seen in reports and not in ``PTTS`` yet: the worker fetches them.
+#: TTL a day.
+PTTS_WANTED = PREFIX + "ptts-wanted"
+#: String per background job and scope (``lease:blacklist:<service>``...): whichever replica sets
+#: it does that job this period (TTL: the period).
+LEASE = PREFIX + "lease:"
+#: Counter per minute (unix minute): OVH calls the pull pollers made in it (TTL two minutes).
+PULL_BUDGET = PREFIX + "pull-budget:"
+
+#: Most delivery callbacks kept waiting for their SMS id to be recorded.
+ORPHANS_MAX = 10_000
+#: How long a receiver's last SMS is kept for tying replies to it (seconds): OVH takes replies
+#: for about 48 hours.
+REPLY_WINDOW_S = 48 * 3600
+#: How long an opt-out is kept beside the synced blacklist (seconds).
+OPTOUT_KEEP_S = 7 * 86_400
+
 
 def seen(request_id: str) -> str:
     return SEEN + request_id
@@ -81,3 +140,39 @@ def rate_limit(limiter_key: str) -> str:
 
 def rate_waiters(limiter_key: str, lane: str) -> str:
     return RATE_WAITERS + "{" + limiter_key + "}:" + lane
+
+
+def last_sent(receiver: str) -> str:
+    return LAST_SENT + receiver
+
+
+def incoming(service: str, incoming_id: str) -> str:
+    return f"{INCOMING}{service}:{incoming_id}"
+
+
+def incoming_cursor(service: str) -> str:
+    return INCOMING_CURSOR + service
+
+
+def blacklist(service: str) -> str:
+    return BLACKLIST + service
+
+
+def optouts(service: str) -> str:
+    return OPTOUTS + service
+
+
+def blacklist_gen(service: str) -> str:
+    return BLACKLIST_GEN + service
+
+
+def senders(service: str) -> str:
+    return SENDERS + service
+
+
+def lease(job: str, scope: str) -> str:
+    return f"{LEASE}{job}:{scope}"
+
+
+def pull_budget(minute: int) -> str:
+    return f"{PULL_BUDGET}{minute}"
