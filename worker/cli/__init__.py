@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 
 from ..errors import ConfigurationError
-from . import quotas, run, send
+from . import inbound, quotas, run, send
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "run", run, "run a worker process (needs REDIS_URL and OVH credentials)")
     _add(commands, "send", send, "queue one SMS (needs REDIS_URL)")
     _add(commands, "quotas", quotas, "show each user's quota, reserved, spent and left (needs REDIS_URL)")
+    _add(commands, "inbound", inbound, "serve the callbacks OVH makes: delivery reports, replies, STOP")
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=_demo)
     sandbox = commands.add_parser("sandbox", help="serve the OVH SMS API sandbox")
