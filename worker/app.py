@@ -22,9 +22,11 @@ from dramatiq.middleware import Middleware
 
 from contracts.wire import LANES, accept_actor_name, lane_queue
 
+from . import upkeep
 from .accounting.credits import AccountBalance, RateTable
 from .accounting.quotas import QuotaStore, load_config
 from .errors import UnreadablePayload
+from .ovhcloud.background import Background
 from .ovhcloud.client import make_client
 from .ovhcloud.gateway import OvhGateway
 from .ovhcloud.rate_limit import RateLimiter
@@ -67,6 +69,7 @@ class App:
     buffer: BatchBuffer
     accept: AcceptStage
     dispatchers: list[Dispatcher]
+    background: Background | None = None  # after-the-send hook: worker/upkeep.py's jobs
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _worker: dramatiq.Worker | None = None
@@ -77,9 +80,13 @@ class App:
             thread = threading.Thread(target=dispatcher.run, args=(self._stop,), name=f"sms-dispatch-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.background is not None:  # after-the-send hook
+            self.background.start()
 
     def stop_dispatchers(self, timeout_s: float = 60.0) -> None:
         """Let in-flight calls finish and settle, then stop."""
+        if self.background is not None:  # after-the-send hook
+            self.background.stop()
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
@@ -158,6 +165,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
     )
+    # after-the-send hook (worker/upkeep.py): the accept stage's policy checks, background OVH upkeep
+    accept.policy, background = upkeep.build(settings, client, client_factory, limiter)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
@@ -167,6 +176,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         Dispatcher(settings, buffer, gateway, limiter, worker_id=worker_id, lanes=lanes) for lanes in lanes_of
     ]
     app = App(settings=settings, broker=broker, buffer=buffer, accept=accept, dispatchers=dispatchers)
+    app.background = background  # after-the-send hook
     broker.add_middleware(DispatcherThreads(app))
 
     def accept_actor(lane: str) -> Any:

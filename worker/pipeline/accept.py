@@ -38,6 +38,7 @@ from ..errors import UnreadablePayload
 from ..settings import Settings
 from . import mailmerge, receivers
 from .buffers import Batch, BatchBuffer, Entry, QuotaRequest, Staging, now_ms
+from .policy import Policy, PolicyRefusal
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class AcceptStage:
         self.rates = rates
         self.balance = balance
         self.quotas = quotas
+        self.policy: Policy | None = None  # policy hook: sender and blacklist checks, set by build_app
 
     def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
@@ -143,6 +145,8 @@ class AcceptStage:
         read, each unreadable item is dead-lettered on its own (``lane`` names the queue).
         """
         items = _items(payload)
+        if self.policy is not None:  # policy hook: the blacklist is re-read once per message
+            self.policy.new_pack()
         readable: list[tuple[str, dict[str, Any]]] = []
         unreadable: list[tuple[Any, UnreadablePayload]] = []
         for item in items:
@@ -277,6 +281,15 @@ class AcceptStage:
             ReceiverOutcome(receiver=r.given, status="invalid", reason=r.reason) for r in normalized if not r.valid
         ]
         valid = [r for r in normalized if r.valid]
+        # -- policy hook (worker/pipeline/policy.py): sender and blacklist, before any credit --
+        if self.policy is not None and valid:
+            try:
+                valid, blocked = self.policy.screen(request, service, valid)
+            except PolicyRefusal as refusal:
+                outcomes = invalid + refusal.outcomes
+                raise Rejection(refusal.code, refusal.message, field=refusal.field, outcomes=outcomes) from None
+            invalid += blocked
+        # -- end of policy hook --
         if not valid:
             raise Rejection(
                 "no_valid_receivers", "receivers: none is a valid phone number", field="receivers", outcomes=invalid
