@@ -91,8 +91,15 @@ end
 
 local tracking = cjson.decode(ARGV[i + 1])
 if tracking.ttl > 0 then
+    -- pull mode (worker/inbound/pull.py): while a poller runs (keys.PULL), index each SMS for
+    -- its receipt poll (keys.RECEIPTS, scored by the first poll's time in ms)
+    local poll_delay_ms = redis.call("hget", prefix .. "pull", "first_poll_delay_ms")
     for _, r in ipairs(tracking.records) do
         local key = prefix .. "sms:" .. string.format("%.0f", r.id)
+        if poll_delay_ms then
+            local first_poll_ms = math.floor(tonumber(r.sent_at) * 1000 + tonumber(poll_delay_ms))
+            redis.call("zadd", prefix .. "receipts", first_poll_ms, string.format("%.0f", r.id))
+        end
         local fields = {}
         for _, name in ipairs({"request_id", "receiver", "reply_to", "tag", "service", "login", "call_id", "sent_at"}) do
             if r[name] ~= nil and r[name] ~= cjson.null then
