@@ -17,6 +17,7 @@ Times come from the sandbox's clock; the threads poll their schedule every ``TIC
 
 from __future__ import annotations
 
+import functools
 import heapq
 import http.client
 import itertools
@@ -54,7 +55,7 @@ REORDER_DELAY_S = 0.05
 class _Due:
     at: float
     seq: int
-    job: Callable[[], None] = field(compare=False)
+    job: Callable[[], object] = field(compare=False)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class CallbackSender:
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def _at(self, at: float, job: Callable[[], None]) -> None:
+    def _at(self, at: float, job: Callable[[], object]) -> None:
         with self._lock:
             heapq.heappush(self._heap, _Due(at, next(self._seq), job))
 
@@ -223,7 +224,7 @@ class CallbackSender:
                 del self._log[:-LOG_MAX]
             failed = not isinstance(status, int) or status >= 500 or status == 429
             if failed and call.tries < MAX_TRIES:
-                self._at(self.clock() + RETRY_BASE_S * 2 ** (call.tries - 1), lambda call=call: self._calls.put(call))
+                self._at(self.clock() + RETRY_BASE_S * 2 ** (call.tries - 1), functools.partial(self._calls.put, call))
         for connection in connections.values():
             connection.close()
 
