@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 
 from ..errors import ConfigurationError
-from . import inbound, quotas, run, send
+from . import callbacks, inbound, quotas, run, send
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "send", send, "queue one SMS (needs REDIS_URL)")
     _add(commands, "quotas", quotas, "show each user's quota, reserved, spent and left (needs REDIS_URL)")
     _add(commands, "inbound", inbound, "serve the callbacks OVH makes: delivery reports, replies, STOP")
+    _add(commands, "callbacks", callbacks, "point OVH's callbacks at sms-worker inbound (callbacks setup --url)")
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=_demo)
     sandbox = commands.add_parser("sandbox", help="serve the OVH SMS API sandbox")
