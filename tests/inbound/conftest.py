@@ -55,6 +55,15 @@ class InboundProcess:
 
 
 @pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """The suite's sandbox, with receipts that become final within half a second."""
+    from worker.sandbox import Sandbox
+
+    with Sandbox(port=0, seed=1, delivery_delay_s=(0.05, 0.4)) as sb:
+        yield sb
+
+
+@pytest.fixture
 def inbound_env(redis_url: str) -> dict[str, str]:
     return {
         **os.environ,

@@ -153,6 +153,8 @@ class IncomingPoller:
                 self._read(service)
 
     def _read(self, service: str) -> None:
+        if not _spend(self.redis, self.settings.pull_calls_per_min):
+            return
         now = time.time()
         cursor = self.redis.get(keys.incoming_cursor(service))
         since = (float(cursor) if cursor else now - 2 * self.settings.pull_incoming_s) - INCOMING_OVERLAP_S
