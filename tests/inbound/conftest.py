@@ -56,10 +56,10 @@ class InboundProcess:
 
 @pytest.fixture
 def sandbox() -> Iterator[Any]:
-    """The suite's sandbox, with receipts that become final within half a second."""
+    """The suite's sandbox, with receipts final within half a second; SMS fail only when told."""
     from worker.sandbox import Sandbox
 
-    with Sandbox(port=0, seed=1, delivery_delay_s=(0.05, 0.4)) as sb:
+    with Sandbox(port=0, seed=1, delivery_delay_s=(0.05, 0.4), failure_rate=0.0) as sb:
         yield sb
 
 
