@@ -174,7 +174,7 @@ class IncomingPoller:
                 source="poll",
                 service=service,
                 incoming_id=incoming_id,
-                message=str(details.get("message") or ""),
+                message=str(details.get("message") or "")[:1600],  # the contract's bound
                 tag=details.get("tag") or None,
                 created_at=parse_date(details.get("creationDatetime")),
             )

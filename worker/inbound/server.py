@@ -205,7 +205,7 @@ async def _redis_down(request: web.Request, handler: Callable[[web.Request], Awa
     """Redis unreachable is 503 (OVH may call again), not an error page."""
     try:
         return await handler(request)
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("Redis unavailable while serving %s: %s", request.match_info.route.name or "a request", exc)
         return _plain(503, "503: Service Unavailable")
 
