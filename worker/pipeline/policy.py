@@ -49,11 +49,13 @@ class Policy:
         self.blacklist = blacklist
         self.senders = senders
         self._services: set[str] = set() if settings.service_name is None else {settings.service_name}
+        self._services_lock = threading.Lock()  # added to by accept threads, read by background ones
         self._local = threading.local()
 
     def services(self) -> list[str]:
         """The accounts requests used so far (and the default one): the background keeps them."""
-        return sorted(self._services)
+        with self._services_lock:
+            return sorted(self._services)
 
     def new_pack(self) -> None:
         """A new queue message: the next blacklist check of each account re-reads its generation."""
@@ -64,7 +66,8 @@ class Policy:
     ) -> tuple[list[Receiver], list[ReceiverOutcome]]:
         """``(receivers to send to, outcomes of those set aside)``; ``PolicyRefusal`` when none is left."""
         if service not in self._services:
-            self._services.add(service)
+            with self._services_lock:
+                self._services.add(service)
         sender = request.sender or self.settings.sender
         if self.settings.sender_check and sender is not None:
             status = self.senders.status(service, sender)
