@@ -4,7 +4,18 @@ This package never imports ``ovh``: services that only publish requests and read
 depend on it alone.
 """
 
-from .models import CreditUsage, ErrorInfo, Priority, QuotaAlert, ReceiverOutcome, SendRequest, SendResult
+from .models import (
+    CreditUsage,
+    DeliveryReport,
+    ErrorInfo,
+    IncomingSms,
+    OptOut,
+    Priority,
+    QuotaAlert,
+    ReceiverOutcome,
+    SendRequest,
+    SendResult,
+)
 from .producer import ResultTimeout, SmsProducer
 from .results import parse_event, results_actor
 from .wire import CONTRACT_VERSION, DEFAULT_RESULTS_QUEUE, LANES
@@ -14,7 +25,10 @@ __all__ = [
     "DEFAULT_RESULTS_QUEUE",
     "LANES",
     "CreditUsage",
+    "DeliveryReport",
     "ErrorInfo",
+    "IncomingSms",
+    "OptOut",
     "Priority",
     "QuotaAlert",
     "ReceiverOutcome",

@@ -155,7 +155,8 @@ class ErrorInfo(_Model):
 
     code: str = Field(
         description="machine-readable: invalid_request, no_valid_receivers, message_too_long, quota_exceeded, "
-        "account_credits_exhausted, rate_unknown, internal_error, ovh_error, outcome_unknown"
+        "account_credits_exhausted, rate_unknown, sender_not_allowed, blacklisted, internal_error, ovh_error, "
+        "outcome_unknown"
     )
     message: str
     field: str | None = Field(default=None, description="the request field at fault, dotted")
@@ -166,8 +167,11 @@ class ErrorInfo(_Model):
 
 
 class ReceiverOutcome(_Model):
+    """What became of one receiver. ``blacklisted``: a commercial send (``no_stop_clause`` false) to
+    a number that opted out (STOP) or is on the account's OVH blacklist: never sent, nothing spent."""
+
     receiver: str = Field(description="E.164 when it could be normalized, else as given")
-    status: Literal["sent", "invalid", "failed", "unknown"]
+    status: Literal["sent", "invalid", "failed", "unknown", "blacklisted"]
     ovh_id: int | None = Field(default=None, description="OVH outgoing SMS id when sent")
     reason: str | None = None
 
@@ -244,7 +248,91 @@ class QuotaAlert(_Model):
     at: float = Field(description="unix seconds")
 
 
-ResultEvent = Annotated[SendResult | CreditUsage | QuotaAlert, Field(discriminator="kind")]
+#: Statuses of a delivery report: the first four are final, ``pending`` is not.
+DeliveryStatus = Literal["delivered", "failed", "expired", "unknown", "pending"]
+#: How an event after the send reached the worker: OVH called ``sms-worker inbound`` (``callback``)
+#: or the worker polled OVH (``poll``, pull mode).
+InboundSource = Literal["callback", "poll"]
+
+
+class DeliveryReport(_Model):
+    """OVH's delivery status of one SMS, mapped back to its request and receiver.
+
+    Published once per (SMS, status); a final status (``delivered``, ``failed``, ``expired``,
+    ``unknown``) is never followed by another report of that SMS, so each receiver gets at most
+    one final report. ``unknown`` is final: the operator gave no final status (ptt 6).
+    """
+
+    kind: Literal["delivery_report"] = "delivery_report"
+    version: Literal[1] = CONTRACT_VERSION
+    report_id: str = Field(description="stable id of this report: <ovh_id>:<status>; consumers may dedupe on it")
+    request_id: str
+    receiver: str = Field(description="E.164")
+    ovh_id: int = Field(description="OVH's id of the SMS")
+    service_name: str
+    user: str | None = Field(default=None, description="OVH SMS API user login the SMS was sent through")
+    tag: str | None = None
+    status: DeliveryStatus
+    final: bool = Field(description="true for delivered, failed, expired and unknown")
+    ptt: int | None = Field(default=None, description="OVH's ptt code (see README, the ptt table)")
+    ptt_description: str | None = None
+    permanent: bool | None = Field(
+        default=None,
+        description="failed and expired only: whether OVH says the failure is permanent (not worth a retry)",
+    )
+    dlr: int | None = Field(
+        default=None, description="OVH's deliveryReceipt code: 0, 4, 8 pending; 1 delivered; 2, 16 failed"
+    )
+    dlr_description: str | None = Field(default=None, max_length=256, description="OVH's text for the DLR status")
+    source: InboundSource
+    sent_at: float | None = Field(default=None, description="unix seconds: when OVH accepted the SMS (settlement)")
+    reported_at: float | None = Field(default=None, description="unix seconds: OVH's date of this status, if given")
+    received_at: float = Field(description="unix seconds: when the worker learned of it")
+
+
+class IncomingSms(_Model):
+    """An SMS received on the account (a reply to an SMS sent with ``sender_for_response``, or a STOP).
+
+    ``request_id`` and ``ovh_id`` name the SMS replied to when the number (and the tag, if given)
+    match the last SMS the worker sent to that number.
+    """
+
+    kind: Literal["incoming_sms"] = "incoming_sms"
+    version: Literal[1] = CONTRACT_VERSION
+    incoming_id: str = Field(description="OVH's id of the incoming SMS")
+    service_name: str | None = Field(default=None, description="OVH SMS account; null when it could not be told")
+    sender: str = Field(description="the number that wrote, E.164")
+    message: str = Field(max_length=1600)
+    tag: str | None = Field(default=None, description="tag of the SMS replied to, as OVH gives it")
+    shortcode: str | None = Field(default=None, description="the number written to")
+    stop: bool = Field(description="the message is a STOP: an OptOut event follows")
+    request_id: str | None = None
+    ovh_id: int | None = None
+    source: InboundSource
+    created_at: float | None = Field(default=None, description="unix seconds: OVH's creation time, if given")
+    received_at: float = Field(description="unix seconds")
+
+
+class OptOut(_Model):
+    """A number asked to receive no more commercial SMS (STOP): the worker now refuses commercial
+    sends to it on this account (``blacklisted``), as OVH's own blacklist does."""
+
+    kind: Literal["opt_out"] = "opt_out"
+    version: Literal[1] = CONTRACT_VERSION
+    number: str = Field(description="E.164")
+    service_name: str | None = Field(default=None, description="OVH SMS account; null when it could not be told")
+    via: Literal["reply", "stop_callback"] = Field(description="a STOP reply, or OVH's stopCallBack")
+    incoming_id: str | None = None
+    request_id: str | None = Field(default=None, description="the request whose SMS was answered, when known")
+    ovh_id: int | None = None
+    tag: str | None = None
+    source: InboundSource
+    at: float = Field(description="unix seconds")
+
+
+ResultEvent = Annotated[
+    SendResult | CreditUsage | QuotaAlert | DeliveryReport | IncomingSms | OptOut, Field(discriminator="kind")
+]
 
 
 def describe_validation_error(exc: Exception) -> tuple[str | None, str]:

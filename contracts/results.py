@@ -1,8 +1,10 @@
 """Reading the results queue: parse events, or consume them with a dramatiq actor.
 
-The worker publishes one ``SendResult`` per request, one ``CreditUsage`` per OVH call and one
-``QuotaAlert`` per crossing of a user's alert threshold as dramatiq messages (actor
-``sms_result``, one JSON object argument) on the request's ``reply_to`` queue.
+The worker publishes one ``SendResult`` per request, one ``CreditUsage`` per OVH call, one
+``QuotaAlert`` per crossing of a user's alert threshold, and after the send one ``DeliveryReport``
+per (SMS, status), one ``IncomingSms`` per reply and one ``OptOut`` per STOP, as dramatiq messages
+(actor ``sms_result``, one JSON object argument) on the request's ``reply_to`` queue (replies and
+opt-outs that cannot be tied to a request go to the worker's results queue).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 import dramatiq
 from pydantic import TypeAdapter
 
-from .models import CreditUsage, QuotaAlert, ResultEvent, SendResult
+from .models import CreditUsage, DeliveryReport, IncomingSms, OptOut, QuotaAlert, ResultEvent, SendResult
 from .wire import DEFAULT_RESULTS_QUEUE, RESULT_ACTOR_NAME
 
-Event = SendResult | CreditUsage | QuotaAlert
+Event = SendResult | CreditUsage | QuotaAlert | DeliveryReport | IncomingSms | OptOut
 
 _EVENT = TypeAdapter(ResultEvent)
 
@@ -41,6 +43,8 @@ def results_actor(
 
         def on_event(event):
             if isinstance(event, SendResult):
+                ...
+            elif isinstance(event, DeliveryReport) and event.final:
                 ...
 
         results_actor(on_event)          # then run: dramatiq your_module

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .models import CreditUsage, QuotaAlert, SendRequest, SendResult
+from .models import CreditUsage, DeliveryReport, IncomingSms, OptOut, QuotaAlert, SendRequest, SendResult
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -23,6 +23,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "send_result.v1.json": SendResult,
     "credit_usage.v1.json": CreditUsage,
     "quota_alert.v1.json": QuotaAlert,
+    "delivery_report.v1.json": DeliveryReport,
+    "incoming_sms.v1.json": IncomingSms,
+    "opt_out.v1.json": OptOut,
 }
 
 

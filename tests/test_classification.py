@@ -9,9 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts import SmsProducer
+from worker.accounting.credits import AccountBalance, RateTable, RateUnknown
+from worker.accounting.refresher import Refresher
 from worker.errors import RetryableError
+from worker.ovhcloud.background import BackgroundCalls
 from worker.ovhcloud.client import make_client
 from worker.ovhcloud.gateway import OvhGateway
+from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
 from worker.ovhcloud.reconcile import may_be_pending
 
 
@@ -45,13 +49,22 @@ def test_ovhs_clock_is_read_before_the_first_call_and_a_failure_there_is_not_amb
     assert gateway.send_job(sandbox.service_name, None, body)["validReceivers"] == ["+33612345678"]
 
 
-def test_background_lookups_take_rate_limit_slots(make_app, sandbox) -> None:
-    app = make_app()
-    limiter = app.dispatchers[0].limiter
-    before = limiter.snapshot().granted
-    app.refresher.fetch(f"/sms/{sandbox.service_name}")
-    app.refresher.fetch("/sms/rates/destinations", country="de", _need_auth=False)
-    assert limiter.snapshot().granted == before + 2
+def test_rate_and_balance_lookups_take_background_slots(redis_client, sandbox) -> None:
+    # Given the refresher's lookups behind a limiter of their own
+    grants: list = []
+    limiter = RateLimiter(redis_client, key="refresher-test", rate_per_s=50, burst=5, on_grant=grants.append)
+    calls = BackgroundCalls(OvhGateway(lambda: make_client(sandbox.base_url, **sandbox.credentials)), limiter)
+    rates = RateTable(redis_client, ttl_s=60)
+    balance = AccountBalance(refresh_s=60)
+    refresher = Refresher(rates, balance, calls)
+    with pytest.raises(RateUnknown):
+        rates.rate("de")
+    balance.credits_left(sandbox.service_name)
+    # When it refreshes what the accept path asked for
+    refresher.refresh()
+    # Then each OVH call took a slot of the lane below every send lane
+    assert rates.rate("de") == 2.0 and balance.credits_left(sandbox.service_name) is not None
+    assert [g.lane for g in grants] == [BACKGROUND_LANE, BACKGROUND_LANE]
 
 
 @pytest.mark.parametrize(

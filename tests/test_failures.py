@@ -75,7 +75,8 @@ def test_accepted_then_timed_out_is_found_at_ovh_and_not_sent_twice(make_app, re
 
 
 def test_ovh_refusal_gives_a_failed_result_with_ovh_details(make_app, redis_client, sandbox) -> None:
-    make_app(sender="PENDINGSNDR")  # declared at OVH but not validated yet
+    # declared at OVH but not validated yet; sender_check off, so that OVH itself refuses the call
+    make_app(sender="PENDINGSNDR", sender_check=False)
     result = send_one(redis_client)
     assert result.status == "failed"
     assert result.error is not None

@@ -92,11 +92,14 @@ def test_a_deferred_call_is_found_among_ovhs_pending_jobs(make_app, redis_client
 
 def test_unreadable_records_end_unknown_only_after_the_deadline(make_app, redis_client, sandbox) -> None:
     # Given a 500 on the call, then OVH answering nothing but 503 for a while
-    make_app(reconcile_deadline_s=2.0, retry_attempts=1)
+    make_app(reconcile_deadline_s=2.0, retry_attempts=1, reconcile_grace_s=5.0)
     sandbox.control.add_fault("500", next=1)
-    sandbox.control.add_fault("503", probability=1.0, scope="all")
     producer = SmsProducer(client=redis_client)
     request_id = producer.send("+33612345678", "Hello", priority="high")
+    deadline = time.monotonic() + 10
+    while not sandbox.control.calls() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sandbox.control.add_fault("503", probability=1.0, scope="all")
     result = producer.wait(request_id, timeout=30)
     sandbox.control.clear_faults()
     # Then the receiver ends unknown with the reason, its credits kept as spent (OVH may have taken them)

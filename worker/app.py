@@ -29,12 +29,14 @@ import redis
 
 from contracts.wire import LANES, accept_actor_name, lane_queue
 
+from . import upkeep
 from .accounting.credits import AccountBalance, RateTable
 from .accounting.quotas import QuotaStore, load_config
 from .accounting.refresher import Refresher
 from .errors import UnreadablePayload
 from .ops.server import OpsServer, ops_server
 from .ops.telemetry import Telemetry
+from .ovhcloud.background import Background, BackgroundCalls
 from .ovhcloud.client import make_client
 from .ovhcloud.gateway import OvhGateway
 from .ovhcloud.rate_limit import RateLimiter
@@ -76,6 +78,7 @@ class App:
     refresher: Refresher
     telemetry: Telemetry = field(default_factory=Telemetry)
     ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
+    background: Background | None = None  # after the send: senders, blacklist, ptts, pull pollers (worker/upkeep.py)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -114,6 +117,8 @@ class App:
         for n, reconciler in enumerate(self.reconcilers):
             self._threads.append(self._thread(reconciler.run, f"sms-reconcile-{n}", self._stop))
         self._threads.append(self._thread(self.refresher.run, "sms-refresh", self._stop))
+        if self.background is not None:
+            self.background.start()
         self._worker = dramatiq.Worker(
             self.broker,
             queues=set(self.queues),
@@ -135,6 +140,8 @@ class App:
         """Drain within ``drain_s`` (default ``settings.drain_s``); ``True`` if everything finished."""
         deadline = time.monotonic() + (self.settings.drain_s if drain_s is None else drain_s)
         self._stop.set()  # dispatchers stop claiming; waits for slots and backoffs end at once
+        if self.background is not None:
+            self.background.stop()
         if self._worker is not None:
             # Stops consuming, puts prefetched messages back on their queues, waits for accept.
             self._worker.stop(timeout=int(max(deadline - time.monotonic(), 0.1) * 1000))
@@ -216,6 +223,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         )
 
     gateway = OvhGateway(client_factory)
+    stop = threading.Event()  # set by App.stop: ends every wait, background calls' slot waits included
     limiter = RateLimiter(
         client,
         key=consumer_key_id(settings.ovh_endpoint, client_factory()),
@@ -228,6 +236,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     quota_store.apply_config(load_config(settings))
     rates = RateTable(client, ttl_s=settings.rates_ttl_s)
     balance = AccountBalance(refresh_s=settings.account_credits_refresh_s)
+    calls = BackgroundCalls(gateway, limiter, stop=stop)
+    policy, background = upkeep.build(settings, client, calls)
     accept = AcceptStage(
         settings,
         buffers,
@@ -236,6 +246,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         quotas=quota_store,
         dead_letter=broker.dead_letter,
         telemetry=telemetry,
+        policy=policy,
     )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
@@ -248,8 +259,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     reconcilers = [
         Reconciler(
             attempts,
-            gateway,
-            limiter,
+            calls,
             default_queue=settings.results_queue,
             max_lookups=settings.reconcile_max_lookups,
             telemetry=telemetry,
@@ -265,9 +275,11 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         accept=accept,
         dispatchers=dispatchers,
         reconcilers=reconcilers,
-        refresher=Refresher(rates, balance, gateway, limiter),
+        refresher=Refresher(rates, balance, calls),
         telemetry=telemetry,
         ops=ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory),
+        background=background,
+        _stop=stop,
     )
     broker.add_middleware(telemetry.dramatiq_middleware())
 

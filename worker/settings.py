@@ -158,6 +158,57 @@ class Settings(BaseSettings):
         description="longest a dispatch loop may go without progress before /healthz fails, in seconds "
         "(default: the longest a healthy jobs call try can take, from the OVH timeouts and retry waits)",
     )
+    # after the send: delivery reports, replies and STOP (see worker.inbound), sender and blacklist checks
+    delivery_mode: Literal["push", "pull", "off"] = Field(
+        default="push",
+        description="how delivery reports and replies reach the worker: push (OVH calls sms-worker inbound), "
+        "pull (sms-worker run polls OVH), off",
+    )
+    inbound_host: str = Field(default="127.0.0.1", description="address sms-worker inbound listens on")
+    inbound_port: int = Field(default=8090, ge=1, le=65535, description="port sms-worker inbound listens on")
+    inbound_token: SecretStr | None = Field(
+        default=None,
+        description="secret in the callback URLs (/ovh/<token>/...): 16 to 128 of A-Z a-z 0-9 . _ ~ -; "
+        "required by sms-worker inbound and sms-worker callbacks setup",
+    )
+    inbound_max_body_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="largest callback body accepted (bytes); more is 413"
+    )
+    inbound_max_query_bytes: int = Field(
+        default=4096, ge=256, le=8000, description="longest callback query string accepted (bytes); more is 414"
+    )
+    inbound_orphan_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="how long a delivery report for an SMS id the worker does not know yet is kept, in case "
+        "its settlement is still under way (seconds); then it is counted as an unknown id and dropped",
+    )
+    pull_spacing_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="pull mode: first poll of an SMS's receipt this long after it is sent (seconds); each later "
+        "poll waits twice as long as the one before, up to an hour",
+    )
+    pull_max_polls: int = Field(default=10, ge=1, le=100, description="pull mode: polls of one SMS's receipt at most")
+    pull_calls_per_min: int = Field(
+        default=30,
+        ge=1,
+        description="pull mode: OVH calls per minute the pollers of every replica may make together (the budget)",
+    )
+    pull_incoming_s: float = Field(default=60.0, gt=0, description="pull mode: how often incoming SMS are polled")
+    blacklist_sync_s: float = Field(
+        default=300.0, gt=0, description="how often the account's OVH blacklist is read (seconds, one replica)"
+    )
+    ptt_cache_ttl_s: float = Field(
+        default=86_400.0, gt=0, description="how long OVH's description of a ptt code (GET /sms/ptts) is kept"
+    )
+    sender_cache_ttl_s: float = Field(
+        default=600.0, gt=0, description="how long the account's senders and their statuses are kept (seconds)"
+    )
+    sender_check: bool = Field(
+        default=True, description="reject requests naming a sender OVH lists as missing or not enabled"
+    )
 
     def ovh_credentials(self) -> dict[str, str]:
         """The OVH credentials set here, as python-ovh's keyword arguments (secrets revealed: pass, never log)."""

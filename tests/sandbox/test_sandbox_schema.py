@@ -126,6 +126,7 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
     samples: list[tuple[str, str, str, dict[str, Any]]] = [
         ("GET", "/sms", "/sms", {}),
         ("GET", "/sms/{serviceName}", f"/sms/{sn}", {}),
+        ("PUT", "/sms/{serviceName}", f"/sms/{sn}", {"callBack": "https://example.com/dlr"}),
         ("POST", "/sms/{serviceName}/jobs", f"/sms/{sn}/jobs", job),
         ("POST", "/sms/{serviceName}/users/{login}/jobs", f"/sms/{sn}/users/alice/jobs", job),
         ("GET", "/sms/{serviceName}/jobs", f"/sms/{sn}/jobs", {}),

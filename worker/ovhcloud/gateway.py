@@ -56,7 +56,8 @@ def classify(exc: ovh.exceptions.APIError, response: requests.Response | None = 
     ``response`` is the HTTP response the exception came from when python-ovh did not attach it
     (``InvalidResponse``).
     """
-    response = getattr(exc, "response", None) or response
+    if getattr(exc, "response", None) is not None:  # (a Response is falsy when not ok: test for None)
+        response = exc.response
     status = response.status_code if response is not None else None
     query_id = getattr(exc, "query_id", None) or (response.headers.get("X-Ovh-QueryId") if response else None)
     details: dict[str, Any] = {"ovh_class": type(exc).__name__, "status": status, "query_id": query_id}
@@ -120,6 +121,15 @@ class OvhGateway:
         self._local.response = None
         try:
             return client.get(path, **params)
+        except ovh.exceptions.APIError as exc:
+            raise classify(exc, self._last_response()) from exc
+
+    def put(self, path: str, **body: Any) -> Any:
+        """A signed PUT (callbacks setup, users), its failures classified."""
+        client = self.client
+        self._local.response = None
+        try:
+            return client.put(path, **body)
         except ovh.exceptions.APIError as exc:
             raise classify(exc, self._last_response()) from exc
 

@@ -39,8 +39,7 @@ from ..ops.telemetry import Telemetry
 from ..pipeline.attempts import Attempt, Attempts, Outcome
 from ..pipeline.settlement import Sent, e164, from_findings, from_report
 from ..store import keys
-from .gateway import OvhGateway
-from .rate_limit import BACKGROUND_LANE, RateLimiter
+from .background import BackgroundCalls
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ IDLE_WAIT_S = 2.0
 
 
 class _Abandon(Exception):
-    """The look cannot finish now (stopping, or no rate-limit slot): try again later."""
+    """The look cannot finish now (too many candidates to read in one look): try again later."""
 
 
 class Reconciler:
@@ -64,21 +63,18 @@ class Reconciler:
     def __init__(
         self,
         attempts: Attempts,
-        gateway: OvhGateway,
-        limiter: RateLimiter,
+        calls: BackgroundCalls,
         *,
         default_queue: str,
         max_lookups: int,
-        slot_timeout_s: float = 60.0,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.attempts = attempts
         self.redis = attempts.redis
-        self.gateway = gateway
-        self.limiter = limiter
+        self.api = calls
+        self.gateway = calls.gateway
         self.default_queue = default_queue
         self.max_lookups = max_lookups
-        self.slot_timeout_s = slot_timeout_s
         self.telemetry = telemetry or Telemetry()
         self.calls = 0  # OVH calls made, for tests and the README's figures
         self._lookups = 0  # OVH calls of the look in progress
@@ -158,18 +154,9 @@ class Reconciler:
     # -- looking at OVH's records ---------------------------------------------------------------
 
     def _get(self, path: str, **params: Any) -> Any:
-        if not self.limiter.acquire(BACKGROUND_LANE, timeout_s=self.slot_timeout_s, stop=self._stop):
-            raise _Abandon("no rate-limit slot")
         self.calls += 1
         self._lookups += 1
-        try:
-            answer = self.gateway.get(path, **params)
-        except GatewayError as exc:
-            if exc.status == 429:
-                self.limiter.on_rate_limited(exc.retry_after_s)
-            raise
-        self.limiter.on_success()
-        return answer
+        return self.api.get(path, **params)
 
     def look_up(self, attempt: Attempt, wanted: set[str]) -> dict[str, Sent]:
         """Receivers of ``attempt`` OVH created an SMS for, with its id and credits."""

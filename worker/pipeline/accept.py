@@ -50,6 +50,7 @@ from ..settings import Settings
 from . import mailmerge, receivers
 from .attempts import Entry
 from .buffers import Batch, Buffers, QuotaRequest, Staging
+from .policy import Policy, PolicyRefusal
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ class _Prepared:
 class AcceptStage:
     """``rates`` prices each destination; ``balance`` (optional) backs the account check;
     ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay);
-    ``dead_letter(queue, message)`` parks an unreadable item of a pack."""
+    ``dead_letter(queue, message)`` parks an unreadable item of a pack; ``policy`` (optional)
+    refuses senders OVH does not allow and commercial sends to numbers that opted out."""
 
     def __init__(
         self,
@@ -154,6 +156,7 @@ class AcceptStage:
         quotas: QuotaStore | None = None,
         dead_letter: Callable[[str, dramatiq.Message[Any]], None] | None = None,
         telemetry: Telemetry | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.settings = settings
         self.buffers = buffers
@@ -162,6 +165,7 @@ class AcceptStage:
         self.quotas = quotas
         self.dead_letter = dead_letter
         self.telemetry = telemetry or Telemetry()
+        self.policy = policy
 
     def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
@@ -171,6 +175,8 @@ class AcceptStage:
         """
         lane = lane or DEFAULT_LANE
         items = _items(payload)
+        if self.policy is not None:  # the blacklist is re-read (if it moved) once per message
+            self.policy.new_pack()
         readable: list[tuple[str, dict[str, Any]]] = []
         unreadable: list[tuple[Any, UnreadablePayload]] = []
         for item in items:
@@ -351,6 +357,13 @@ class AcceptStage:
             ReceiverOutcome(receiver=r.given, status="invalid", reason=r.reason) for r in normalized if not r.valid
         ]
         valid = [r for r in normalized if r.valid]
+        if self.policy is not None and valid:  # sender and blacklist, before any credit is reserved
+            try:
+                valid, blocked = self.policy.screen(request, service, valid)
+            except PolicyRefusal as refusal:
+                outcomes = invalid + refusal.outcomes
+                raise Rejection(refusal.code, refusal.message, field=refusal.field, outcomes=outcomes) from None
+            invalid += blocked
         if not valid:
             raise Rejection(
                 "no_valid_receivers", "receivers: none is a valid phone number", field="receivers", outcomes=invalid

@@ -172,7 +172,20 @@ class _Takeover(scripts.Script):
 
 class _Settle(scripts.Script):
     NAME = "settle"
-    KEYS = ("attempt", "lease", "inflight", "reconcile", "quota", "stats", "buffer", "buffer_meta", "due", "wake")
+    KEYS = (
+        "attempt",
+        "lease",
+        "inflight",
+        "reconcile",
+        "quota",
+        "stats",
+        "buffer",
+        "buffer_meta",
+        "due",
+        "wake",
+        "pull",
+        "receipts",
+    )
 
 
 class _ReconcilePick(scripts.Script):
@@ -344,7 +357,11 @@ class Attempts:
             for e in outcome.events
         ]
         tracking = [
-            {"key": refs(keys.sms(record["id"])), "fields": {k: v for k, v in record.items() if v is not None}}
+            {
+                "key": refs(keys.sms(record["id"])),
+                "id": record["id"],
+                "fields": {k: v for k, v in record.items() if v is not None and k != "id"},
+            }
             for record in outcome.tracking
         ]
         document = {
@@ -371,6 +388,8 @@ class Attempts:
             "quota": keys.quota(attempt.service, attempt.login) if attempt.login else keys.STATS,
             "stats": keys.STATS,
             **self._buffer_keys(attempt.batch_key, attempt.lane),
+            "pull": keys.PULL,
+            "receipts": keys.RECEIPTS,
         }
         reply = self._settle.run(fixed, document, refs)
         if reply == -1:

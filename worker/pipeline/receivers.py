@@ -51,3 +51,14 @@ def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
                 seen.add(e164)
         out.append(receiver)
     return out
+
+
+def mask_number(number: str) -> str:
+    """A number fit for logs: its country code and last two digits (``+33*******78``)."""
+    digits = number.lstrip("+")
+    try:
+        country = str(phonenumbers.parse("+" + digits, None).country_code) if number.startswith("+") else ""
+    except phonenumbers.NumberParseException:
+        country = ""
+    hidden = max(len(digits) - len(country) - 2, 0)
+    return ("+" + country if country else "") + "*" * hidden + digits[len(digits) - min(2, len(digits)) :]

@@ -182,6 +182,13 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/sms", "string[]", (_q("iamTags", "map[string][]iam.resource.TagFilter"),), lambda c: c.state.services()
     ),
     Route("GET", SN, "sms.AccountWithIAM", (), lambda c: c.state.account_view(c.service)),
+    Route(
+        "PUT",
+        SN,
+        "void",
+        (_b(None, "sms.Account", True),),
+        lambda c: c.state.update_account(c.service, c.params["body"]),
+    ),
     # jobs, for the account and for an API user
     Route("GET", SN + "/jobs", "long[]", (), lambda c: c.state.pending_jobs(c.service, None)),
     Route("POST", SN + "/jobs", "sms.SmsSendingReport", JOB_BODY, _send),

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, default=None, help="calls per second per consumer key (429 above)")
     parser.add_argument("--rate-limit-burst", type=float, default=None, help="burst of the rate limit")
     parser.add_argument("--hold-s", type=float, default=30.0, help="how long timeout_after_accept holds a call")
+    parser.add_argument(
+        "--reply-rate", type=float, default=0.0, help="share of delivered senderForResponse SMS that get a reply"
+    )
+    parser.add_argument("--stop-rate", type=float, default=0.0, help="share of delivered commercial SMS answered STOP")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
                 rate_limit_per_s=args.rate_limit,
                 rate_limit_burst=args.rate_limit_burst,
                 hold_s=args.hold_s,
+                reply_rate=args.reply_rate,
+                stop_rate=args.stop_rate,
             ).start()
         except (OSError, FaultConfigError) as error:
             print(f"sms-worker sandbox: cannot start: {error}", file=sys.stderr)

@@ -21,7 +21,13 @@ PUT      /_sandbox/senders            {service, sender, status}
 PUT      /_sandbox/invalid-receivers  {receivers: [...]}
 PUT      /_sandbox/failing-receivers  {receivers: {number: ptt}}
 POST     /_sandbox/blacklists         {service, number}
-POST     /_sandbox/incoming           {service, sender, message, tag} -> {id}
+POST     /_sandbox/incoming           {service, sender, message, tag} -> {id} (recorded only)
+POST     /_sandbox/replies            {service, sender, message, tag?} -> {id, stop}: an SMS
+                                      reaches the account: recorded, cgiUrl called, a STOP
+                                      blacklisted and stopCallBack called
+PUT      /_sandbox/callbacks          {duplicates, reorder} -> settings of the calls OVH makes
+GET      /_sandbox/callbacks          -> [calls made: kind, sms_id, url, params, status, try]
+GET      /_sandbox/receipts           -> [every SMS's receipt now: id, receiver, ptt, final...]
 POST     /_sandbox/consumer-keys      {rules: [{method, path}]} -> {consumer_key}
 DELETE   /_sandbox/consumer-keys/KEY
 =======  ===========================  =====================================================
@@ -36,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from .auth import METHODS, AccessRule, Authenticator
+from .callbacks import CallbackSender
 from .dispatch import Reply, Request
 from .errors import OvhError
 from .faults import FaultConfigError, FaultRule, Faults
@@ -52,10 +59,11 @@ class ControlError(ValueError):
 class ControlApi:
     """Server side of the control API."""
 
-    def __init__(self, state: SandboxState, faults: Faults, auth: Authenticator) -> None:
+    def __init__(self, state: SandboxState, faults: Faults, auth: Authenticator, callbacks: CallbackSender) -> None:
         self.state = state
         self.faults = faults
         self.auth = auth
+        self.callbacks = callbacks
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, list[str]]], Any]] = {
             ("GET", "/health"): lambda b, q: {"ok": True, "service_name": self.state.service_name, "base_path": "/1.0"},
             ("GET", "/sent"): self._sent,
@@ -73,6 +81,10 @@ class ControlApi:
             ("PUT", "/failing-receivers"): self._set_failing,
             ("POST", "/blacklists"): self._add_blacklist,
             ("POST", "/incoming"): self._add_incoming,
+            ("POST", "/replies"): self._reply,
+            ("PUT", "/callbacks"): self._set_callbacks,
+            ("GET", "/callbacks"): lambda b, q: self.callbacks.calls_made(),
+            ("GET", "/receipts"): lambda b, q: self.state.receipts(),
             ("POST", "/consumer-keys"): self._create_key,
         }
 
@@ -133,6 +145,7 @@ class ControlApi:
         _fields(body, optional={"accounts": bool})
         self.faults.clear()
         self.faults.reseed()
+        self.callbacks.reset()
         self.state.reset(accounts=bool(body.get("accounts", False)))
         return {"ok": True}
 
@@ -185,6 +198,18 @@ class ControlApi:
     def _add_incoming(self, body: dict[str, Any], query: Any) -> Any:
         _fields(body, required={"service": str, "sender": str, "message": str}, optional={"tag": str})
         return {"id": self.state.add_incoming(body["service"], body["sender"], body["message"], body.get("tag", ""))}
+
+    def _reply(self, body: dict[str, Any], query: Any) -> Any:
+        _fields(body, required={"service": str, "sender": str, "message": str}, optional={"tag": str})
+        if not body["message"] or len(body["message"]) > 1600:
+            raise ControlError("message must be 1 to 1600 characters")
+        return self.callbacks.reply(body["service"], body["sender"], body["message"], body.get("tag"))
+
+    def _set_callbacks(self, body: dict[str, Any], query: Any) -> Any:
+        _fields(body, optional={"duplicates": int, "reorder": bool})
+        if not 0 <= body.get("duplicates", 0) <= 5:
+            raise ControlError("duplicates must be within 0..5")
+        return self.callbacks.configure(duplicates=body.get("duplicates"), reorder=body.get("reorder"))
 
     def _create_key(self, body: dict[str, Any], query: Any) -> Any:
         _fields(body, required={"rules": list})
@@ -352,6 +377,27 @@ class SandboxControl:
     def add_incoming(self, service: str, sender: str, message: str, tag: str = "") -> int:
         body = {"service": service, "sender": sender, "message": message, "tag": tag}
         return self._call("POST", "/incoming", body)["id"]  # type: ignore[no-any-return]
+
+    def reply(self, service: str, sender: str, message: str, tag: str | None = None) -> dict[str, Any]:
+        """``sender`` writes to the account: recorded in ``GET .../incoming``, POSTed to the
+        smsResponse cgiUrl; a STOP blacklists the number and calls stopCallBack. ``{"id", "stop"}``."""
+        body = {"service": service, "sender": sender, "message": message}
+        if tag is not None:
+            body["tag"] = tag
+        return self._call("POST", "/replies", body)  # type: ignore[no-any-return]
+
+    def set_callbacks(self, *, duplicates: int | None = None, reorder: bool | None = None) -> dict[str, Any]:
+        """Send each callback ``1 + duplicates`` times; ``reorder``: an SMS's final receipt first."""
+        settings = {"duplicates": duplicates, "reorder": reorder}
+        return self._call("PUT", "/callbacks", {k: v for k, v in settings.items() if v is not None})  # type: ignore[no-any-return]
+
+    def callbacks(self) -> list[dict[str, Any]]:
+        """Every call made to a callBack, cgiUrl or stopCallBack, oldest first."""
+        return self._call("GET", "/callbacks")  # type: ignore[no-any-return]
+
+    def receipts(self) -> list[dict[str, Any]]:
+        """Every SMS's receipt now: ``id, service, receiver, deliveryReceipt, ptt, final``."""
+        return self._call("GET", "/receipts")  # type: ignore[no-any-return]
 
     def create_consumer_key(self, rules: Iterable[tuple[str, str] | Mapping[str, str]]) -> str:
         """A consumer key (of the sandbox's application) limited to ``rules`` such as ``("GET", "/sms/*")``."""

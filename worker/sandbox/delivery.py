@@ -20,6 +20,7 @@ operator yet; the others are OVHcloud's.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 #: ptt code -> (description, sms.PttDurationTypeEnum), from OVHcloud's SMS users guide.
@@ -53,6 +54,36 @@ PTTS: dict[int, tuple[str, str]] = {
 FAILURE_PTTS = (5, 8, 20, 23, 24, 26, 27)
 
 DLR_PENDING, DLR_DELIVERED, DLR_FAILED, DLR_SUBMITTED = 0, 1, 2, 4
+
+#: DLR code -> the text OVH sends as ``descriptionDlr`` (OVHcloud's SMS users guide).
+DLR_TEXT = {0: "Pending", 1: "Success", 2: "Failed", 4: "Pending", 8: "Buffered", 16: "Error"}
+
+#: A reply that asks for no more SMS: STOP, as the mention OVH appends says.
+_STOP = re.compile(r"\s*stop\b", re.IGNORECASE)
+
+#: Texts of the replies the sandbox makes up (seeded reactions).
+REPLY_TEXTS = ("Yes", "No", "OK, thanks", "Merci", "Call me back")
+
+
+def is_stop(message: str) -> bool:
+    return _STOP.match(message) is not None
+
+
+def reaction(
+    seed: int, sms_id: int, *, commercial: bool, for_response: bool, reply_rate: float, stop_rate: float
+) -> str | None:
+    """What the receiver of a delivered SMS sends back, drawn from (seed, id): ``"STOP"`` (only
+    to a commercial SMS: it carries the STOP mention), a reply text (only to an SMS sent with
+    ``senderForResponse``: it came from a number that takes replies), or None."""
+    if not (reply_rate or stop_rate):
+        return None
+    rng = random.Random(f"{seed}:{sms_id}:reaction")
+    draw = rng.random()
+    if commercial and draw < stop_rate:
+        return "STOP"
+    if for_response and draw < stop_rate + reply_rate:
+        return rng.choice(REPLY_TEXTS)
+    return None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from .auth import DEFAULT_MAX_SKEW_S, FULL_ACCESS, Authenticator
+from .callbacks import CallbackSender
 from .control import ControlApi, SandboxControl
 from .dispatch import Dispatcher
 from .faults import DEFAULT_HOLD_S, FaultRule, Faults
@@ -36,6 +37,8 @@ class Sandbox:
     - ``max_skew_s``: largest ``X-Ovh-Timestamp`` difference accepted;
     - ``delivery_delay_s``: (low, high) seconds: an SMS is handed over within ``low`` s and gets
       its final receipt ``low`` to ``high`` s later; ``failure_rate``: share of SMS that fail;
+    - ``reply_rate``, ``stop_rate``: share of delivered SMS whose receiver replies (SMS sent with
+      ``senderForResponse``) or answers STOP (commercial SMS), drawn from the seed;
     - ``clock``: unix time source (tests of time-dependent behaviour).
     """
 
@@ -56,6 +59,8 @@ class Sandbox:
         max_skew_s: float = DEFAULT_MAX_SKEW_S,
         delivery_delay_s: tuple[float, float] = (0.5, 3.0),
         failure_rate: float = 0.05,
+        reply_rate: float = 0.0,
+        stop_rate: float = 0.0,
         application_key: str = DEFAULT_APPLICATION_KEY,
         application_secret: str = DEFAULT_APPLICATION_SECRET,
         consumer_key: str = DEFAULT_CONSUMER_KEY,
@@ -89,10 +94,11 @@ class Sandbox:
             "application_secret": application_secret,
             "consumer_key": consumer_key,
         }
+        self.callbacks = CallbackSender(self.state, reply_rate=reply_rate, stop_rate=stop_rate, clock=clock)
+        self.state.listener = self.callbacks.sms_created
         self._stopping = threading.Event()
-        self._dispatcher = Dispatcher(
-            self.state, self.faults, self.auth, self._stopping, ControlApi(self.state, self.faults, self.auth), clock
-        )
+        control = ControlApi(self.state, self.faults, self.auth, self.callbacks)
+        self._dispatcher = Dispatcher(self.state, self.faults, self.auth, self._stopping, control, clock)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._control: SandboxControl | None = None
@@ -105,6 +111,7 @@ class Sandbox:
             (self.host, self.port), self._dispatcher.handle, lambda: self.faults.hold_s, self._stopping
         )
         self.port = self._server.server_address[1]
+        self.callbacks.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-http", daemon=True
         )
@@ -116,6 +123,7 @@ class Sandbox:
         if server is None:
             return
         self._stopping.set()
+        self.callbacks.stop()
         server.shutdown()
         server.server_close()
         server.close_connections()

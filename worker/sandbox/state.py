@@ -117,6 +117,8 @@ class Sms:
     plan: delivery.DeliveryPlan
     paid_by_quota: bool
     cancelled: bool = False
+    commercial: bool = False  # noStopClause false: OVH appended the STOP mention
+    for_response: bool = False  # senderForResponse: the receiver can reply
 
     @property
     def due_at(self) -> float:
@@ -190,17 +192,29 @@ class Account:
     sms: dict[int, Sms] = field(default_factory=dict)
     blacklist: dict[str, float] = field(default_factory=dict)
     incoming: dict[int, Incoming] = field(default_factory=dict)
+    description: str = "OVH SMS sandbox account"
+    callback: str = ""
+    stop_callback: str = ""
+    sms_response: dict[str, Any] = field(
+        default_factory=lambda: {
+            "cgiUrl": None,
+            "responseType": "cgi",
+            "text": None,
+            "trackingDefaultSmsSender": None,
+            "trackingOptions": [],
+        }
+    )
 
     def view(self) -> dict[str, Any]:
         with_quota = [u for u in self.users.values() if u.quota_status == "active"]
         return {
             "automaticRecreditAmount": None,
-            "callBack": "",
+            "callBack": self.callback,
             "channel": "both",
             "creditThresholdForAutomaticRecredit": 0.0,
             "creditsHoldByQuota": float(sum(u.quota_left for u in with_quota)),
             "creditsLeft": self.credits_left,
-            "description": "OVH SMS sandbox account",
+            "description": self.description,
             "iam": {
                 "displayName": self.name,
                 "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sms-sandbox:{self.name}")),
@@ -209,15 +223,9 @@ class Account:
             },
             "name": self.name,
             "smpp": False,
-            "smsResponse": {
-                "cgiUrl": None,
-                "responseType": "cgi",
-                "text": None,
-                "trackingDefaultSmsSender": None,
-                "trackingOptions": [],
-            },
+            "smsResponse": {**self.sms_response, "trackingOptions": list(self.sms_response["trackingOptions"])},
             "status": "enable",
-            "stopCallBack": "",
+            "stopCallBack": self.stop_callback,
             "templates": {
                 "customizedEmailMode": False,
                 "customizedSmsMode": False,
@@ -264,6 +272,8 @@ class SandboxState:
         self.initial_credits = credits_left
         self.delivery_delay_s = delivery_delay_s
         self.failure_rate = failure_rate
+        #: Told of every SMS accepted, under the lock (it must not take it): schedules callbacks.
+        self.listener: Callable[[Sms], None] | None = None
         self._reset_accounts()
         self._reset_records()
 
@@ -391,6 +401,103 @@ class SandboxState:
             account.incoming[incoming_id] = Incoming(incoming_id, sender, message, tag, self.clock())
             return incoming_id
 
+    # -- after the send: receipts, callbacks, replies and STOP -----------------------------------
+
+    def _find_sms(self, sms_id: int) -> Sms | None:
+        for account in self.accounts.values():
+            found = account.sms.get(sms_id)
+            if found is not None:
+                return found
+        return None
+
+    def delivery_callback(self, sms_id: int, final: bool) -> tuple[str, dict[str, str]] | None:
+        """Where and what OVH calls when the SMS's receipt moves (``final``: its last receipt).
+
+        The API user's ``callBack`` for an SMS sent through ``users/{login}/jobs`` (``id``, ``ptt``,
+        ``date``, ``description`` = the DLR code, ``descriptionDlr``), else the account's (those
+        plus ``dlr``, ``receiver``, ``sender``); None when no URL is set or the SMS is gone.
+        """
+        with self.lock:
+            sms = self._find_sms(sms_id)
+            if sms is None or sms.cancelled:
+                return None
+            at = sms.plan.final_at if final else sms.plan.sent_at
+            status = delivery.status_at(sms.plan, at)
+            params = {
+                "id": str(sms.id),
+                "ptt": str(status.ptt),
+                "date": iso(at) or "",
+                "description": str(status.delivery_receipt),
+                "descriptionDlr": delivery.DLR_TEXT.get(status.delivery_receipt, ""),
+            }
+            account = self.accounts[sms.service]
+            user = account.users.get(sms.login) if sms.login else None
+            if user is not None and user.callback:
+                return user.callback, params
+            if not account.callback:
+                return None
+            params.update({"dlr": str(status.delivery_receipt), "receiver": sms.receiver, "sender": sms.sender})
+            return account.callback, params
+
+    def receive(self, service: str, sender: str, message: str, tag: str | None = None) -> dict[str, Any]:
+        """An SMS from ``sender`` reaches the account: recorded in ``GET .../incoming``; a STOP
+        blacklists the number. Returns what OVH then calls: ``cgi`` (the account's smsResponse
+        cgiUrl and its form fields) and ``stop`` (the stopCallBack URL and its parameters), each
+        None when not configured, plus the incoming ``id`` and whether it is a ``stop``.
+
+        ``tag`` defaults to the tag of the last SMS sent to that number (the one replied to);
+        the stopCallBack is the API user's when that SMS was sent through a user who has one.
+        """
+        normalized = phones.normalize(sender)
+        if normalized is None:
+            raise bad_request("[sender] Not an international phone number")
+        number = normalized[0]
+        is_stop = delivery.is_stop(message)
+        with self.lock:
+            account = self._account(service)
+            replied = max((s for s in account.sms.values() if s.receiver == number), key=lambda s: s.id, default=None)
+            if tag is None:
+                tag = (replied.tag if replied else None) or ""
+            incoming_id = self._next_incoming_id
+            self._next_incoming_id += 1
+            account.incoming[incoming_id] = Incoming(incoming_id, number, message, tag, self.clock())
+            fields = {"id": str(incoming_id), "senderid": number, "message": message, "tag": tag}
+            fields["shortcode"] = RESPONSE_SENDER
+            outcome: dict[str, Any] = {"id": incoming_id, "stop": is_stop, "cgi": None, "stop_callback": None}
+            response = account.sms_response
+            if response.get("responseType") == "cgi" and response.get("cgiUrl"):
+                outcome["cgi"] = (response["cgiUrl"], fields)
+            if is_stop:
+                account.blacklist.setdefault(number, self.clock())
+                user = account.users.get(replied.login) if replied is not None and replied.login else None
+                url = user.stop_callback if user is not None and user.stop_callback else account.stop_callback
+                if url:
+                    outcome["stop_callback"] = (url, fields)
+            return outcome
+
+    def receipts(self) -> list[dict[str, Any]]:
+        """Every SMS's receipt now: ``id, receiver, deliveryReceipt, ptt, final``."""
+        with self.lock:
+            now = self.clock()
+            out = []
+            for account in self.accounts.values():
+                for sms in account.sms.values():
+                    if sms.cancelled:
+                        continue
+                    status = delivery.status_at(sms.plan, now)
+                    final = status.delivery_receipt in (delivery.DLR_DELIVERED, delivery.DLR_FAILED)
+                    out.append(
+                        {
+                            "id": sms.id,
+                            "service": sms.service,
+                            "receiver": sms.receiver,
+                            "deliveryReceipt": status.delivery_receipt,
+                            "ptt": status.ptt,
+                            "final": final,
+                        }
+                    )
+            return sorted(out, key=lambda r: r["id"])
+
     # -- OVH surface: accounts, senders, blacklists, incoming ------------------------------------
 
     def _account(self, service: str) -> Account:
@@ -496,11 +603,29 @@ class SandboxState:
             if changes.get("password") is not None:
                 user.password = changes["password"]
             if changes.get("callBack") is not None:
-                user.callback = changes["callBack"]
+                user.callback = _callback_url("callBack", changes["callBack"])
             if changes.get("stopCallBack") is not None:
-                user.stop_callback = changes["stopCallBack"]
+                user.stop_callback = _callback_url("stopCallBack", changes["stopCallBack"])
             if changes.get("ipRestrictions") is not None:
                 user.ip_restrictions = list(changes["ipRestrictions"])
+
+    def update_account(self, service: str, changes: dict[str, Any]) -> None:
+        """PUT of an ``sms.Account``: the callbacks, ``smsResponse`` and the description are kept;
+        read-only fields are ignored, as OVH does."""
+        with self.lock:
+            account = self._account(service)
+            if changes.get("callBack") is not None:
+                account.callback = _callback_url("callBack", changes["callBack"])
+            if changes.get("stopCallBack") is not None:
+                account.stop_callback = _callback_url("stopCallBack", changes["stopCallBack"])
+            if changes.get("description") is not None:
+                account.description = changes["description"]
+            response = changes.get("smsResponse")
+            if response is not None:
+                merged = {**account.sms_response, **{k: v for k, v in response.items() if v is not None}}
+                if merged.get("cgiUrl"):
+                    merged["cgiUrl"] = _callback_url("smsResponse.cgiUrl", merged["cgiUrl"])
+                account.sms_response = merged
 
     def delete_user(self, service: str, login: str) -> None:
         """The credits the user's quota held go back to the account."""
@@ -600,8 +725,12 @@ class SandboxState:
                         forced_ptt=self.failing_receivers.get(receiver),
                     ),
                     paid_by_quota=by_quota,
+                    commercial=not no_stop,
+                    for_response=for_response,
                 )
                 account.sms[sms_id] = sms
+                if self.listener is not None:
+                    self.listener(sms)
                 ids.append(sms_id)
                 self.sent.append(
                     {
@@ -730,3 +859,10 @@ def _in_range(timestamp: float, start: datetime | None, end: datetime | None) ->
     """OVH stores whole seconds, so the comparison is made on the second."""
     second = math.floor(timestamp)
     return (start is None or second >= start.timestamp()) and (end is None or second <= end.timestamp())
+
+
+def _callback_url(name: str, url: str) -> str:
+    """A callback URL as OVH takes it: empty (none), or an http(s) URL."""
+    if url and not (url.startswith(("http://", "https://")) and len(url) <= 2048):
+        raise bad_request(f"[{name}] Must be an http:// or https:// URL")
+    return url

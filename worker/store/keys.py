@@ -116,6 +116,89 @@ def sms(ovh_id: int | str) -> str:
 #: ``{"refused": OVH's reason, "at": unix s}`` (bounded: one field per country).
 RATES = PREFIX + "rates"
 
+# -- after the send: delivery reports, replies, STOP, senders (worker.inbound) ----------------
+
+#: Sorted set (pull mode): OVH ids of SMS whose final receipt is still awaited, scored by their
+#: next poll (unix ms). settle.lua adds each SMS while ``PULL`` exists; an id leaves on its final
+#: receipt, when its poll budget is spent or its ``sms`` hash expired. Key TTL refreshed by the
+#: poller (a day), so it is bounded by the SMS sent in a day of pull mode.
+RECEIPTS = PREFIX + "receipts"
+#: Hash (pull mode) present while a receipt poller runs: ``first_poll_delay_ms``. settle.lua
+#: indexes SMS into ``RECEIPTS`` only while it exists; TTL a few poll rounds, renewed each round.
+PULL = PREFIX + "pull"
+#: Sorted set of delivery callbacks for SMS ids not recorded yet (their settlement may still be
+#: under way), scored by when they are given up (unix ms): JSON members. At most
+#: ``ORPHANS_MAX`` members, key TTL the grace period plus a minute.
+ORPHANS = PREFIX + "dlr-orphans"
+#: Hash: ptt code -> JSON ``{"description", "duration"}`` from ``GET /sms/ptts`` (TTL
+#: ptt_cache_ttl_s, renewed by each fetch). At most one field per ptt code (0-9999).
+PTTS = PREFIX + "ptts"
+#: Set of ptt codes (0-9999) seen in reports and not in ``PTTS`` yet: the worker fetches them. TTL a day.
+PTTS_WANTED = PREFIX + "ptts-wanted"
+
+#: Most delivery callbacks kept waiting for their SMS id to be recorded.
+ORPHANS_MAX = 10_000
+#: How long a receiver's last SMS is kept for tying replies to it (seconds): OVH takes replies
+#: for about 48 hours.
+REPLY_WINDOW_S = 48 * 3600
+#: How long an opt-out is kept beside the synced blacklist (seconds).
+OPTOUT_KEEP_S = 7 * 86_400
+
+
+def last_sent(receiver: str) -> str:
+    """Hash per receiver (E.164): the last SMS a delivery report was published for (``request_id``,
+    ``ovh_id``, ``tag``, ``reply_to``, ``service``, ``login``, ``sent_at``), to tie a reply to the
+    request it answers. TTL ``REPLY_WINDOW_S``."""
+    return f"{PREFIX}last:{receiver}"
+
+
+def incoming(service: str, incoming_id: str) -> str:
+    """String per (service, OVH incoming id): the reply was published (dedupe; TTL dedupe_ttl_s)."""
+    return f"{PREFIX}incoming:{service}:{incoming_id}"
+
+
+def incoming_cursor(service: str) -> str:
+    """String per service: creation time (unix s) up to which pull mode has read ``GET .../incoming`` (TTL a week)."""
+    return f"{PREFIX}incoming-cursor:{service}"
+
+
+def blacklist(service: str) -> str:
+    """Set per service: the account's OVH blacklist (E.164) as of the last sync, replaced whole by
+    each sync. Bounded by OVH's list; no TTL, since an expiry would let commercial SMS reach
+    numbers that opted out."""
+    return f"{PREFIX}blacklist:{service}"
+
+
+def optouts(service: str) -> str:
+    """Sorted set per service: numbers (E.164) seen opting out (STOP), scored by when (unix ms), so
+    they are refused before the next sync lists them; entries older than ``OPTOUT_KEEP_S`` are trimmed."""
+    return f"{PREFIX}optouts:{service}"
+
+
+def blacklist_gen(service: str) -> str:
+    """Counter per service, bumped whenever ``blacklist`` or ``optouts`` changes: the accept stage
+    reloads its in-memory copy when it moves. One per account (bounded)."""
+    return f"{PREFIX}blacklist-gen:{service}"
+
+
+def senders(service: str) -> str:
+    """Hash per service: sender -> OVH status (``enable``, ``disable``, ``refused``,
+    ``waitingValidation``, or ``missing``); field ``*`` present when it holds every sender OVH
+    lists. TTL sender_cache_ttl_s, renewed by each sync."""
+    return f"{PREFIX}senders:{service}"
+
+
+def job_lease(job: str, scope: str) -> str:
+    """String per background job and scope (``blacklist``, ``<service>``): whichever replica sets it
+    does that job this period (TTL: the period)."""
+    return f"{PREFIX}job-lease:{job}:{scope}"
+
+
+def pull_budget(minute: int) -> str:
+    """Counter per minute (unix minute): OVH calls the pull pollers made in it (TTL two minutes)."""
+    return f"{PREFIX}pull-budget:{minute}"
+
+
 #: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap).
 STATS = PREFIX + "stats"
 

@@ -7,14 +7,15 @@
 --
 -- KEYS: attempt, lease (the caller's), in-flight set, reconcile set, quota hash (of the call's
 --       user, or any key when it has none), stats hash, buffer, buffer meta, due set, wake list
---       (of the attempt's batch key and lane); then the keys the document refers to by index.
+--       (of the attempt's batch key and lane), pull marker, receipts set (pull mode); then the
+--       keys the document refers to by index.
 -- ARGV[1]: {call_id, fence ("owner": the caller must own the attempt and hold its lease;
 --   "reconciler": the attempt must be ambiguous), token, worker, has_quota, result_ttl_s,
 --   request_ttl_s, queue_cap, result_actor,
 --   settlements: [{id, req, outcomes, result, ready, q, msgs (key indexes), queue, n_in_call,
 --     n_sent, n_failed, n_unknown, credits, fragments, error, reserved, spent}],
 --   events: [{q, msgs, queue, message_id, payload}],
---   tracking_ttl_s, tracking: [{key, fields: {request_id, receiver, ...}}],
+--   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
 --   resend: ["<entry>", ...]}
 -- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
@@ -96,7 +97,14 @@ for _, e in ipairs(doc.events) do
 end
 
 if doc.tracking_ttl_s > 0 then
+    -- pull mode (worker/inbound/pull.py): while a poller runs, index each SMS for its receipt
+    -- poll, scored by the first poll's time (ms)
+    local poll_delay_ms = redis.call("hget", KEYS[11], "first_poll_delay_ms")
     for _, t in ipairs(doc.tracking) do
+        if poll_delay_ms then
+            redis.call("zadd", KEYS[12], math.floor(tonumber(t.fields.sent_at) * 1000 + tonumber(poll_delay_ms)),
+                int(t.id))
+        end
         local fields = {}
         for name, value in pairs(t.fields) do
             table.insert(fields, name)

@@ -1,0 +1,35 @@
+-- reply: publish an incoming SMS once per (account, incoming id), and an opt-out once per
+-- (account, number) while it is remembered; an opt-out also makes the accept stage refuse
+-- commercial sends to that number from now on (it is added to the account's opt-outs and the
+-- blacklist generation moves). A STOP reply and OVH's stopCallBack for it publish one OptOut.
+-- (enqueue comes from _common.lua, prepended when the script is loaded.)
+--
+-- KEYS[1]  the incoming SMS's dedupe marker (keys.incoming); unused without an incoming SMS
+-- KEYS[2]  the account's opt-outs (keys.optouts)
+-- KEYS[3]  the account's blacklist generation (keys.blacklist_gen)
+-- KEYS[4], KEYS[5]  the results queue both events go to and its .msgs hash
+-- KEYS[6]  the stats hash (events a capped results queue dropped)
+-- ARGV[1]  JSON {incoming: {queue, message_id, payload} or absent,
+--                optout: {number, queue, message_id, payload} or absent,
+--                queue_cap, actor, timestamp_ms, now_ms, dedupe_ttl_s, keep_ms}
+-- Returns {incoming published (1/0), opt-out published (1/0)}; {0, 0} for a repeated reply.
+local doc = cjson.decode(ARGV[1])
+local published_incoming, published_optout = 0, 0
+if doc.incoming then
+    if not redis.call("set", KEYS[1], 1, "NX", "EX", doc.dedupe_ttl_s) then
+        return {0, 0}
+    end
+    enqueue(KEYS[4], KEYS[5], doc.incoming.queue, doc.actor, doc.incoming.message_id, doc.incoming.payload,
+        doc.timestamp_ms, doc.queue_cap, KEYS[6])
+    published_incoming = 1
+end
+if doc.optout then
+    redis.call("zremrangebyscore", KEYS[2], "-inf", doc.now_ms - doc.keep_ms)
+    if redis.call("zadd", KEYS[2], "NX", doc.now_ms, doc.optout.number) == 1 then
+        redis.call("incr", KEYS[3])
+        enqueue(KEYS[4], KEYS[5], doc.optout.queue, doc.actor, doc.optout.message_id, doc.optout.payload,
+            doc.timestamp_ms, doc.queue_cap, KEYS[6])
+        published_optout = 1
+    end
+end
+return {published_incoming, published_optout}

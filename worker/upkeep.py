@@ -1,0 +1,85 @@
+"""What ``sms-worker run`` keeps up to date beside sending, and how the accept stage uses it.
+
+- the policy checks of the accept stage (``worker.pipeline.policy``): senders and blacklist, kept
+  in memory from Redis caches;
+- background jobs (threads, each OVH call under the rate limiter's background lane, leased so
+  one replica does each per period): the senders cache and the default sender's check, the
+  blacklist sync, OVH's ptt descriptions, and in pull mode the receipt and incoming pollers.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from .inbound.ptts import fetch_wanted
+from .inbound.publish import Publisher
+from .inbound.pull import IncomingPoller, ReceiptPoller
+from .inbound.receipts import PttTable
+from .ovhcloud.background import Background, BackgroundCalls, Periodic, take_lease
+from .ovhcloud.blacklist import Blacklist
+from .ovhcloud.senders import Senders
+from .pipeline.policy import Policy
+from .settings import Settings
+from .store import keys
+
+#: How often each job looks whether it has work (seconds): the leases and caches decide whether
+#: it calls OVH.
+SENDERS_EVERY_S = 5.0
+BLACKLIST_EVERY_S = 5.0
+PTTS_EVERY_S = 30.0
+
+
+def build(settings: Settings, client: redis.Redis, calls: BackgroundCalls) -> tuple[Policy, Background]:
+    """The accept stage's policy and the worker's background jobs (started with the dispatchers)."""
+    blacklist = Blacklist(client, default_region=settings.default_region)
+    senders = Senders(client, ttl_s=settings.sender_cache_ttl_s)
+    policy = Policy(settings, blacklist=blacklist, senders=senders)
+
+    first_round = [True]
+
+    def senders_round() -> None:
+        senders.round(policy.services(), calls)
+        if first_round[0]:
+            first_round[0] = False
+            senders.check_default(settings.service_name, settings.sender, calls)
+
+    def blacklist_round() -> None:
+        for service in policy.services():
+            if take_lease(client, "blacklist", service, settings.blacklist_sync_s):
+                blacklist.sync(service, calls)
+
+    def ptts_round() -> None:
+        fetch_wanted(client, calls, ttl_s=settings.ptt_cache_ttl_s, period_s=PTTS_EVERY_S)
+
+    jobs = [
+        Periodic("senders", senders_round, SENDERS_EVERY_S),
+        Periodic("blacklist", blacklist_round, min(BLACKLIST_EVERY_S, settings.blacklist_sync_s)),
+        Periodic("ptts", ptts_round, PTTS_EVERY_S),
+    ]
+    if settings.delivery_mode == "pull":
+        ptts = PttTable()
+        publisher = Publisher(
+            client,
+            ptts,
+            default_region=settings.default_region,
+            default_service=settings.service_name,
+            results_queue=settings.results_queue,
+            dedupe_ttl_s=settings.dedupe_ttl_s,
+            queue_cap=settings.results_queue_max_length,
+        )
+        receipts = ReceiptPoller(settings, client, calls, publisher)
+        incoming = IncomingPoller(settings, client, calls, publisher, policy.services)
+
+        def receipts_round() -> float:
+            ptts.load(client.hgetall(keys.PTTS))
+            wanted = ptts.take_wanted()
+            if wanted:
+                client.sadd(keys.PTTS_WANTED, *sorted(wanted))
+                client.expire(keys.PTTS_WANTED, 86_400)
+            return receipts.run_once()
+
+        jobs += [
+            Periodic("pull-receipts", receipts_round, 1.0),
+            Periodic("pull-incoming", incoming.run_once, min(settings.pull_incoming_s, 60.0)),
+        ]
+    return policy, Background(jobs)
