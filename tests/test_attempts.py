@@ -122,7 +122,7 @@ def idle_app(redis_client, redis_url, sandbox):
         lease_s=15,
     )
     app = build_app(settings, ovh_credentials=sandbox.credentials)
-    app.refresher.prime(["FR"], None)
+    app.refresher.prime(["FR"])
     return app
 
 

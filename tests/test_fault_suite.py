@@ -201,12 +201,17 @@ def test_every_promise_holds_under_faults(sandbox, tmp_path) -> None:
                 victim = fleet.pick(rng)
                 fleet.remove(victim)
                 victim.send_signal(signal.SIGTERM)
-                sigterm["started"] = time.monotonic()
-                sigterm["process"] = victim
+                signalled = time.monotonic()
+
+                def exited(process: subprocess.Popen[bytes] = victim, at: float = signalled) -> None:
+                    sigterm["code"] = process.wait(DRAIN_S + 30)
+                    sigterm["seconds"] = time.monotonic() - at
+
+                watcher = threading.Thread(target=exited)
+                watcher.start()
                 fleet.spawn()
         publisher.join()
-        sigterm["code"] = sigterm["process"].wait(DRAIN_S + 15)
-        sigterm["seconds"] = time.monotonic() - sigterm["started"]
+        watcher.join()
 
         # Wait for every request's result.
         deadline = time.monotonic() + 240
@@ -218,6 +223,7 @@ def test_every_promise_holds_under_faults(sandbox, tmp_path) -> None:
         elapsed = time.monotonic() - started
         results = {i: producer.result(i) for i in ids}
         events = read_events(client)
+        quota = QuotaStore(client).get(sandbox.service_name, "alice")
     finally:
         fleet.stop_all()
         logs = "".join(path.read_text(errors="replace") for path in fleet.logs)
@@ -248,14 +254,14 @@ def test_every_promise_holds_under_faults(sandbox, tmp_path) -> None:
     usages = [e for e in events if isinstance(e, CreditUsage)]
     assert math.isclose(sum(u.credits_used for u in usages), debited)
     # The quota was never overspent, and its books balance with the sandbox
-    alice = QuotaStore(redis.Redis.from_url(server.url) if False else client).get if False else None  # noqa: E501
-    del alice
     alice_sent = sum(s["credits"] for s in sent if s["login"] == "alice")
     alice_results = [r for r in finals if r.user == "alice"]
     assert alice_sent <= QUOTA
     assert math.isclose(sum(r.credits for r in alice_results), alice_sent)
-    refused = [r for r in alice_results if r.error is not None and r.error.code == "quota_exceeded"]
-    assert len(refused) >= ALICE - QUOTA
+    # (the quota refused some; calls that failed gave their credits back, so more than 400 fit in)
+    assert [r for r in alice_results if r.error is not None and r.error.code == "quota_exceeded"]
+    assert quota is not None and quota.reserved == 0 and math.isclose(quota.spent, alice_sent)
+    assert quota.left is not None and quota.left >= 0
     # The worker stopped with SIGTERM drained and exited 0 within its drain time
     assert sigterm["code"] == 0
     assert sigterm["seconds"] <= DRAIN_S + 5

@@ -104,11 +104,9 @@ class App:
         if not self.lease.refresh():
             log.warning("no lease yet (Redis does not answer): dispatching waits for one")
         try:
-            self.refresher.prime(
-                [self.settings.default_region, *self.settings.rates_prefetch], self.settings.service_name
-            )
+            self.refresher.prime([self.settings.default_region, *self.settings.rates_prefetch])
         except Exception as exc:  # OVH or the limiter unavailable: the refresher retries in the background
-            log.warning("rates and balance not read at start: %s", exc)
+            log.warning("rates not read at start: %s", exc)
         self.telemetry.liveness.register("sms-lease", max(self.settings.lease_s, 5.0))
         keeper = LeaseKeeper(self.lease, self.sweep, alive=lambda: self.telemetry.tick("sms-lease"))
         self._keeper = self._thread(keeper.run, "sms-lease", self._keeper_stop)
@@ -135,6 +133,10 @@ class App:
         thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
         thread.start()
         return thread
+
+    def request_stop(self) -> None:
+        """Stop waiting (for slots, backoffs, work) at once; ``stop`` then drains. Signal-safe."""
+        self._stop.set()
 
     def stop(self, drain_s: float | None = None) -> bool:
         """Drain within ``drain_s`` (default ``settings.drain_s``); ``True`` if everything finished."""

@@ -33,8 +33,11 @@ class Refresher:
         for service in self.balance.pending():
             self.balance.fetch(self.calls.get, service)
 
-    def prime(self, countries: list[str], service: str | None) -> None:
-        """Read the rates of ``countries`` not known yet, and the default account's balance, now."""
+    def prime(self, countries: list[str]) -> None:
+        """Read the rates of ``countries`` nobody has read yet, now (a first deployment: Redis has none).
+
+        The balance is left to the refresher's first round: while it is unknown the account check
+        is skipped, never turned into a refusal."""
         for country in countries:
             try:
                 self.rates.rate(country)
@@ -43,8 +46,6 @@ class Refresher:
                     log.warning("the credit rate of %s could not be read at start: it will be retried", country)
             except UnknownDestination:
                 pass
-        if service is not None:
-            self.balance.fetch(self.calls.get, service)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(EVERY_S):

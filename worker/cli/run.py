@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if stop.is_set():  # a second signal: leave at once; the lease hands what is left to others
             os._exit(128 + signum)
         stop.set()
+        app.request_stop()  # also ends a wait still under way in app.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)

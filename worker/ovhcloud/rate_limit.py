@@ -51,8 +51,12 @@ WAITER_TTL_S = 2.0
 #: The bucket's state is dropped after this long unused (seconds); a full bucket at the
 #: configured rate is what would be there anyway.
 STATE_TTL_S = 3600
-#: Default floor of the rate after 429s (calls per second).
+#: Lowest floor of the rate after 429s (calls per second).
 DEFAULT_MIN_RATE_PER_S = 0.1
+#: Default floor of the rate after 429s, as a share of the configured rate: a storm of 429s
+#: slows every replica to a twentieth of the configured rate (never under DEFAULT_MIN_RATE_PER_S),
+#: not to a crawl it would take minutes of rare successes to climb back from.
+DEFAULT_FLOOR_SHARE = 1 / 20
 #: Default multiplicative decrease on a 429.
 DEFAULT_DECREASE_FACTOR = 0.5
 #: The limiter's lane below every send lane: reconciliation lookups, delivery-receipt polling,
@@ -101,7 +105,7 @@ class RateLimiter:
         rate_per_s: float,
         burst: int,
         lanes: Sequence[str] = LIMITER_LANES,
-        min_rate_per_s: float = DEFAULT_MIN_RATE_PER_S,
+        min_rate_per_s: float | None = None,
         decrease_factor: float = DEFAULT_DECREASE_FACTOR,
         increase_per_success: float | None = None,
         on_grant: Callable[[Grant], None] | None = None,
@@ -119,6 +123,8 @@ class RateLimiter:
         self.rate_per_s = float(rate_per_s)
         self.burst = int(burst)
         self.lanes = tuple(lanes)
+        if min_rate_per_s is None:
+            min_rate_per_s = max(DEFAULT_MIN_RATE_PER_S, self.rate_per_s * DEFAULT_FLOOR_SHARE)
         self.min_rate_per_s = min(float(min_rate_per_s), self.rate_per_s)
         self.decrease_factor = float(decrease_factor)
         #: Default: a twentieth of the configured rate per success, so a halved rate is back in

@@ -217,7 +217,11 @@ class Dispatcher:
             nonlocal tries
             tries += 1
             if tries > 1:
-                if not self.limiter.acquire(attempt.lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=self._stop):
+                try:
+                    granted = self.limiter.acquire(attempt.lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=self._stop)
+                except REDIS_OUTAGE as exc:
+                    raise _GiveBack(f"Redis does not answer ({exc})") from exc
+                if not granted:
                     raise _GiveBack("no rate-limit slot for the retry")
                 if not self._redis(lambda: self.attempts.call(owner, attempt.call_id), "mark a retry as calling"):
                     raise _FencedOut()
