@@ -14,7 +14,7 @@ from importlib import metadata
 from types import ModuleType
 
 from ..errors import ConfigurationError
-from . import account, campaign, health, quotas, run, send, users
+from . import account, campaign, dlq, health, quotas, run, send, users
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "campaign", campaign, "send a mail-merge contacts file; report on a campaign's tag")
     _add(commands, "users", users, "list, show, create, update or delete the account's OVH SMS API users")
     _add(commands, "account", account, "credits, senders and the worker's quotas of the SMS account")
+    _add(commands, "dlq", dlq, "list, show, replay or drop the lanes' dead letters")
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=_demo)
     sandbox = commands.add_parser("sandbox", help="serve the OVH SMS API sandbox")
