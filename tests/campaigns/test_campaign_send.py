@@ -227,3 +227,14 @@ def test_variants_comma_tab_bom_and_another_number_column(make_app, sandbox, san
         (e164(1), "Hi Jean"),
         (e164(2), "Hi Marie; la grande"),
     ]
+
+
+def test_without_a_worker_running_it_again_queues_nothing_twice(
+    sandbox_env, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    contacts = write_contacts(tmp_path / "contacts.csv", 30)
+    args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait", "--json"]
+    first, again = (json.loads(sms_worker(*args, env=sandbox_env).stdout) for _ in range(2))
+    assert (first["queued"], again["queued"], again["earlier"], again["waiting"]) == (30, 0, 30, 30)
+    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 30

@@ -2,14 +2,15 @@
 
 The file is read ``CHUNK_ROWS`` rows at a time; for each chunk: build each row's request (or
 reject it), give each number to the first row listing it (``campaign_numbers.lua``), read what
-earlier runs left (a result, or the worker's dedupe marker: queued already), and publish only
-the rest, in one pipeline. Then the command waits for a result for every row it knows was
+earlier runs left (a result; the worker's dedupe marker; or the campaign's own "queued" bit),
+and publish only the rest, in one pipeline. Then the command waits for a result for every row it knows was
 queued, reading result keys in batches. Memory stays flat: one chunk of rows, and one bit per
 line for "waiting for its result" (125 KB per million rows).
 
-Resuming is safe by construction: request ids are derived from the campaign and the line, the
-worker dedupes ids it has seen, and a row already answered or already seen is not published
-again; the summary counts what earlier runs did.
+Resuming is safe by construction: request ids are derived from the campaign and the line, and
+the worker dedupes ids it has seen. It is also cheap: a row already answered, seen or queued
+(``keys.campaign_queued``, one bit per line) is not published again, even while the worker is
+still behind; the summary counts what earlier runs did.
 """
 
 from __future__ import annotations
@@ -110,8 +111,12 @@ class Summary:
         return data
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+def _bits(op: str, rows: list[Ready], value: int | None = None) -> list[Any]:
+    """BITFIELD arguments reading or setting each row's bit (at offset ``line``): one command per chunk."""
+    args: list[Any] = []
+    for row in rows:
+        args += [op, "u1", row.line] + ([] if value is None else [value])
+    return args
 
 
 class CampaignRun:
@@ -142,6 +147,7 @@ class CampaignRun:
         self.numbers_ttl_s = DRY_RUN_TTL_S if dry_run else numbers_ttl_s
         scope = f"dry-run.{uuid.uuid4().hex}" if dry_run else campaign.campaign_id
         self.numbers_key = keys.campaign_numbers(scope)
+        self.queued_key = keys.campaign_queued(campaign.campaign_id)
         self.producer = SmsProducer(client=client)
         self.summary = Summary(
             campaign.campaign_id,
@@ -201,6 +207,11 @@ class CampaignRun:
             return
         publish = self._earlier(unique, fields)
         self.producer.publish(row.request for row in publish)
+        if publish:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.execute_command("BITFIELD", self.queued_key, *_bits("SET", publish, 1))
+                pipe.expire(self.queued_key, self.numbers_ttl_s)
+                pipe.execute()
         s.queued += len(publish)
         for row in publish:
             self.waiting.add(row.line)
@@ -208,19 +219,18 @@ class CampaignRun:
     def _earlier(self, rows: list[Ready], fields: dict[int, tuple[str, ...]]) -> list[Ready]:
         """Count what earlier runs did for ``rows``; return the rows still to publish."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                pipe.get(result_key(row.request.request_id))
-                pipe.exists(keys.seen(row.request.request_id))
-            answers = pipe.execute()
+            pipe.mget([result_key(row.request.request_id) for row in rows])
+            pipe.mget([keys.seen(row.request.request_id) for row in rows])
+            pipe.execute_command("BITFIELD", self.queued_key, *_bits("GET", rows))
+            results, seens, queueds = pipe.execute()
         publish = []
-        for n, row in enumerate(rows):
-            result, seen = answers[2 * n], answers[2 * n + 1]
+        for row, result, seen, queued in zip(rows, results, seens, queueds, strict=True):
             if result is not None:
                 self.summary.earlier += 1
                 self._result(row.line, result, fields[row.line])
-            elif seen:
+            elif seen or queued:
                 self.summary.earlier += 1
-                self.waiting.add(row.line)  # accepted by the worker, not finished yet
+                self.waiting.add(row.line)  # queued or accepted already, not finished yet
             else:
                 publish.append(row)
         return publish

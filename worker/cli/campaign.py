@@ -89,12 +89,25 @@ def differed_minutes(at: str, now: datetime) -> int:
 
 
 def _fetch(settings: Any) -> Any:
-    """An OVH GET whose failures are ``GatewayError``s (``OvhGateway.get``)."""
-    from ..ovhcloud.client import make_client
+    """An OVH GET whose every failure is a ``GatewayError`` (``OvhGateway.get``; a client that cannot
+    even be made, for want of credentials, is a ``RetryableError``): callers fall back on what
+    they know without OVH."""
+    import ovh.exceptions
+
+    from ..errors import RetryableError
+    from ..ovhcloud.client import describe_error, make_client
     from ..ovhcloud.gateway import OvhGateway
 
     timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
-    return OvhGateway(lambda: make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())).get
+    gateway = OvhGateway(lambda: make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials()))
+
+    def fetch(path: str, **params: Any) -> Any:
+        try:
+            return gateway.get(path, **params)
+        except ovh.exceptions.APIError as exc:  # raised making the client, before any call
+            raise RetryableError(describe_error(exc)) from exc
+
+    return fetch
 
 
 def _service(given: str | None, settings: Any) -> str:

@@ -139,6 +139,13 @@ def campaign_numbers(campaign_id: str) -> str:
     return f"{PREFIX}campaign-numbers:{{{campaign_id}}}"
 
 
+def campaign_queued(campaign_id: str) -> str:
+    """Bitmap per campaign id of ``sms-worker campaign send``: bit ``line`` set once that row's request
+    was published, so a resumed run does not queue it again even before the worker has seen it
+    (one bit per line of the file; TTL ``dedupe_ttl_s``)."""
+    return f"{PREFIX}campaign-queued:{{{campaign_id}}}"
+
+
 #: Hash of ptt code -> JSON of OVH's ``sms.PttDetails`` (``GET /sms/ptts?ptt=``), read once and
 #: kept for reports (bounded: one field per code OVH has).
 PTTS = PREFIX + "ptts"
