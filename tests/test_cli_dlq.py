@@ -68,7 +68,7 @@ def test_a_replayed_dead_letter_is_sent_once_and_only_when_it_has_no_result(
     assert listed.returncode == 0, listed.stderr
     by_id = {d["id"]: d for d in json.loads(listed.stdout)}
     assert (by_id[new]["state"], by_id[done]["state"], by_id[flight]["state"]) == ("replayable", "done", "in flight")
-    assert by_id[new]["reason"] == "failed 20 time(s), last: redis.exceptions.ConnectionError: Error 111 connecting"
+    assert by_id[new]["reason"] == "failed after 20 retries: redis.exceptions.ConnectionError: Error 111 connecting"
     (unreadable,) = set(by_id) - {new, done, flight}
     assert by_id[unreadable] | {"id": None, "at_ms": None} == {
         "id": None,

@@ -6,9 +6,11 @@ dramatiq keeps a queue's dead letters in ``<queue>.XQ`` (ids by time, ms) and ``
 dead-letters three kinds of message: bodies that are not dramatiq messages at all
 (``queues.Broker.dead_letter_unreadable``), payloads with no readable request id (the accept
 actor's ``UnreadablePayload``, or one item of a pack), and messages whose retries ran out
-(dramatiq's Retries middleware: the message's options then carry ``retries`` and the
-``traceback`` of a failure). The reason shown is the traceback's last line when there is one,
-else what reading the payload says now (the check the worker made), else none.
+(dramatiq's Retries middleware). dramatiq dead-letters the body it last queued, so the options
+kept are those of the retry before the last failure: ``retries`` and the ``traceback`` of the
+failure before the last (in practice the same error). The reason shown is that traceback's last
+line when there is one, else what reading the payload says now (the check the worker made),
+else none.
 
 A replay queues again, in a new message, only the requests of a dead letter that have neither a
 result (``contracts.wire.result_key``) nor the worker's dedupe marker (``keys.seen``: accepted,
@@ -160,7 +162,7 @@ class DeadLetters:
             raw_items, problem = [], str(exc)
         items = self._states(raw_items) if problem is None else (Item(None, "unreadable", problem=problem),)
         if options.get("traceback"):
-            reason = f"failed {retries or 1} time(s), last: {_last_line(str(options['traceback']))[:200]}"
+            reason = f"failed after {retries or 0} retries: {_last_line(str(options['traceback']))[:200]}"
         elif problem is not None:
             reason = problem
         elif any(item.problem for item in items):
