@@ -14,9 +14,12 @@ worker's own (``worker.pipeline.receivers``, ``worker.accounting.credits``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +66,17 @@ class Campaign:
     sender: str | None = None
     user: str | None = None
     service_name: str | None = None
-    differed_period: int = 0
     no_stop_clause: bool = False
+    start_at: datetime | None = None  # aware; None: send now
+    differed_period: int = 0  # minutes, from start_at at the time of queueing (see ``at``)
+
+    def at(self, now: datetime) -> Campaign:
+        """The campaign as queued at ``now`` (aware): ``differed_period`` the whole minutes left
+        until ``start_at`` (OVH's differedPeriod counts from the call; 0 once it is past)."""
+        if self.start_at is None:
+            return self
+        minutes = max(math.ceil((self.start_at - now).total_seconds() / 60), 0)
+        return self if minutes == self.differed_period else dataclasses.replace(self, differed_period=minutes)
 
     @property
     def placeholders(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -98,7 +99,7 @@ class Summary:
     estimated_credits: float = 0.0  # parts x destination rate
     unknown_rates: list[str] = field(default_factory=list)
     waiting: int = 0  # queued rows without a result when the command stopped
-    differed_period: int = 0
+    differed_period: int = 0  # minutes, for the first rows queued
     rejects_file: str | None = None
     elapsed_s: float = 0.0
 
@@ -153,7 +154,6 @@ class CampaignRun:
             campaign.campaign_id,
             campaign.tag,
             dry_run=dry_run,
-            differed_period=campaign.differed_period,
             rejects_file=str(rejects.path),
         )
         self.waiting = Lines()
@@ -180,11 +180,14 @@ class CampaignRun:
 
     def _chunk(self, chunk: list[Contact]) -> None:
         s = self.summary
+        campaign = self.campaign.at(datetime.now(UTC))
+        if not s.rows:
+            s.differed_period = campaign.differed_period
         s.rows += len(chunk)
         fields = {contact.line: contact.fields for contact in chunk}
         ready: list[Ready] = []
         for contact in chunk:
-            built = build(self.campaign, contact, number_index=self.contacts.number_index, columns=self._columns)
+            built = build(campaign, contact, number_index=self.contacts.number_index, columns=self._columns)
             if isinstance(built, Rejected):
                 self._reject(built.line, fields[built.line], built.reason)
             else:

@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     return int(args.campaign_func(args))
 
 
-def differed_minutes(at: str, now: datetime) -> int:
-    """Minutes from ``now`` (aware) to ``at`` (ISO datetime, or HH:MM today; naive means local time)."""
+def start_time(at: str, now: datetime) -> datetime:
+    """``--at`` as an aware datetime: an ISO datetime, or HH:MM today (naive means local time);
+    refused when past, or more than a year ahead (the contract's bound on ``differed_period``)."""
     if re.fullmatch(r"\d{1,2}:\d{2}", at):
         hour, minute = (int(part) for part in at.split(":"))
         if hour > 23 or minute > 59:
@@ -82,10 +83,9 @@ def differed_minutes(at: str, now: datetime) -> int:
     seconds = (when - now).total_seconds()
     if seconds <= 0:
         raise UsageError(f"--at {at} is in the past (now {now:%Y-%m-%d %H:%M}): give a later time, or leave --at out")
-    minutes = math.ceil(seconds / 60)
-    if minutes > MAX_DIFFERED_MIN:
+    if math.ceil(seconds / 60) > MAX_DIFFERED_MIN:
         raise UsageError(f"--at {at} is more than a year ahead")
-    return minutes
+    return when
 
 
 def _fetch(settings: Any) -> Any:
@@ -131,7 +131,7 @@ def _send(args: argparse.Namespace) -> int:
     from ..campaigns.send import CampaignRun
 
     settings = load_settings()
-    differed = differed_minutes(args.at, datetime.now().astimezone()) if args.at else 0
+    start_at = start_time(args.at, datetime.now().astimezone()) if args.at else None
     given_id = check_campaign_id(args.campaign_id) if args.campaign_id else None
     if not 1 <= args.chunk_rows <= 10_000:
         raise UsageError("--chunk-rows takes 1 to 10,000 rows")
@@ -147,7 +147,7 @@ def _send(args: argparse.Namespace) -> int:
             sender=args.sender,
             user=args.user,
             service_name=args.service,
-            differed_period=differed,
+            start_at=start_at,
             no_stop_clause=args.no_stop_clause,
         )
         campaign.check_columns(contacts.variables, args.contacts)
@@ -200,7 +200,7 @@ def _send(args: argparse.Namespace) -> int:
 def _summary_rows(s: Any) -> list[tuple[str, str]]:
     rows = [("tag", s.tag)]
     if s.differed_period:
-        rows.append(("starts", f"in {s.differed_period} min (OVH differedPeriod)"))
+        rows.append(("starts", f"in {s.differed_period} min for the first rows (OVH differedPeriod)"))
     rows.append(("rows", f"{s.rows:,} read, {s.rejected:,} rejected before queueing"))
     if s.dry_run:
         rows.append(("would send", f"{s.rows - s.rejected:,} SMS, {s.parts:,} parts"))
