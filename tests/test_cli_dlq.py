@@ -107,7 +107,9 @@ def test_a_replayed_dead_letter_is_sent_once_and_only_when_it_has_no_result(
 
 def test_show_masks_receivers_and_ids_must_be_unique(redis_client: redis.Redis, sandbox_env) -> None:
     first = dead_letter(redis_client, request("dl-show", "+33611000009"))
-    shown = sms_worker("dlq", "show", first[:6], env=sandbox_env)
+    table = sms_worker("dlq", "show", first[:6], env=sandbox_env)
+    assert table.returncode == 0 and "request_id dl-show" in table.stdout and "+33*******09" in table.stdout
+    shown = sms_worker("dlq", "show", first[:6], "--json", env=sandbox_env)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["requests"][0]["receivers"] == ["+33*******09"]

@@ -25,7 +25,7 @@ MIN_PREFIX = 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="dlq_command", required=True, metavar="{list,show,replay,drop}")
     listing = commands.add_parser("list", help="every dead letter, with its reason and its requests' state")
-    show = commands.add_parser("show", help="one dead letter (receivers masked; --raw for the body)")
+    show = commands.add_parser("show", help="one dead letter (receivers masked, no text; --raw for the body)")
     show.add_argument("id", help="its id, or a unique prefix of it")
     show.add_argument("--raw", action="store_true", help="print the message body as stored")
     replay = commands.add_parser("replay", help="queue again the requests that have no result yet")
@@ -69,7 +69,14 @@ def run(args: argparse.Namespace) -> int:
             print(letter.body.decode("utf-8", "replace"))
             return 0
         data = {**letter.summary(), "at": _at(letter.at_ms), "requests": [_masked(item) for item in letter.items]}
-        print(json.dumps(data, indent=2))
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        fields: list[tuple[str, str]] = [("DEAD LETTER", letter.message_id)]
+        fields += [(name, str(data[name])) for name in ("lane", "at", "state", "reason", "retries")]
+        for n, shown in enumerate(data["requests"], start=1):
+            fields.append((f"request {n}", ", ".join(f"{k} {v}" for k, v in shown.items() if v is not None)))
+        print_table(fields)
         return 0
     letters = _chosen(dead, args, lanes)
     outcomes = [(letter, _replay(dead, letter, args.drop_done) if command == "replay" else _drop(dead, letter))
