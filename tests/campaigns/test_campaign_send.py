@@ -187,18 +187,26 @@ def test_at_sets_the_differed_period_in_minutes(make_app, sandbox, sandbox_env, 
         ("no number column", "no 'phone' column"),
         ("past time", "is in the past"),
         ("bad sender", "sender"),
+        ("not UTF-8", "latin.csv is not utf-8-sig text"),
+        ("empty file", "is empty"),
     ],
 )
 def test_mistakes_get_one_line_and_nothing_is_queued(
     case: str, expected: str, sandbox_env, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     contacts = write_contacts(tmp_path / "contacts.csv", 3)
+    latin = tmp_path / "latin.csv"
+    latin.write_text("number;firstname\n0662000000;Chloé\n", encoding="latin-1")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
     args = {
         "missing file": [str(tmp_path / "nope.csv"), "--message", "Hi"],
         "unknown placeholder": [str(contacts), "--message", "Your code #coupon#"],
         "no number column": [str(contacts), "--message", "Hi", "--number-column", "phone"],
         "past time": [str(contacts), "--message", "Hi", "--at", "2001-01-01T09:00"],
         "bad sender": [str(contacts), "--message", "Hi", "--sender", "far too long a sender"],
+        "not UTF-8": [str(latin), "--message", "Hi #firstname#"],
+        "empty file": [str(empty), "--message", "Hi"],
     }[case]
     done = sms_worker("campaign", "send", *args, env=sandbox_env)
     assert done.returncode == 2
@@ -238,3 +246,12 @@ def test_without_a_worker_running_it_again_queues_nothing_twice(
     assert (first["queued"], again["queued"], again["earlier"], again["waiting"]) == (30, 0, 30, 30)
     packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
     assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 30
+
+
+def test_another_encoding_is_read_when_named(sandbox_env, tmp_path: Path) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_text("number;firstname\n0662000000;Chloé\n", encoding="latin-1")
+    args = ["campaign", "send", str(latin), "--message", "Hi #firstname#", "--dry-run", "--json"]
+    done = sms_worker(*args, "--encoding", "latin-1", env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (1, 0)

@@ -137,8 +137,9 @@ class ContactsFile:
             yield Contact(reader.line_num + 1, padded, extra)
 
     def _not_text(self, exc: UnicodeDecodeError, line: int) -> UsageError:
+        # Text is decoded a block at a time: the line is where reading had got to, not exact.
         return UsageError(
-            f"{self.path}: line {line} is not {self.encoding} text ({exc.reason}): "
+            f"{self.path} is not {self.encoding} text ({exc.reason}, around line {line}): "
             "save the file as UTF-8, or name its encoding with --encoding"
         )
 
