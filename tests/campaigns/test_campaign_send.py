@@ -131,14 +131,22 @@ def test_a_campaign_stopped_half_way_resumes_and_sends_nothing_twice(
     assert (summary["earlier"], summary["queued"], summary["results"]) == (2 * chunk, total - 2 * chunk, {"sent": 200})
 
 
-def test_running_a_finished_campaign_again_sends_nothing(make_app, sandbox, sandbox_env, tmp_path: Path) -> None:
+def test_running_a_finished_campaign_again_sends_nothing(
+    make_app, sandbox, sandbox_env, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     make_app()
     contacts = write_contacts(tmp_path / "contacts.csv", 5)
+    args = ["campaign", "send", str(contacts), "--message", COOKBOOK_MESSAGE, "--json"]
     for _ in range(2):
-        done = sms_worker("campaign", "send", str(contacts), "--message", COOKBOOK_MESSAGE, "--json", env=sandbox_env)
+        done = sms_worker(*args, env=sandbox_env)
         assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["queued"], summary["earlier"], summary["results"]) == (0, 5, {"sent": 5})
+    # Even once the results are no longer kept (SMS_WORKER_RESULT_TTL_S), nothing is sent again
+    redis_client.delete(*redis_client.keys(result_key("*")))
+    done = sms_worker(*args, env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"] == {"result_expired": 5}
     assert len(sandbox.control.sent()) == 5
 
 

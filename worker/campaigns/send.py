@@ -43,6 +43,8 @@ CHUNK_ROWS = 500
 RESULTS_BATCH = 1000
 #: Pause between two looks at the results when the last one found nothing new (seconds).
 POLL_S = 0.5
+#: The results count of rows answered so long ago that their result is no longer kept.
+RESULT_EXPIRED = "result_expired"
 #: How long a dry run's duplicate check lives in Redis if the run dies before deleting it (seconds).
 DRY_RUN_TTL_S = 3600
 
@@ -226,16 +228,31 @@ class CampaignRun:
             pipe.mget([keys.seen(row.request.request_id) for row in rows])
             pipe.execute_command("BITFIELD", self.queued_key, *_bits("GET", rows))
             results, seens, queueds = pipe.execute()
-        publish = []
+        publish, accepted = [], []
         for row, result, seen, queued in zip(rows, results, seens, queueds, strict=True):
             if result is not None:
                 self.summary.earlier += 1
                 self._result(row.line, result, fields[row.line])
-            elif seen or queued:
+            elif seen:
                 self.summary.earlier += 1
-                self.waiting.add(row.line)  # queued or accepted already, not finished yet
+                accepted.append(row)
+            elif queued:
+                self.summary.earlier += 1
+                self.waiting.add(row.line)  # queued already, not accepted yet
             else:
                 publish.append(row)
+        if accepted:
+            # Accepted and no result: in flight while the worker holds the request, else finished
+            # so long ago that its result is no longer kept (SMS_WORKER_RESULT_TTL_S).
+            with self.redis.pipeline(transaction=False) as pipe:
+                for row in accepted:
+                    pipe.exists(keys.request(row.request.request_id))
+                in_flight = pipe.execute()
+            for row, flying in zip(accepted, in_flight, strict=True):
+                if flying:
+                    self.waiting.add(row.line)
+                else:
+                    self.summary.results[RESULT_EXPIRED] += 1
         return publish
 
     def _reject(self, line: int, fields: tuple[str, ...] | None, reason: str, *, number: str = "") -> None:
@@ -263,17 +280,20 @@ class CampaignRun:
         self.progress.results(total)
         try:
             while self.waiting.count:
-                found = self._look()
+                started = time.monotonic()
+                self._look()
                 self._answered()
                 if not self.waiting.count or (deadline is not None and time.monotonic() >= deadline):
                     break
-                if not found:
-                    time.sleep(POLL_S)
+                # Rest at least as long as a look took: a million rows waiting cost Redis and this
+                # machine at most half their time, however slowly results come.
+                time.sleep(max(POLL_S, time.monotonic() - started))
         finally:
             self._finish()
         return self.summary
 
     def _look(self) -> int:
+        """Read the results of the rows waiting; how many were found."""
         found = 0
         lines = iter(self.waiting)  # the bitmap's size never changes while read: discarding is safe
         while batch := list(islice(lines, RESULTS_BATCH)):
