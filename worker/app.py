@@ -211,6 +211,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         attempt_ttl_s=settings.request_ttl_s,
         queue_cap=settings.results_queue_max_length,
         tracking_ttl_s=settings.delivery_tracking_ttl_s,
+        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
         grace_ms=int(settings.reconcile_grace_s * 1000),
         deadline_ms=int(settings.reconcile_deadline_s * 1000),
     )

@@ -4,6 +4,7 @@
 
     SmsWorkerError
     ├── ConfigurationError        refuse to start: missing broker or credentials
+    │   └── UsageError            a command was given input it cannot use (a file, an option)
     ├── UnreadablePayload         no request id can be read: dead-letter queue
     └── GatewayError              a jobs call did not succeed (carries OVH's details)
         ├── RetryableError        surely not carried out (connect error, 429, 503): retry
@@ -21,6 +22,10 @@ class SmsWorkerError(Exception):
 
 class ConfigurationError(SmsWorkerError):
     """The process cannot run with this configuration."""
+
+
+class UsageError(ConfigurationError):
+    """A command was given a file or an option it cannot use: one line, exit 2, nothing done."""
 
 
 class UnreadablePayload(SmsWorkerError):

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         ge=0,
         description="how long each sent SMS's OVH id stays mapped to its request and receiver (0: not kept)",
     )
+    campaign_stats_ttl_s: int = Field(
+        default=30 * 86_400,
+        ge=0,
+        description="how long a tag's campaign statistics are kept after its last SMS or delivery report "
+        "(sms-worker campaign report; 0: not kept)",
+    )
     ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
     ovh_read_timeout_s: float = Field(default=30.0, gt=0)
     retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")

@@ -66,6 +66,7 @@ def build(settings: Settings, client: redis.Redis, calls: BackgroundCalls) -> tu
             results_queue=settings.results_queue,
             dedupe_ttl_s=settings.dedupe_ttl_s,
             queue_cap=settings.results_queue_max_length,
+            campaign_ttl_s=settings.campaign_stats_ttl_s,
         )
         receipts = ReceiptPoller(settings, client, calls, publisher)
         incoming = IncomingPoller(settings, client, calls, publisher, policy.services)

@@ -198,6 +198,15 @@ class QuotaStore:
         found = [self._read(_text(key) or "") for key in self.redis.smembers(keys.QUOTAS)]
         return sorted((s for s in found if s is not None), key=lambda s: (s.service, s.login))
 
+    def forget(self, service: str, login: str) -> bool:
+        """Remove a user's quota (the OVH user was deleted); ``True`` if there was one."""
+        key = keys.quota(service, login)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.srem(keys.QUOTAS, key)
+            deleted, _ = pipe.execute()
+        return bool(deleted)
+
     def ovh_holds_quota(self, service: str, login: str) -> bool:
         """Whether OVH itself holds this user's quota (then the account's creditsLeft does not pay)."""
         return self.redis.hget(keys.quota(service, login), "ovh_quota") == b"1"

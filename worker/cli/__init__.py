@@ -14,7 +14,7 @@ from importlib import metadata
 from types import ModuleType
 
 from ..errors import ConfigurationError
-from . import callbacks, health, inbound, quotas, run, send
+from . import account, callbacks, campaign, dlq, health, inbound, quotas, run, send, users
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "health", health, "ask the worker's /healthz or /readyz (an exec probe); exit 0 when healthy")
     _add(commands, "inbound", inbound, "serve the callbacks OVH makes: delivery reports, replies, STOP")
     _add(commands, "callbacks", callbacks, "point OVH's callbacks at sms-worker inbound (callbacks setup --url)")
+    _add(commands, "campaign", campaign, "send a mail-merge contacts file; report on a campaign's tag")
+    _add(commands, "users", users, "list, show, create, update or delete the account's OVH SMS API users")
+    _add(commands, "account", account, "credits, senders and the worker's quotas of the SMS account")
+    _add(commands, "dlq", dlq, "list, show, replay or drop the lanes' dead letters")
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=_demo)
     sandbox = commands.add_parser("sandbox", help="serve the OVH SMS API sandbox")

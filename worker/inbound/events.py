@@ -89,6 +89,7 @@ def report_call(
     *,
     results_queue: str,
     queue_cap: int,
+    campaign_ttl_s: int = 0,
     count_poll: bool = False,
 ) -> tuple[DeliveryReport, ScriptCall] | None:
     """The report of ``receipt`` and its publication; None when the SMS is not recorded.
@@ -138,8 +139,16 @@ def report_call(
         "count_poll": count_poll,
     }
     names = [keys.sms(receipt.ovh_id), keys.last_sent(receiver), keys.queue(queue), keys.queue_messages(queue)]
-    call = ScriptCall([*names, keys.STATS], [json.dumps(document)])
-    return report, call
+    names.append(keys.STATS)
+    if fields["tag"] and campaign_ttl_s > 0:  # the tag's campaign statistics count it (lua/_campaign.lua)
+        names.append(keys.campaign_stats(service, fields["tag"]))
+        campaign: dict[str, Any] = {"ttl_s": campaign_ttl_s}
+        if receipt.ptt is not None:
+            campaign["ptt"] = receipt.ptt
+        if status == "delivered" and receipt.reported_at is not None:
+            campaign["delivered_at"] = receipt.reported_at
+        document["campaign"] = campaign
+    return report, ScriptCall(names, [json.dumps(document)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +181,7 @@ def reply_call(
     results_queue: str,
     dedupe_ttl_s: int,
     queue_cap: int,
+    campaign_ttl_s: int = 0,
 ) -> ReplyEvents:
     """The events of ``reply`` from ``number`` (E.164), tied to the request it answers when the
     receiver's last SMS (``last_sent``: ``HMGET keys.last_sent(number) *LAST_SENT``) has the
@@ -242,5 +252,9 @@ def reply_call(
         }
     marker = keys.incoming(scope, incoming_id or "-")
     names = [marker, keys.optouts(scope), keys.blacklist_gen(scope), keys.queue(queue), keys.queue_messages(queue)]
-    call = ScriptCall([*names, keys.STATS], [json.dumps(document)])
+    names.append(keys.STATS)
+    if optout is not None and tag and service and campaign_ttl_s > 0:  # counted in the tag's campaign statistics
+        names.append(keys.campaign_stats(service, tag))
+        document["campaign_ttl_s"] = campaign_ttl_s
+    call = ScriptCall(names, [json.dumps(document)])
     return ReplyEvents(incoming, optout, call)

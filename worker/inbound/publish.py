@@ -73,17 +73,20 @@ class Publisher:
         results_queue: str,
         dedupe_ttl_s: int,
         queue_cap: int,
+        campaign_ttl_s: int = 0,
     ) -> None:
         self.redis = client
         self.ptts = ptts
         self.default_region = default_region
         self.results_queue = results_queue
         self.queue_cap = queue_cap
+        self.campaign_ttl_s = campaign_ttl_s
         self.reply_options: dict[str, Any] = {
             "default_service": default_service,
             "results_queue": results_queue,
             "dedupe_ttl_s": dedupe_ttl_s,
             "queue_cap": queue_cap,
+            "campaign_ttl_s": campaign_ttl_s,
         }
         self._report = scripts.load(client, "report")
         self._reply = scripts.load(client, "reply")
@@ -98,6 +101,7 @@ class Publisher:
             count_poll=count_poll,
             results_queue=self.results_queue,
             queue_cap=self.queue_cap,
+            campaign_ttl_s=self.campaign_ttl_s,
         )
         if built is None:
             return "unknown_id", 0
@@ -130,17 +134,20 @@ class AsyncPublisher:
         results_queue: str,
         dedupe_ttl_s: int,
         queue_cap: int,
+        campaign_ttl_s: int = 0,
     ) -> None:
         self.redis = client
         self.ptts = ptts
         self.default_region = default_region
         self.results_queue = results_queue
         self.queue_cap = queue_cap
+        self.campaign_ttl_s = campaign_ttl_s
         self.reply_options: dict[str, Any] = {
             "default_service": default_service,
             "results_queue": results_queue,
             "dedupe_ttl_s": dedupe_ttl_s,
             "queue_cap": queue_cap,
+            "campaign_ttl_s": campaign_ttl_s,
         }
         self._report = scripts.load(client, "report")  # type: ignore[arg-type]
         self._reply = scripts.load(client, "reply")  # type: ignore[arg-type]
@@ -148,7 +155,14 @@ class AsyncPublisher:
     async def receipt(self, receipt: Receipt) -> str:
         """The outcome: one of ``REPORT_OUTCOMES``' values."""
         tracked = await self.redis.hmget(keys.sms(receipt.ovh_id), TRACKED)
-        built = report_call(receipt, tracked, self.ptts, results_queue=self.results_queue, queue_cap=self.queue_cap)
+        built = report_call(
+            receipt,
+            tracked,
+            self.ptts,
+            results_queue=self.results_queue,
+            queue_cap=self.queue_cap,
+            campaign_ttl_s=self.campaign_ttl_s,
+        )
         if built is None:
             return "unknown_id"
         report, call = built

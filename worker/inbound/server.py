@@ -86,6 +86,7 @@ class Inbound:
             results_queue=settings.results_queue,
             dedupe_ttl_s=settings.dedupe_ttl_s,
             queue_cap=settings.results_queue_max_length,
+            campaign_ttl_s=settings.campaign_stats_ttl_s,
         )
         self._token = settings.inbound_token.get_secret_value().encode()
 

@@ -197,7 +197,8 @@ class Attempts:
     """The attempt transitions, for dispatchers, the lease sweep and the reconcilers.
 
     ``attempt_ttl_s`` is a safety net only (an attempt is settled long before); ``grace_ms``
-    and ``deadline_ms`` are given to every attempt that becomes ambiguous (see ``reconcile``).
+    and ``deadline_ms`` are given to every attempt that becomes ambiguous (see ``reconcile``);
+    ``campaign_stats_ttl_s`` is how long a tag's campaign statistics live (0: not kept).
     """
 
     def __init__(
@@ -212,6 +213,7 @@ class Attempts:
         tracking_ttl_s: int,
         grace_ms: int,
         deadline_ms: int,
+        campaign_stats_ttl_s: int = 0,
     ) -> None:
         self.redis = client
         self.default_queue = default_queue
@@ -222,6 +224,7 @@ class Attempts:
         self.tracking_ttl_s = tracking_ttl_s
         self.grace_ms = grace_ms
         self.deadline_ms = deadline_ms
+        self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self._claim = _Claim(client)
         self._transition = _Transition(client)
         self._release = _Release(client)
@@ -364,7 +367,7 @@ class Attempts:
             }
             for record in outcome.tracking
         ]
-        document = {
+        document: dict[str, Any] = {
             "call_id": attempt.call_id,
             "fence": "owner" if owner is not None else "reconciler",
             "token": owner.token if owner else "",
@@ -380,6 +383,22 @@ class Attempts:
             "tracking": tracking,
             "resend": [entry.encode() for entry in outcome.resend],
         }
+        # -- campaign statistics of the attempt's tag (lua/_campaign.lua, worker.campaigns.stats) --
+        tag = attempt.meta["body"].get("tag")
+        if tag and self.campaign_stats_ttl_s > 0:
+            done = outcome.settlements
+            document["campaign"] = {
+                "key": refs(keys.campaign_stats(attempt.service, tag)),
+                "service": attempt.service,
+                "tag": tag,
+                "ttl_s": self.campaign_stats_ttl_s,
+                "sent": sum(s.n_sent for s in done),
+                "failed": sum(s.n_failed for s in done),
+                "invalid": sum(s.n_in_call - s.n_sent - s.n_failed - s.n_unknown for s in done),
+                "unknown": sum(s.n_unknown for s in done),
+                "credits": sum(s.credits for s in done),
+            }
+        # -- end of campaign statistics -----------------------------------------------------------
         fixed = {
             "attempt": keys.attempt(attempt.call_id),
             "lease": keys.lease(owner.token if owner else ""),

@@ -14,6 +14,8 @@ until settled (with a safety TTL); results queues are capped (``results_queue_ma
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from contracts.wire import KEY_PREFIX, group_key, queue_key, result_key, result_ready_key
 
 PREFIX = KEY_PREFIX
@@ -107,7 +109,8 @@ QUOTAS = PREFIX + "quotas"
 def sms(ovh_id: int | str) -> str:
     """Hash per OVH SMS id, written at settlement, TTL ``delivery_tracking_ttl_s``: the request
     and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
-    ``service``, ``login``, ``call_id``, ``sent_at`` unix s), for delivery reports and replies."""
+    ``service``, ``login``, ``call_id``, ``sent_at`` unix s), for delivery reports and replies;
+    ``campaign_dlr``: the delivery status counted in its campaign's statistics (lua/_campaign.lua)."""
     return f"{PREFIX}sms:{ovh_id}"
 
 
@@ -201,6 +204,34 @@ def pull_budget(minute: int) -> str:
 
 #: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap).
 STATS = PREFIX + "stats"
+
+# -- campaigns (worker.campaigns, sms-worker campaign) -----------------------------------------
+
+
+def campaign_stats(service: str, tag: str) -> str:
+    """Hash per SMS account and tag: the campaign's counters, kept at settlement and from delivery
+    reports (fields in ``lua/_campaign.lua``); TTL ``campaign_stats_ttl_s``, refreshed by every
+    write; a bounded set of fields. The tag is percent-encoded: a tag may hold any character."""
+    return f"{PREFIX}campaign:{service}:{quote(tag, safe='')}"
+
+
+def campaign_numbers(campaign_id: str) -> str:
+    """Hash per campaign id of ``sms-worker campaign send``: E.164 receiver -> the row of the file
+    that claimed it, so a number listed twice is sent once, across resumed runs too (TTL
+    ``dedupe_ttl_s``, as long as the worker remembers the rows' request ids)."""
+    return f"{PREFIX}campaign-numbers:{{{campaign_id}}}"
+
+
+def campaign_queued(campaign_id: str) -> str:
+    """Bitmap per campaign id of ``sms-worker campaign send``: bit ``line`` set once that row's request
+    was published, so a resumed run does not queue it again even before the worker has seen it
+    (one bit per line of the file; TTL ``dedupe_ttl_s``)."""
+    return f"{PREFIX}campaign-queued:{{{campaign_id}}}"
+
+
+#: Hash of ptt code -> JSON of OVH's ``sms.PttDetails`` (``GET /sms/ptts?ptt=``), read once and
+#: kept for reports (bounded: one field per code OVH has).
+PTTS = PREFIX + "ptts"
 
 # -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 

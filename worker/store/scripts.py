@@ -4,8 +4,9 @@ Each script has a typed wrapper (a ``Script`` subclass in the module that uses i
 the names of its fixed ``KEYS``. Keys that depend on the data (a request's hash, its results
 queue) are added to ``KEYS`` after the fixed ones through ``KeyRefs``, and the JSON document
 refers to them by their index: scripts never build a key name themselves. Every script but the
-rate limiter's gets ``lua/_common.lua`` first (Redis time, dramatiq's envelope, result
-keeping, requeueing), since Redis scripts cannot call one another.
+rate limiter's gets the ``PRELUDE`` files first: ``lua/_common.lua`` (Redis time, dramatiq's
+envelope, result keeping, requeueing) and ``lua/_campaign.lua`` (per-tag campaign statistics,
+which settlement and delivery reports both update), since Redis scripts cannot call one another.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ def source(name: str) -> str:
     return resources.files("worker.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+#: Files of ``lua/`` prepended, in this order, to every script loaded with ``common``.
+PRELUDE = ("_common", "_campaign")
+
+
 def load(client: redis.Redis, name: str, *, common: bool = True) -> Any:
-    """Register ``lua/<name>.lua`` (after ``lua/_common.lua`` when ``common``) on ``client``."""
-    text = source("_common") + source(name) if common else source(name)
+    """Register ``lua/<name>.lua`` (after the ``PRELUDE`` files when ``common``) on ``client``."""
+    text = "\n".join([*(source(part) for part in PRELUDE), source(name)]) if common else source(name)
     return client.register_script(text)
 
 

@@ -9,9 +9,10 @@
 -- KEYS[3]  the account's blacklist generation (keys.blacklist_gen)
 -- KEYS[4], KEYS[5]  the results queue both events go to and its .msgs hash
 -- KEYS[6]  the stats hash (events a capped results queue dropped)
+-- KEYS[7]  the tag's campaign statistics (keys.campaign_stats), when campaign_ttl_s is present
 -- ARGV[1]  JSON {incoming: {queue, message_id, payload} or absent,
 --                optout: {number, queue, message_id, payload} or absent,
---                queue_cap, actor, timestamp_ms, now_ms, dedupe_ttl_s, keep_ms}
+--                queue_cap, actor, timestamp_ms, now_ms, dedupe_ttl_s, keep_ms, campaign_ttl_s | absent}
 -- Returns {incoming published (1/0), opt-out published (1/0)}; {0, 0} for a repeated reply.
 local doc = cjson.decode(ARGV[1])
 local published_incoming, published_optout = 0, 0
@@ -30,6 +31,7 @@ if doc.optout then
         enqueue(KEYS[4], KEYS[5], doc.optout.queue, doc.actor, doc.optout.message_id, doc.optout.payload,
             doc.timestamp_ms, doc.queue_cap, KEYS[6])
         published_optout = 1
+        if doc.campaign_ttl_s then campaign_opted_out(KEYS[7], doc.campaign_ttl_s) end
     end
 end
 return {published_incoming, published_optout}

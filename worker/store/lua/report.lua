@@ -7,8 +7,10 @@
 -- KEYS[2]  the receiver's last-sent hash (keys.last_sent): ties later replies to this request
 -- KEYS[3], KEYS[4]  the results queue (the request's reply_to) and its .msgs hash
 -- KEYS[5]  the stats hash (events a capped results queue dropped)
+-- KEYS[6]  the tag's campaign statistics (keys.campaign_stats), when ARGV's campaign is present
 -- ARGV[1]  JSON {status, final, payload (the DeliveryReport JSON), ovh_id (string), queue,
---          queue_cap, actor, message_id, timestamp_ms, reply_window_s, count_poll}
+--          queue_cap, actor, message_id, timestamp_ms, reply_window_s, count_poll,
+--          campaign: {ttl_s, ptt, delivered_at} | absent}
 -- Returns {code, polls}: code 1 published; 0 the SMS is not recorded (unknown id, or expired);
 -- -1 this status of this SMS was published already; -2 another final status was published
 -- first. polls: receipt polls of the SMS so far, counted here when count_poll (pull mode).
@@ -34,6 +36,10 @@ end
 local names = {"reply_to", "request_id", "tag", "service", "login", "sent_at"}
 local h = redis.call("hmget", KEYS[1], unpack(names))
 enqueue(KEYS[3], KEYS[4], doc.queue, doc.actor, doc.message_id, doc.payload, doc.timestamp_ms, doc.queue_cap, KEYS[5])
+if doc.campaign then
+    local c = doc.campaign
+    campaign_delivered(KEYS[6], KEYS[1], {status = doc.status, ptt = c.ptt, delivered_at = c.delivered_at, ttl_s = c.ttl_s})
+end
 
 -- The receiver's last SMS, never replaced by a late report of an older one.
 local sent_at = tonumber(h[6] or "0") or 0

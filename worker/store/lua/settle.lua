@@ -16,6 +16,7 @@
 --     n_sent, n_failed, n_unknown, credits, fragments, error, reserved, spent}],
 --   events: [{q, msgs, queue, message_id, payload}],
 --   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
+--   campaign: {key (index), service, tag, ttl_s, sent, failed, invalid, unknown, credits} | absent,
 --   resend: ["<entry>", ...]}
 -- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
@@ -114,6 +115,9 @@ if doc.tracking_ttl_s > 0 then
         redis.call("expire", KEYS[t.key], doc.tracking_ttl_s)
     end
 end
+
+-- campaign statistics of the attempt's tag (lua/_campaign.lua) --------------------------------
+if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, published, now) end
 
 requeue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], a[3], a[4], doc.resend, now)
 return published

@@ -1,0 +1,263 @@
+"""``sms-worker campaign send|report``: send a mail-merge contacts file; report on a tag.
+
+``send CONTACTS.csv --message "Hello #firstname# ..."`` queues one request per row (ids derived
+from the campaign and the line: run the same command again after a crash or Ctrl-C and it
+resumes, sending nothing twice), lists refused rows in a rejects file, shows progress on a
+terminal and ends with a summary. ``report --tag T`` reads the worker's own counters for the tag
+(no OVH call; ``--check N`` compares with OVH on a sample), as a table, ``--json`` or ``--html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from contracts.models import SERVICE_NAME_PATTERN
+from contracts.wire import LANES
+
+from ..errors import ConfigurationError, GatewayError, UsageError
+from .common import credits_cell, load_settings, print_table, redis_for
+
+#: Most minutes ahead ``--at`` may be (the contract's bound on ``differed_period``: a year).
+MAX_DIFFERED_MIN = 60 * 24 * 365
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="campaign_command", required=True, metavar="{send,report}")
+    send = commands.add_parser("send", help="queue one SMS per row of a mail-merge contacts file")
+    send.add_argument("contacts", type=Path, metavar="CONTACTS.csv", help="header row, a number column, ; , or tab")
+    send.add_argument("--message", required=True, help="the text; #column# is replaced by the row's value")
+    send.add_argument("--tag", help="OVH tag of every SMS (default: campaign-<campaign id>); report on it later")
+    send.add_argument("--sender", help="declared OVH sender (default: the worker's)")
+    send.add_argument("--user", help="OVH SMS API user login whose quota pays")
+    send.add_argument("--service", help="OVH SMS account (default: the worker's)")
+    send.add_argument("--priority", choices=LANES, default="low", help="OVH priority and worker lane (default low)")
+    send.add_argument("--at", help="start time: an ISO datetime, or HH:MM today (local time); OVH's differedPeriod")
+    send.add_argument("--no-stop-clause", action="store_true", help="not commercial: no STOP mention")
+    send.add_argument("--dry-run", action="store_true", help="check the file and estimate parts and credits only")
+    send.add_argument("--number-column", default="number", help="the phone number's column (default: number)")
+    send.add_argument("--encoding", default="utf-8-sig", help="the file's encoding (default UTF-8, BOM or not)")
+    send.add_argument("--campaign-id", help="resume under this id (default: a digest of file, size, message, tag)")
+    send.add_argument("--rejects", type=Path, help="rejects file (default: CONTACTS.rejects.csv beside the file)")
+    send.add_argument(
+        "--chunk-rows", type=int, default=500, help="rows read and queued at once (a pipe is queued in such steps)"
+    )
+    send.add_argument("--no-wait", action="store_true", help="queue, then stop without waiting for results")
+    send.add_argument("--timeout", type=float, help="longest wait for results, seconds (default: until all are in)")
+    send.add_argument("--no-progress", action="store_true", help="no progress bars (off anyway when not a terminal)")
+    send.add_argument("--json", action="store_true", help="print the summary as JSON")
+    send.set_defaults(campaign_func=_send)
+    report = commands.add_parser("report", help="a tag's figures from the worker's own records")
+    report.add_argument("--tag", required=True)
+    report.add_argument("--service", help="OVH SMS account (default: the worker's)")
+    report.add_argument("--check", type=int, default=0, metavar="N", help="compare with OVH, reading N of its SMS")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained page with charts")
+    report.set_defaults(campaign_func=_report)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args.campaign_func(args))
+
+
+def start_time(at: str, now: datetime) -> datetime:
+    """``--at`` as an aware datetime: an ISO datetime, or HH:MM today (naive means local time);
+    refused when past, or more than a year ahead (the contract's bound on ``differed_period``)."""
+    if re.fullmatch(r"\d{1,2}:\d{2}", at):
+        hour, minute = (int(part) for part in at.split(":"))
+        if hour > 23 or minute > 59:
+            raise UsageError(f"--at {at}: not a time of day")
+        when = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    else:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise UsageError(f"--at {at}: give an ISO datetime (2025-06-01T09:30) or HH:MM") from None
+        when = when.astimezone() if when.tzinfo is None else when
+    seconds = (when - now).total_seconds()
+    if seconds <= 0:
+        raise UsageError(f"--at {at} is in the past (now {now:%Y-%m-%d %H:%M}): give a later time, or leave --at out")
+    if math.ceil(seconds / 60) > MAX_DIFFERED_MIN:
+        raise UsageError(f"--at {at} is more than a year ahead")
+    return when
+
+
+def _fetch(settings: Any) -> Any:
+    """An OVH GET whose every failure is a ``GatewayError`` (``OvhGateway.get``; a client that cannot
+    even be made, for want of credentials, is a ``RetryableError``): callers fall back on what
+    they know without OVH."""
+    import ovh.exceptions
+
+    from ..errors import RetryableError
+    from ..ovhcloud.client import describe_error, make_client
+    from ..ovhcloud.gateway import OvhGateway
+
+    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
+    gateway = OvhGateway(lambda: make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials()))
+
+    def fetch(path: str, **params: Any) -> Any:
+        try:
+            return gateway.get(path, **params)
+        except ovh.exceptions.APIError as exc:  # raised making the client, before any call
+            raise RetryableError(describe_error(exc)) from exc
+
+    return fetch
+
+
+def _service(given: str | None, settings: Any) -> str:
+    service = given or settings.service_name
+    if service is None:
+        raise ConfigurationError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    if not re.match(SERVICE_NAME_PATTERN, service):
+        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    return str(service)
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace) -> int:
+    from ..campaigns.contacts import ContactsFile
+    from ..campaigns.pricing import Pricing
+    from ..campaigns.progress import CampaignProgress
+    from ..campaigns.rejects import RejectsFile
+    from ..campaigns.rows import Campaign, check_campaign_id, derive_campaign_id
+    from ..campaigns.send import CampaignRun
+
+    settings = load_settings()
+    start_at = start_time(args.at, datetime.now().astimezone()) if args.at else None
+    given_id = check_campaign_id(args.campaign_id) if args.campaign_id else None
+    if not 1 <= args.chunk_rows <= 10_000:
+        raise UsageError("--chunk-rows takes 1 to 10,000 rows")
+    client = redis_for(settings, "campaign send")
+    with ContactsFile(args.contacts, number_column=args.number_column, encoding=args.encoding) as contacts:
+        campaign_id = given_id or derive_campaign_id(args.contacts, contacts.size, args.message, args.tag)
+        campaign = Campaign(
+            campaign_id=campaign_id,
+            message=args.message,
+            tag=args.tag or f"campaign-{campaign_id}",
+            default_region=settings.default_region,
+            priority=args.priority,
+            sender=args.sender,
+            user=args.user,
+            service_name=args.service,
+            start_at=start_at,
+            no_stop_clause=args.no_stop_clause,
+        )
+        campaign.check_columns(contacts.variables, args.contacts)
+        campaign.check()
+        rejects_path = args.rejects or args.contacts.with_name(f"{args.contacts.stem}.rejects.csv")
+        pricing = Pricing(client, _fetch(settings), ttl_s=settings.rates_ttl_s)
+        with (
+            RejectsFile(rejects_path, contacts.header, contacts.delimiter, contacts.number_index) as rejects,
+            CampaignProgress(enabled=not args.no_progress) as progress,
+        ):
+            run = CampaignRun(
+                campaign,
+                contacts,
+                client=client,
+                pricing=pricing,
+                rejects=rejects,
+                progress=progress,
+                numbers_ttl_s=settings.dedupe_ttl_s,
+                dry_run=args.dry_run,
+                chunk_rows=args.chunk_rows,
+            )
+            try:
+                run.queue()
+                if not (args.dry_run or args.no_wait):
+                    run.wait(args.timeout)
+            except KeyboardInterrupt:
+                s = run.summary
+                print(
+                    f"sms-worker: interrupted after {s.rows:,} rows ({s.queued + s.earlier:,} queued): run the same "
+                    "command again to resume; nothing is sent twice",
+                    file=sys.stderr,
+                )
+                return 130
+    summary = run.summary
+    summary.rejects_file = str(rejects_path) if rejects.count else None
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+    else:
+        print_table([("CAMPAIGN", f"campaign-{campaign_id}"), *_summary_rows(summary)])
+    if summary.waiting and not (args.no_wait or args.dry_run):
+        print(
+            f"sms-worker: {summary.waiting:,} queued rows have no result yet: run the same command again to keep "
+            "waiting (nothing is sent twice)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _summary_rows(s: Any) -> list[tuple[str, str]]:
+    rows = [("tag", s.tag)]
+    if s.differed_period:
+        rows.append(("starts", f"in {s.differed_period} min for the first rows (OVH differedPeriod)"))
+    rows.append(("rows", f"{s.rows:,} read, {s.rejected:,} rejected before queueing"))
+    if s.dry_run:
+        rows.append(("would send", f"{s.rows - s.rejected:,} SMS, {s.parts:,} parts"))
+    else:
+        rows.append(("queued", f"{s.queued:,} now, {s.earlier:,} by an earlier run"))
+        results = ", ".join(f"{n:,} {status}" for status, n in sorted(s.results.items())) or "none yet"
+        rows.append(("results", f"{results}; {s.waiting:,} waiting"))
+        rows.append(("credits", credits_cell(s.credits)))
+    estimate = credits_cell(s.estimated_credits)
+    if s.unknown_rates:
+        estimate += f" (and rows to {', '.join(s.unknown_rates)}, whose rate OVH did not tell)"
+    rows.append(("estimated credits", estimate))
+    if s.rejects_file:
+        rows.append(("rejects", s.rejects_file))
+    rows.append(("elapsed", f"{s.elapsed_s:.1f} s"))
+    return rows
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..campaigns import html, report
+    from ..campaigns.ptt import PttMeanings
+    from ..campaigns.stats import CampaignStats
+
+    if args.html is not None:
+        html._pyplot()  # the extra is missing: say so before anything else
+    if not 0 <= args.check <= 1000:
+        raise UsageError("--check takes 0 to 1000 SMS to read from OVH")
+    settings = load_settings()
+    service = _service(args.service, settings)
+    client = redis_for(settings, "campaign report")
+    stats = CampaignStats(client, ttl_s=settings.campaign_stats_ttl_s).read(service, args.tag)
+    if stats is None:
+        print(
+            f"sms-worker: the worker has no record of tag {args.tag!r} on {service} (nothing sent with it, or longer "
+            "ago than SMS_WORKER_CAMPAIGN_STATS_TTL_S)",
+            file=sys.stderr,
+        )
+        return 1
+    fetch = _fetch(settings) if settings.ovh_credentials() else None
+    built = report.build(stats, PttMeanings(client, fetch))
+    if args.check:
+        try:
+            built = built.with_check(report.cross_check(built, fetch or _fetch(settings), args.check))
+        except GatewayError as exc:
+            print(f"sms-worker: the check against OVH failed: {exc.message}", file=sys.stderr)
+            return 1
+    if args.html is not None:
+        try:
+            args.html.write_text(html.render(built), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.html}: {exc.strerror}") from None
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(built.as_json(), indent=2))
+    else:
+        print_table([("FIGURE", "VALUE"), *report.table_rows(built)])
+    return 0
