@@ -68,11 +68,11 @@ def test_a_dead_workers_call_in_flight_is_reconciled_within_a_lease(worker_proce
     sandbox.control.set_faults(hold_s=60)
     sandbox.control.add_fault("timeout_after_accept", next=1)
     [first] = worker_processes(1, **LEASE, SMS_WORKER_OVH_READ_TIMEOUT_S="60")
-    worker_processes(1, **LEASE)
     producer = SmsProducer(client=redis_client)
     request_id = producer.send("+33612345678", "Your code is 1234", priority="high", no_stop_clause=True)
     wait_until(lambda: len(sandbox.control.sent()) == 1, what="the call to reach OVH")
-    # When the worker making the call dies before its answer comes
+    # When the worker making the call dies before its answer comes, another one running
+    worker_processes(1, **LEASE)
     first.send_signal(signal.SIGKILL)
     # Then another worker takes the attempt over once the lease expired, finds the SMS at OVH
     # and settles it: sent, with OVH's id, never sent twice (not 9 minutes later: the wait is
@@ -122,7 +122,7 @@ def idle_app(redis_client, redis_url, sandbox):
         lease_s=15,
     )
     app = build_app(settings, ovh_credentials=sandbox.credentials)
-    app.refresher.prime(["FR"])
+    app.refresher.prime(["FR"], None)
     return app
 
 

@@ -47,6 +47,7 @@ from .pipeline.buffers import Buffers
 from .pipeline.dispatch import Dispatcher
 from .pipeline.lease import Lease, LeaseKeeper
 from .settings import Settings
+from .store import keys
 from .store.queues import Broker
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,14 @@ class App:
             self.ops.start()
         if not self.lease.refresh():
             log.warning("no lease yet (Redis does not answer): dispatching waits for one")
-        try:
-            self.refresher.prime([self.settings.default_region, *self.settings.rates_prefetch])
-        except Exception as exc:  # OVH or the limiter unavailable: the refresher retries in the background
-            log.warning("rates not read at start: %s", exc)
         self.telemetry.liveness.register("sms-lease", max(self.settings.lease_s, 5.0))
         keeper = LeaseKeeper(self.lease, self.sweep, alive=lambda: self.telemetry.tick("sms-lease"))
         self._keeper = self._thread(keeper.run, "sms-lease", self._keeper_stop)
+        try:
+            countries = [self.settings.default_region, *self.settings.rates_prefetch]
+            self.refresher.prime(countries, self.settings.service_name)
+        except Exception as exc:  # OVH or the limiter unavailable: the refresher retries in the background
+            log.warning("rates and balance not read at start: %s", exc)
         for n, dispatcher in enumerate(self.dispatchers):
             self._threads.append(self._thread(dispatcher.run, f"sms-dispatch-{n}", self._stop))
         for n, reconciler in enumerate(self.reconcilers):
@@ -142,6 +144,12 @@ class App:
         """Drain within ``drain_s`` (default ``settings.drain_s``); ``True`` if everything finished."""
         deadline = time.monotonic() + (self.settings.drain_s if drain_s is None else drain_s)
         self._stop.set()  # dispatchers stop claiming; waits for slots and backoffs end at once
+        try:  # and their blocking waits on Redis too
+            self.buffers.wake(self.settings.lanes, len(self.dispatchers))
+            if self.reconcilers:
+                self.buffers.redis.lpush(keys.RECONCILE_WAKE, *([1] * len(self.reconcilers)))
+        except redis.RedisError:
+            pass  # they end within their wait anyway
         if self.background is not None:
             self.background.stop()
         if self._worker is not None:

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at what the caches ask for.
 EVERY_S = 1.0
+#: Longest a start-up lookup waits for its background slot (seconds).
+PRIME_SLOT_S = 2.0
 
 
 class Refresher:
@@ -33,19 +35,21 @@ class Refresher:
         for service in self.balance.pending():
             self.balance.fetch(self.calls.get, service)
 
-    def prime(self, countries: list[str]) -> None:
-        """Read the rates of ``countries`` nobody has read yet, now (a first deployment: Redis has none).
-
-        The balance is left to the refresher's first round: while it is unknown the account check
-        is skipped, never turned into a refusal."""
+    def prime(self, countries: list[str], service: str | None) -> None:
+        """At start: read the rates of ``countries`` nobody has read yet (a first deployment: Redis
+        has none), and the default account's balance, waiting at most ``PRIME_SLOT_S`` for each
+        slot: a start never waits long behind busy lanes (the refresher reads what was missed)."""
+        calls = self.calls.impatient(PRIME_SLOT_S)
         for country in countries:
             try:
                 self.rates.rate(country)
             except RateUnknown:
-                if self.rates.fetch(self.calls.get, country) is None:
+                if self.rates.fetch(calls.get, country) is None:
                     log.warning("the credit rate of %s could not be read at start: it will be retried", country)
             except UnknownDestination:
                 pass
+        if service is not None and self.balance.fetch(calls.get, service) is None:
+            self.balance.credits_left(service)  # asked again by the refresher's next round
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(EVERY_S):

@@ -53,6 +53,10 @@ class BackgroundCalls:
         self.acquire_timeout_s = acquire_timeout_s
         self.stop = stop
 
+    def impatient(self, acquire_timeout_s: float) -> BackgroundCalls:
+        """The same calls, waiting at most ``acquire_timeout_s`` for a slot (for start-up lookups)."""
+        return BackgroundCalls(self.gateway, self.limiter, acquire_timeout_s=acquire_timeout_s, stop=self.stop)
+
     def get(self, path: str, **params: Any) -> Any:
         return self._call(lambda: self.gateway.get(path, **params))
 

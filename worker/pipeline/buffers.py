@@ -215,6 +215,15 @@ class Buffers:
         """
         self.redis.blpop([keys.wake(lane) for lane in lanes], timeout=max(timeout_s, 0.01))
 
+    def wake(self, lanes: list[str], times: int) -> None:
+        """End ``times`` blocking waits on each of ``lanes`` (a stopping process wakes its
+        dispatchers; another process woken as well just looks at its buffers once more)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for lane in lanes:
+                pipe.lpush(keys.wake(lane), *([1] * times))
+                pipe.ltrim(keys.wake(lane), 0, 15 + times)
+            pipe.execute()
+
     def staged_receivers(self, lane: str) -> int:
         """Receivers waiting in the buffers of ``lane`` (a gauge: one LLEN per buffer)."""
         batch_keys: list[bytes] = self.redis.zrange(keys.due(lane), 0, -1)  # type: ignore[assignment]
