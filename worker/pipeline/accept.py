@@ -49,7 +49,7 @@ from ..retries import until_redis_answers
 from ..settings import Settings
 from . import mailmerge, receivers
 from .attempts import Entry
-from .buffers import Batch, Buffers, QuotaRequest, Staging
+from .buffers import Batch, Buffers, QuotaRequest, Staging, encode_meta
 from .policy import Policy, PolicyRefusal
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class AcceptStage:
     def _prepare(self, index: int, request_id: str, data: dict[str, Any], held: dict[str, float]) -> _Prepared:
         request = self._validate(data)
         batches, invalid = self._batches(request)
-        service = batches[0].meta["service"]
+        service = batches[0].meta.value["service"]
         needed = sum(entry.credits for batch in batches for entry in batch.entries)
         checked = self._check_account(request, service, needed, already=held[service])
         skeleton = {
@@ -393,12 +393,7 @@ class AcceptStage:
                 estimate = credits.estimate(text, no_stop_clause=request.no_stop_clause)
             except credits.MessageTooLong as exc:
                 raise Rejection("message_too_long", f"message: {exc}", field="message") from None
-            meta = {
-                "service": service,
-                "login": request.user,
-                "lane": request.lane,
-                "body": ovh_body(request, text, self.settings.sender),
-            }
+            meta = encode_meta(service, request.user, request.lane, ovh_body(request, text, self.settings.sender))
             entries = [
                 Entry(0, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""], reply_to)
                 for r in group

@@ -11,6 +11,7 @@ next due buffer, take a rate-limit slot, then claim from it (``worker.pipeline.a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,8 +24,33 @@ from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
 from ..store import keys, scripts
 from .attempts import Entry
 
+#: A buffer still filling is due a linger after its newest entry, and at most this many lingers
+#: after its oldest: a steady stream of identical sends goes out in whole calls, a lull at once.
+LINGER_CAP = 10
+
 #: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
 ALERT_SMS_LANE = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What receivers must share to go out in one call, encoded once (``encode_meta``)."""
+
+    value: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
+    json: str  # canonical JSON: stored for the call, hashed into the key
+    key: str  # the batch key
+
+
+@functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
+def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
+    value = {"service": service, "login": login, "lane": lane, "body": dict(body)}
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
+
+
+def encode_meta(service: str, login: str | None, lane: str, body: dict[str, Any]) -> Meta:
+    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
+    return _encode(service, login, lane, tuple(sorted(body.items())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +58,8 @@ class Batch:
     """Receivers of one request that share a batch key."""
 
     lane: str
-    meta: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
+    meta: Meta
     entries: list[Entry]
-
-
-def meta_json(meta: dict[str, Any]) -> str:
-    """A batch's meta as canonical JSON: what is stored for the call, and what its key hashes."""
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"))
-
-
-def batch_key(canonical_meta: str) -> str:
-    return hashlib.sha1(canonical_meta.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +134,7 @@ class Buffers:
             "request_ttl_s": self.request_ttl_s,
             "max_per_call": self.max_receivers_per_call,
             "linger": linger_ms,
+            "linger_cap": LINGER_CAP,
             "queue_cap": self.queue_cap,
             "result_actor": RESULT_ACTOR_NAME,
             "alert_sms_queue": lane_queue(ALERT_SMS_LANE),
@@ -143,13 +161,12 @@ class Buffers:
             "batches": [],
         }
         for batch in staging.batches:
-            meta = meta_json(batch.meta)  # encoded once: stored as is, and hashed into the batch key
-            key = batch_key(meta)
+            key = batch.meta.key
             request["batches"].append(
                 {
                     "key": key,
                     "lane": batch.lane,
-                    "meta": meta,
+                    "meta": batch.meta.json,
                     "buf": refs(keys.buffer(key)),
                     "bufmeta": refs(keys.buffer_meta(key)),
                     "due": refs(keys.due(batch.lane)),

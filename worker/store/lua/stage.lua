@@ -3,7 +3,7 @@
 -- message changes nothing, and no two threads or replicas can both take a quota's last credits.
 --
 -- KEYS[1] stats hash, KEYS[2] set of quota hashes; then the keys the document refers to by index.
--- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, queue_cap, result_actor,
+-- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap, queue_cap, result_actor,
 --   alert_sms_queue, alert_sms_actor,
 --   requests: [{id, seen, req, outcomes (key indexes), skeleton, reply_to, invalid, n_invalid,
 --     n_valid, credits,
@@ -111,6 +111,11 @@ for n, r in ipairs(doc.requests) do
                 elseif redis.call("zadd", due, "NX", now + linger, batch.key) == 1 then
                     -- a new buffer: wake a dispatcher so it sleeps until this one is due
                     wake(KEYS[batch.wake])
+                else
+                    -- still filling: due a linger after its newest entry, never later than
+                    -- linger_cap lingers after its oldest (a steady stream fills whole calls)
+                    local oldest = tonumber(string.match(redis.call("lindex", buf, 0), "^(%d+)|"))
+                    redis.call("zadd", due, "XX", "GT", math.min(now + linger, oldest + doc.linger_cap * linger), batch.key)
                 end
             end
         end
