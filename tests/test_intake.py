@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
 from contracts import SendResult, SmsProducer
 from contracts.models import MAX_METADATA_BYTES, SendRequest
@@ -74,6 +75,28 @@ def test_one_item_that_fails_unexpectedly_does_not_take_its_pack_down(make_app, 
     bug = producer.wait("bug-1", timeout=20)
     assert bug.status == "rejected" and bug.error is not None and bug.error.code == "internal_error"
     assert [producer.wait(i, timeout=20).status for i in ("ok-1", "ok-2")] == ["sent", "sent"]
+
+
+def test_a_redis_blip_while_a_request_is_prepared_is_waited_out_not_rejected(make_app, redis_client, sandbox) -> None:
+    # Given Redis dropping the worker's connection once while a request is prepared (played by a
+    # rate table whose first lookup gets the error redis-py raises then)
+    class Blip(RateTable):
+        blips = 1
+
+        def rate(self, country: str) -> float:
+            if self.blips:
+                self.blips -= 1
+                raise redis.TimeoutError("Timeout reading from socket")
+            return super().rate(country)
+
+    app = make_app()
+    stage: AcceptStage = app.accept
+    stage.rates = Blip(redis_client, ttl_s=3600)
+    # When a request arrives
+    request = SendRequest(request_id="blip-1", message="Hi", receivers=["+33612345678"], priority="high")
+    # Then it is staged and sent: a Redis outage is waited out, it is not the request's fault
+    assert stage([request.model_dump(mode="json")], lane="high") == ["staged"]
+    assert SmsProducer(client=redis_client).wait("blip-1", timeout=20).status == "sent"
 
 
 def test_a_request_id_ending_in_ready_collides_with_nothing(make_app, redis_client, sandbox) -> None:

@@ -15,6 +15,7 @@ read raises ``UnreadablePayload`` (the actor dead-letters the message).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -45,7 +46,7 @@ from ..accounting.quotas import EPSILON as QUOTA_EPSILON
 from ..accounting.quotas import QuotaStore
 from ..errors import UnreadablePayload
 from ..ops.telemetry import Telemetry
-from ..retries import until_redis_answers
+from ..retries import REDIS_OUTAGE, until_redis_answers
 from ..settings import Settings
 from . import mailmerge, receivers
 from .attempts import Entry
@@ -195,10 +196,12 @@ class AcceptStage:
         held: dict[str, float] = defaultdict(float)  # credits this pack already asked of each account
         for n, (request_id, data) in enumerate(readable):
             try:
-                ready = self._prepare(n, request_id, data, held)
+                ready = self._prepare_through_outage(n, request_id, data, held)
             except Rejection as rejection:
                 outcomes[n] = self._reject(request_id, data, rejection, lane)
                 continue
+            except REDIS_OUTAGE:
+                raise
             except Exception as exc:  # a fault of ours on this one request: its neighbours go on
                 log.exception("request %s could not be prepared", request_id, extra={"request_id": request_id})
                 failure = Rejection("internal_error", f"the worker failed on this request ({type(exc).__name__})")
@@ -211,6 +214,20 @@ class AcceptStage:
             outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane)
         self.telemetry.requests_accepted(lane, outcomes.values())
         return [outcomes[n] for n in range(len(readable))]
+
+    def _prepare_through_outage(
+        self, n: int, request_id: str, data: dict[str, Any], held: dict[str, float]
+    ) -> _Prepared:
+        """``_prepare``, waiting out a Redis outage: it is nobody's fault in the pack, so after
+        ``redis_outage_s`` the pack fails (dramatiq retries it) rather than a request be rejected."""
+        try:
+            return self._prepare(n, request_id, data, held)
+        except REDIS_OUTAGE:
+            return until_redis_answers(
+                functools.partial(self._prepare, n, request_id, data, held),
+                outage_s=self.settings.redis_outage_s,
+                what="prepare a request",
+            )
 
     # -- staging ----------------------------------------------------------------------------------
 

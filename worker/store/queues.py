@@ -11,6 +11,11 @@
 - **Maintenance on a clock**: dramatiq requeues the messages of dead workers during a random
   share of its fetches; with blocking fetches those are rarer, so ``maintain`` runs it on a
   schedule (the lease thread calls it).
+- **Stall-proof**: when Redis stalls (paused, failing over, a partition), a fetch can run on
+  Redis while its reply times out here: its messages sit in this live worker's ack set, which no
+  other worker requeues, and wait for this process to die. dramatiq's consumer raises, is
+  rebuilt and forgets them; this one stays, and once Redis answers again puts back every message
+  of its ack set it does not hold. An ack whose reply was lost is retried, never dropped.
 
 Key names come from ``worker.store.keys``; nothing else in the worker writes dramatiq's keys
 except the Lua ``enqueue`` (``lua/_common.lua``), which writes the same layout.
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 4.0
 #: Pause of a consumer whose prefetch is full, before it looks again (seconds).
 BUSY_PAUSE_S = 0.002
+#: Pause of a consumer that lost Redis, before it tries again (seconds).
+RETRY_PAUSE_S = 1.0
 
 
 class _Poison(scripts.Script):
@@ -60,31 +67,79 @@ class Consumer(_RedisConsumer):  # type: ignore[misc]
 
     broker: Broker
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Redis ids of the messages handed to dramatiq and not acked yet.
+        self._held: set[str] = set()
+        #: Set when a Redis command failed: some fetched messages may be in the ack set unseen.
+        self._unsure = False
+
     def __next__(self) -> MessageProxy | None:
         try:
-            while True:
-                if not self.message_cache:
-                    if self.outstanding_message_count < self.prefetch:
-                        self.message_cache = self.broker.do_fetch(
-                            self.queue_name, self.prefetch - self.outstanding_message_count
-                        )
-                        self._fetched_at = time.monotonic()
-                    if not self.message_cache:
-                        self._wait_for_messages()
-                        return None
-                data = self.message_cache.pop(0)
-                if data is None:  # a body deleted under us (dramatiq issue 266)
-                    continue
-                try:
-                    message = dramatiq.Message.decode(data)
-                    message.options["redis_message_id"]  # noqa: B018  (needed to ack it)
-                except (dramatiq.errors.DecodeError, KeyError, TypeError) as exc:
-                    self.broker.dead_letter_unreadable(self.queue_name, data, exc)
-                    continue
-                self.queued_message_ids.add(message.message_id)
-                return MessageProxy(message)
-        except redis.ConnectionError as exc:
+            if self._unsure:
+                self._put_back_unseen()
+            return self._next()
+        except redis.RedisError as exc:
+            if not self._unsure:
+                log.error("consumer of %s lost Redis (%s); retrying every second", self.queue_name, exc)
+            self._unsure = True
+            self.message_cache = []  # still in the ack set: put back once Redis answers
+            time.sleep(RETRY_PAUSE_S)
+            return None
+
+    def _put_back_unseen(self) -> None:
+        """Requeue what this worker's ack set holds but dramatiq was never handed (see the module)."""
+        fetched = {m.decode() for m in self.broker.client.smembers(keys.acks(self.broker.broker_id, self.queue_name))}
+        unseen = sorted(fetched - self._held)
+        if unseen:
+            # dramatiq's requeue moves an id only if it is still in the ack set: an ack racing
+            # this makes it a no-op.
+            self.broker.do_requeue(self.queue_name, *unseen)
+        self._unsure = False
+        log.warning(
+            "consumer of %s has Redis back; put back %d message(s) fetched unseen", self.queue_name, len(unseen)
+        )
+
+    def ack(self, message: MessageProxy) -> None:
+        self._post_process(self.broker.do_ack, message)
+
+    def nack(self, message: MessageProxy) -> None:
+        self._post_process(self.broker.do_nack, message)
+
+    def _post_process(self, command: Any, message: MessageProxy) -> None:
+        """Ack or nack; on any Redis error raise ``ConnectionClosed``, which dramatiq retries
+        (its own consumer only does so for connection errors, and drops the ack on a timeout)."""
+        redis_id = message.options["redis_message_id"]
+        try:
+            command(self.queue_name, redis_id)
+        except redis.RedisError as exc:
             raise ConnectionClosed(exc) from None
+        self.queued_message_ids.discard(message.message_id)
+        self._held.discard(redis_id)
+
+    def _next(self) -> MessageProxy | None:
+        while True:
+            if not self.message_cache:
+                if self.outstanding_message_count < self.prefetch:
+                    self.message_cache = self.broker.do_fetch(
+                        self.queue_name, self.prefetch - self.outstanding_message_count
+                    )
+                    self._fetched_at = time.monotonic()
+                if not self.message_cache:
+                    self._wait_for_messages()
+                    return None
+            data = self.message_cache.pop(0)
+            if data is None:  # a body deleted under us (dramatiq issue 266)
+                continue
+            try:
+                message = dramatiq.Message.decode(data)
+                message.options["redis_message_id"]  # noqa: B018  (needed to ack it)
+            except (dramatiq.errors.DecodeError, KeyError, TypeError) as exc:
+                self.broker.dead_letter_unreadable(self.queue_name, data, exc)
+                continue
+            self.queued_message_ids.add(message.message_id)
+            self._held.add(message.options["redis_message_id"])
+            return MessageProxy(message)
 
     def _wait_for_messages(self) -> None:
         """Block until the queue is not empty (``timeout`` ms at most), without taking anything."""
