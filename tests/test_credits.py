@@ -202,3 +202,11 @@ def test_account_balance_is_cached_and_debited(sandbox) -> None:
     assert balance.credits_left(sandbox.service_name) == 50  # refreshed
     assert balance.fetch(fetch, "no-such-account") is None
     assert balance.credits_left("no-such-account") is None  # unknown: the check is skipped
+
+
+@pytest.mark.parametrize("written", ["be,de", '["be", "de"]', " be , de "])
+def test_rates_to_prefetch_are_read_as_ops_write_them(monkeypatch: pytest.MonkeyPatch, written: str) -> None:
+    from worker.settings import Settings
+
+    monkeypatch.setenv("SMS_WORKER_RATES_PREFETCH", written)
+    assert Settings().rates_prefetch == ["be", "de"]

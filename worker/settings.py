@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         gt=0,
         description="after how long a destination's credit rate is read again (it is used meanwhile)",
     )
-    rates_prefetch: list[str] = Field(
+    rates_prefetch: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="countries (ISO codes) whose credit rates are read at start, besides the default region's",
     )
@@ -234,15 +234,15 @@ class Settings(BaseSettings):
 
     @field_validator("lanes", "rates_prefetch", mode="before")
     @classmethod
-    def _split_lanes(cls, value: object) -> object:
-        """``high,low`` or a JSON list ``["high", "low"]``."""
+    def _split_list(cls, value: object) -> object:
+        """``a,b`` or a JSON list ``["a", "b"]``."""
         if isinstance(value, str) and value.lstrip().startswith("["):
             try:
                 return json.loads(value)
             except ValueError:
-                raise ValueError('lanes: not a JSON list; write high,low or ["high", "low"]') from None
+                raise ValueError('not a JSON list; write a,b or ["a", "b"]') from None
         if isinstance(value, str):
-            return [lane.strip() for lane in value.split(",") if lane.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("lanes")
