@@ -60,12 +60,13 @@ def _log_reply(events: ReplyEvents, published: tuple[int, int]) -> None:
             log.warning("opt-out with no SMS account known: set SMS_WORKER_SERVICE_NAME or use callbacks setup")
 
 
-class Publisher:
-    """Synchronous: for threads (pull mode)."""
+class _Publishing:
+    """What both publishers hold: the event-building side is shared (``report_call``,
+    ``reply_call``), only the Redis round trips differ (threads or asyncio)."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Any,
         ptts: PttTable,
         *,
         default_region: str,
@@ -90,6 +91,12 @@ class Publisher:
         }
         self._report = scripts.load(client, "report")
         self._reply = scripts.load(client, "reply")
+
+
+class Publisher(_Publishing):
+    """Synchronous: for threads (pull mode)."""
+
+    redis: redis.Redis
 
     def receipt(self, receipt: Receipt, *, count_poll: bool = False) -> tuple[str, int]:
         """``(outcome, polls)``: outcome is one of ``REPORT_OUTCOMES``' values."""
@@ -121,36 +128,10 @@ class Publisher:
         return events
 
 
-class AsyncPublisher:
+class AsyncPublisher(_Publishing):
     """asyncio: for the inbound service."""
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        ptts: PttTable,
-        *,
-        default_region: str,
-        default_service: str | None,
-        results_queue: str,
-        dedupe_ttl_s: int,
-        queue_cap: int,
-        campaign_ttl_s: int = 0,
-    ) -> None:
-        self.redis = client
-        self.ptts = ptts
-        self.default_region = default_region
-        self.results_queue = results_queue
-        self.queue_cap = queue_cap
-        self.campaign_ttl_s = campaign_ttl_s
-        self.reply_options: dict[str, Any] = {
-            "default_service": default_service,
-            "results_queue": results_queue,
-            "dedupe_ttl_s": dedupe_ttl_s,
-            "queue_cap": queue_cap,
-            "campaign_ttl_s": campaign_ttl_s,
-        }
-        self._report = scripts.load(client, "report")  # type: ignore[arg-type]
-        self._reply = scripts.load(client, "reply")  # type: ignore[arg-type]
+    redis: redis.asyncio.Redis
 
     async def receipt(self, receipt: Receipt) -> str:
         """The outcome: one of ``REPORT_OUTCOMES``' values."""
