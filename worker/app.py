@@ -210,6 +210,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         result_ttl_s=settings.result_ttl_s,
         request_ttl_s=settings.request_ttl_s,
         queue_cap=settings.results_queue_max_length,
+        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
     )
     attempts = Attempts(
         client,

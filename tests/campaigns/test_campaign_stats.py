@@ -7,6 +7,7 @@ import re
 import redis
 
 from contracts import SmsProducer
+from contracts.models import SendRequest
 from worker.campaigns.stats import DELAY_EDGES_S, MAX_MINUTE, CampaignStats, delay_bucket
 from worker.store import keys, scripts
 
@@ -42,6 +43,23 @@ def test_settlement_counts_sms_requests_and_credits_per_tag(make_app, redis_clie
     assert 0 < redis_client.ttl(keys.campaign_stats(sandbox.service_name, "spring")) <= TTL_S
     stats_key = keys.campaign_stats(sandbox.service_name, "spring")
     assert redis_client.keys(keys.PREFIX + "campaign:*") == [stats_key.encode()]
+
+
+def test_requests_refused_at_accept_are_counted_rejected_once(make_app, redis_client: redis.Redis, sandbox) -> None:
+    # Given a worker keeping campaign counters
+    make_app(campaign_stats_ttl_s=TTL_S)
+    producer = SmsProducer(client=redis_client)
+    # When a tagged request is refused at accept (no valid receiver), delivered twice, beside a sent one
+    refused = SendRequest(request_id="spring-bad", message="Hello", receivers=["123"], tag="spring")
+    producer.publish([refused, refused])
+    sent = producer.send("+33612000001", "Hello", tag="spring", no_stop_clause=True)
+    assert producer.wait("spring-bad", timeout=30).status == "rejected"
+    producer.wait(sent, timeout=30)
+    # Then the tag counts one rejected request and one sent
+    stats = CampaignStats(redis_client, ttl_s=TTL_S).read(sandbox.service_name, "spring")
+    assert stats is not None
+    assert stats.requests == {"sent": 1, "rejected": 1}
+    assert stats.receivers == {"sent": 1}
 
 
 def test_delivery_reports_count_each_sms_once_and_never_undo_a_final_status(redis_client: redis.Redis) -> None:

@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.models import (
     MAX_METADATA_BYTES,
     REQUEST_ID_PATTERN,
+    SERVICE_NAME_PATTERN,
     ErrorInfo,
     QueueName,
     ReceiverOutcome,
@@ -56,6 +57,7 @@ from .policy import Policy, PolicyRefusal
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 _QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
 
 
@@ -438,8 +440,15 @@ class AcceptStage:
                 result = SendResult.model_validate({**result.model_dump(), key: value})
             except ValidationError:
                 continue
+        service = result.service_name or self.settings.service_name
         published = until_redis_answers(
-            lambda: self.buffers.reject(request_id, result.model_dump_json(exclude_none=True), reply_to),
+            lambda: self.buffers.reject(
+                request_id,
+                result.model_dump_json(exclude_none=True),
+                reply_to,
+                service=service if service and _SERVICE_NAME.fullmatch(service) else None,
+                tag=result.tag,
+            ),
             outage_s=self.settings.redis_outage_s,
             what="publish a rejection",
         )

@@ -109,8 +109,10 @@ class Buffers:
         result_ttl_s: int,
         request_ttl_s: int,
         queue_cap: int,
+        campaign_stats_ttl_s: int = 0,
     ) -> None:
         self.redis = client
+        self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self.max_receivers_per_call = max_receivers_per_call
         self.dedupe_ttl_s = dedupe_ttl_s
         self.result_ttl_s = result_ttl_s
@@ -192,9 +194,14 @@ class Buffers:
             }
         return request
 
-    def reject(self, request_id: str, result_json: str, reply_to: str) -> bool:
-        """Publish the result of a request refused before staging; ``False`` for a repeat."""
-        document = {
+    def reject(
+        self, request_id: str, result_json: str, reply_to: str, *, service: str | None = None, tag: str | None = None
+    ) -> bool:
+        """Publish the result of a request refused before staging; ``False`` for a repeat.
+
+        A tagged request is counted ``rejected`` in its campaign's statistics (same step)."""
+        refs = self._reject.refs()
+        document: dict[str, Any] = {
             "id": request_id,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "result": result_json,
@@ -212,7 +219,14 @@ class Buffers:
             "messages": keys.queue_messages(reply_to),
             "stats": keys.STATS,
         }
-        return bool(self._reject.run(fixed, document))
+        if service and tag and self.campaign_stats_ttl_s > 0:
+            document["campaign"] = {
+                "key": refs(keys.campaign_stats(service, tag)),
+                "service": service,
+                "tag": tag,
+                "ttl_s": self.campaign_stats_ttl_s,
+            }
+        return bool(self._reject.run(fixed, document, refs))
 
     def peek(self, lanes: list[str]) -> tuple[str, str] | int:
         """``(lane, batch key)`` of the buffer to send next (highest lane first, most overdue

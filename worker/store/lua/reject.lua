@@ -1,8 +1,10 @@
 -- reject: publish the one result of a request refused before staging (bad input, quota), unless
 -- the request id was already seen: a redelivered bad message publishes nothing twice.
 --
--- KEYS: seen marker, result, result ready list, results queue list, its .msgs hash, stats hash
--- ARGV[1]: {id, dedupe_ttl_s, result (JSON), result_ttl_s, queue (name), message_id, actor, queue_cap}
+-- KEYS: seen marker, result, result ready list, results queue list, its .msgs hash, stats hash,
+--       then the campaign statistics hash when the request is tagged
+-- ARGV[1]: {id, dedupe_ttl_s, result (JSON), result_ttl_s, queue (name), message_id, actor, queue_cap,
+--           campaign: {key (index), service, tag, ttl_s} | absent}
 -- Returns 1 when published, 0 for a repeat.
 local doc = cjson.decode(ARGV[1])
 local now = now_ms()
@@ -11,4 +13,5 @@ if not redis.call("set", KEYS[1], int(now), "NX", "EX", doc.dedupe_ttl_s) then
 end
 keep_result(KEYS[2], KEYS[3], doc.result, doc.result_ttl_s)
 enqueue(KEYS[4], KEYS[5], doc.queue, doc.actor, doc.message_id .. ":" .. int(now), doc.result, now, doc.queue_cap, KEYS[6])
+if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, { "rejected" }, now) end
 return 1
