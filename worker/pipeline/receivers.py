@@ -37,7 +37,7 @@ def normalize(raw: str, default_region: str) -> Receiver:
     text = raw.strip()
     if text.startswith("00"):
         text = "+" + text[2:]
-    return _international(raw, text) or by_phonenumbers(raw, text, default_region)
+    return international(raw, text) or by_phonenumbers(raw, text, default_region)
 
 
 def by_phonenumbers(raw: str, text: str, default_region: str) -> Receiver:
@@ -112,7 +112,7 @@ def _region_of(country_code: int) -> _Region | None:
     return _Region(regions[0], metadata, _Desc.of(metadata.general_desc), types)
 
 
-def _international(raw: str, text: str) -> Receiver | None:
+def international(raw: str, text: str) -> Receiver | None:
     """``+<digits>`` of a single-region country code, decided as phonenumbers would; else None."""
     match = _INTERNATIONAL.fullmatch(text)
     if match is None:

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -51,11 +51,9 @@ LOG_MAX = 200_000
 REORDER_DELAY_S = 0.05
 
 
-@dataclass(order=True)
-class _Due:
-    at: float
-    seq: int
-    job: Callable[[], object] = field(compare=False)
+#: A scheduled job: (unix time due, sequence number, job). A plain tuple: compared in C, it keeps
+#: the schedule of a 500-receiver call (a thousand pushes) cheap.
+_Due = tuple[float, int, Callable[[], object]]
 
 
 @dataclass
@@ -140,7 +138,7 @@ class CallbackSender:
 
     def _at(self, at: float, job: Callable[[], object]) -> None:
         with self._lock:
-            heapq.heappush(self._heap, _Due(at, next(self._seq), job))
+            heapq.heappush(self._heap, (at, next(self._seq), job))
 
     def sms_created(self, sms: Sms) -> None:
         """``SandboxState.listener``: schedule the SMS's receipts (and a seeded reaction)."""
@@ -191,9 +189,9 @@ class CallbackSender:
             now = self.clock()
             while True:
                 with self._lock:
-                    if not self._heap or self._heap[0].at > now:
+                    if not self._heap or self._heap[0][0] > now:
                         break
-                    job = heapq.heappop(self._heap).job
+                    job = heapq.heappop(self._heap)[2]
                 try:
                     job()
                 except Exception:

@@ -12,6 +12,8 @@ import re
 
 import phonenumbers
 
+from ..pipeline.receivers import international
+
 _INTERNATIONAL = re.compile(r"(?:\+|00)[1-9][0-9]{5,14}")
 
 
@@ -20,6 +22,9 @@ def normalize(receiver: str) -> tuple[str, str] | None:
     if not _INTERNATIONAL.fullmatch(receiver):
         return None
     e164 = "+" + receiver[2:] if receiver.startswith("00") else receiver
+    decided = international(e164, e164)
+    if decided is not None:
+        return None if decided.e164 is None else (e164, (decided.region or "").lower())
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
