@@ -77,7 +77,8 @@ def from_report(attempt: Attempt, report: dict[str, Any], default_queue: str) ->
     invalid = {e164(r) for r in report.get("invalidReceivers") or []}
     ids = report.get("ids") or []
     id_of = dict(zip(valid, ids, strict=False)) if len(ids) == len(valid) else {}
-    accepted = [e for e in attempt.entries if e.receiver in set(valid)]
+    valid_set = set(valid)  # once: this is per call of up to 500 receivers
+    accepted = [e for e in attempt.entries if e.receiver in valid_set]
     total = float(report.get("totalCreditsRemoved") or 0.0)
     weight = sum(e.credits for e in accepted) or 1.0
     sent: dict[str, Sent] = {}

@@ -40,30 +40,38 @@ redis.call("zrem", reconcile, doc.call_id)
 local now = now_ms()
 local finished_at = string.format("%.3f", now / 1000)
 local published, released, spent = {}, 0, 0
+-- Credits as a JSON number that reads back as the same double.
+local function number(x)
+    if x == math.floor(x) and math.abs(x) < 1e15 then return int(x) end
+    return string.format("%.17g", x)
+end
+
 for _, s in ipairs(doc.settlements) do
     local request, outcomes = KEYS[s.req], KEYS[s.outcomes]
     released = released + s.reserved
     spent = spent + s.spent
-    if redis.call("exists", request) == 1 then
-        if s.fragments ~= "" then redis.call("rpush", outcomes, s.fragments) end
-        if s.error ~= "" then redis.call("hset", request, "error", s.error) end
-        redis.call("hincrby", request, "sent", s.n_sent)
-        redis.call("hincrby", request, "failed", s.n_failed)
-        redis.call("hincrby", request, "unknown", s.n_unknown)
-        redis.call("hincrbyfloat", request, "credits", s.credits)
-        if redis.call("hincrby", request, "remaining", -s.n_in_call) <= 0 then
-            local h = redis.call("hmget", request, "skeleton", "sent", "failed", "unknown", "credits", "error")
-            local sent, failed, unknown = tonumber(h[2]), tonumber(h[3]), tonumber(h[4])
+    local h = redis.call("hmget", request, "skeleton", "sent", "failed", "unknown", "credits", "error", "remaining")
+    if h[1] then
+        if tonumber(h[7]) - s.n_in_call <= 0 then
+            -- the request's last receivers: its result, in a few commands (most requests end in
+            -- the one call that holds all their receivers)
+            local sent = tonumber(h[2]) + s.n_sent
+            local failed = tonumber(h[3]) + s.n_failed
+            local unknown = tonumber(h[4]) + s.n_unknown
             local status
             if sent > 0 and failed + unknown == 0 then status = "sent"
             elseif sent > 0 then status = "partial"
             elseif unknown > 0 then status = "unknown"
             elseif failed > 0 then status = "failed"
             else status = "rejected" end
-            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":' .. h[5]
-                .. ',"receivers":[' .. table.concat(redis.call("lrange", outcomes, 0, -1), ",") .. ']'
+            local fragments = redis.call("lrange", outcomes, 0, -1)
+            if s.fragments ~= "" then table.insert(fragments, s.fragments) end
+            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":'
+                .. number(tonumber(h[5]) + s.credits)
+                .. ',"receivers":[' .. table.concat(fragments, ",") .. ']'
                 .. ',"finished_at":' .. finished_at
-            if h[6] then result = result .. ',"error":' .. h[6] end
+            local error = (s.error ~= "" and s.error) or h[6]
+            if error then result = result .. ',"error":' .. error end
             result = result .. "}"
             keep_result(KEYS[s.result], KEYS[s.ready], result, doc.result_ttl_s)
             enqueue(KEYS[s.q], KEYS[s.msgs], s.queue, doc.result_actor, "result:" .. s.id .. ":" .. int(now),
@@ -71,6 +79,13 @@ for _, s in ipairs(doc.settlements) do
             redis.call("del", request, outcomes)
             table.insert(published, status)
         else
+            if s.fragments ~= "" then redis.call("rpush", outcomes, s.fragments) end
+            if s.error ~= "" then redis.call("hset", request, "error", s.error) end
+            redis.call("hincrby", request, "sent", s.n_sent)
+            redis.call("hincrby", request, "failed", s.n_failed)
+            redis.call("hincrby", request, "unknown", s.n_unknown)
+            redis.call("hincrbyfloat", request, "credits", s.credits)
+            redis.call("hincrby", request, "remaining", -s.n_in_call)
             redis.call("expire", request, doc.request_ttl_s)
             redis.call("expire", outcomes, doc.request_ttl_s)
         end
