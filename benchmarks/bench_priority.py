@@ -7,7 +7,7 @@ arriving at 5 per second, each sent by its own thread with ``SmsProducer.send`` 
 is over; only codes sent while the campaign was still running count. Sandbox at 50 ms per call
 and 20 calls/s.
 
-The bar: code p99 under 2 x (1 / rate + API latency) = 200 ms while the campaign runs.
+The bar (issue 12): code p99 at most 150 ms while the campaign runs, one process and split pools.
 
 Columns: this project's worker as one process for every lane; with ``--pools``, also as the
 README suggests for one-time codes, a ``--lanes high`` process beside a process for the other
@@ -34,7 +34,7 @@ from contracts.producer import ResultTimeout
 
 TEXT = "Spring collection: 3 days of free delivery at shop.example"
 CODES_PER_S = 5.0
-BAR_S = 2 * (1 / harness.RATE_LIMIT + harness.LATENCY_MS / 1000)
+BAR_S = 0.150  # issue 12: p99 of a code during a saturating campaign, seconds
 
 
 def campaign(receivers: int, lane: str, prefix: str) -> Any:
@@ -123,7 +123,7 @@ def report(columns: list[dict[str, Any]], receivers: int, lane: str) -> str:
     rows = [
         row("codes during the campaign", lambda c: f"{c['codes']} of {c['codes_sent']}"),
         row("code send -> result p50 s", lambda c: _seconds(c["p50"], c["timeout"])),
-        row("code send -> result p99 s", lambda c: _seconds(c["p99"], c["timeout"]), f"< {BAR_S:.3f}"),
+        row("code send -> result p99 s", lambda c: _seconds(c["p99"], c["timeout"]), f"<= {BAR_S:.3f}"),
         row("code send -> result max s", lambda c: _seconds(c["max"], c["timeout"])),
         row("  p99: send -> accepted s", lambda c: _seconds(c.get("accept_p99", math.nan), c["timeout"])),
         row("  p99: accepted -> result s", lambda c: _seconds(c.get("dispatch_p99", math.nan), c["timeout"])),
