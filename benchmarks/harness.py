@@ -162,6 +162,10 @@ class SandboxProcess:
         return SandboxControl(self.base_url)
 
 
+#: CPU priority of the sandbox process (see ``start_sandbox``).
+SANDBOX_NICE = -10
+
+
 def start_sandbox(*, latency_ms: float = LATENCY_MS, rate_limit: float = RATE_LIMIT, log_path: Path) -> SandboxProcess:
     args = [PYTHON, "-m", "worker.sandbox", "--port", "0", "--latency-ms", str(latency_ms), "--credits", "1e12"]
     if rate_limit:
@@ -181,6 +185,13 @@ def start_sandbox(*, latency_ms: float = LATENCY_MS, rate_limit: float = RATE_LI
     if "OVH_ENDPOINT" not in exports:
         stop_process(process)
         raise RuntimeError("the sandbox did not start")
+    # The sandbox stands for OVH, whose CPU is not on this machine: ahead of the processes measured
+    # in the queue for the 2 cores, its latency stays near the configured one instead of absorbing
+    # the load of what it serves (needs root or CAP_SYS_NICE; else it runs as an equal neighbour).
+    try:
+        os.setpriority(os.PRIO_PROCESS, process.pid, SANDBOX_NICE)
+    except PermissionError:
+        log(f"sandbox: could not raise its CPU priority (nice {SANDBOX_NICE}); figures include its contention")
     # keep draining its stdout so it can never block on a full pipe
     threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore[union-attr]
     return SandboxProcess(process, exports["OVH_ENDPOINT"], exports)

@@ -336,6 +336,7 @@ class SandboxState:
                 return
             call["status"] = status
             call["credits"] = credits_removed
+            call["ended"] = self.clock()
             self.by_status[str(status)] += 1
 
     def sent_records(self, receiver: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
@@ -421,6 +422,10 @@ class SandboxState:
             sms = self._find_sms(sms_id)
             if sms is None or sms.cancelled:
                 return None
+            account = self.accounts[sms.service]
+            user = account.users.get(sms.login) if sms.login else None
+            if not ((user is not None and user.callback) or account.callback):
+                return None  # nowhere to call: the receipt is not worth building
             at = sms.plan.final_at if final else sms.plan.sent_at
             status = delivery.status_at(sms.plan, at)
             params = {
@@ -430,12 +435,8 @@ class SandboxState:
                 "description": str(status.delivery_receipt),
                 "descriptionDlr": delivery.DLR_TEXT.get(status.delivery_receipt, ""),
             }
-            account = self.accounts[sms.service]
-            user = account.users.get(sms.login) if sms.login else None
             if user is not None and user.callback:
                 return user.callback, params
-            if not account.callback:
-                return None
             params.update({"dlr": str(status.delivery_receipt), "receiver": sms.receiver, "sender": sms.sender})
             return account.callback, params
 
@@ -699,11 +700,15 @@ class SandboxState:
                     )
                 account.credits_left -= total
             now = self.clock()
-            ids = []
-            for receiver, price in valid:
-                sms_id = self._next_sms_id
-                self._next_sms_id += 1
-                sms = Sms(
+            first_id = self._next_sms_id
+            self._next_sms_id += len(valid)
+        # Per SMS work (a seeded plan, the records) outside the lock: a 500-receiver call must not
+        # hold up a one-receiver call arriving meanwhile (OVH does not serialize its callers).
+        created: list[Sms] = []
+        records: list[dict[str, Any]] = []
+        for sms_id, (receiver, price) in enumerate(valid, start=first_id):
+            created.append(
+                Sms(
                     id=sms_id,
                     service=service,
                     login=login,
@@ -728,37 +733,42 @@ class SandboxState:
                     commercial=not no_stop,
                     for_response=for_response,
                 )
-                account.sms[sms_id] = sms
-                if self.listener is not None:
-                    self.listener(sms)
-                ids.append(sms_id)
-                self.sent.append(
-                    {
-                        "id": sms_id,
-                        "service": service,
-                        "login": login,
-                        "receiver": receiver,
-                        "message": message,
-                        "sender": sender,
-                        "senderForResponse": for_response,
-                        "noStopClause": no_stop,
-                        "priority": params.get("priority", DEFAULT_PRIORITY),
-                        "tag": params.get("tag"),
-                        "validityPeriod": params.get("validityPeriod", DEFAULT_VALIDITY_MIN),
-                        "differedPeriod": differed,
-                        "charset": params.get("charset"),
-                        "class": params.get("class"),
-                        "coding": params.get("coding"),
-                        "credits": price,
-                        "parts": cost.parts,
-                        "created_at": now,
-                        "call_id": call_id,
-                        "cancelled": False,
-                    }
-                )
+            )
+            records.append(
+                {
+                    "id": sms_id,
+                    "service": service,
+                    "login": login,
+                    "receiver": receiver,
+                    "message": message,
+                    "sender": sender,
+                    "senderForResponse": for_response,
+                    "noStopClause": no_stop,
+                    "priority": params.get("priority", DEFAULT_PRIORITY),
+                    "tag": params.get("tag"),
+                    "validityPeriod": params.get("validityPeriod", DEFAULT_VALIDITY_MIN),
+                    "differedPeriod": differed,
+                    "charset": params.get("charset"),
+                    "class": params.get("class"),
+                    "coding": params.get("coding"),
+                    "credits": price,
+                    "parts": cost.parts,
+                    "created_at": now,
+                    "call_id": call_id,
+                    "cancelled": False,
+                }
+            )
+        with self.lock:
+            for sms in created:
+                account.sms[sms.id] = sms
+            self.sent.extend(records)
             self.counters["jobs_accepted"] += 1
             self.counters["sms_sent"] += len(valid)
             self.credits_debited += total
+        if self.listener is not None:
+            for sms in created:
+                self.listener(sms)
+        ids = [sms.id for sms in created]
         report: dict[str, Any] = {
             "ids": ids,
             "invalidReceivers": invalid,
