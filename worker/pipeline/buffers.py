@@ -142,6 +142,8 @@ class Buffers:
             "alert_sms_queue": lane_queue(ALERT_SMS_LANE),
             "alert_sms_actor": accept_actor_name(ALERT_SMS_LANE),
             "requests": [self._stage_request(staging, refs) for staging in stagings],
+            # each batch's meta once, by batch key: a broadcast pack shares one
+            "metas": {b.meta.key: b.meta.json for staging in stagings for b in staging.batches},
         }
         replies = self._stage.run({"stats": keys.STATS, "quotas": keys.QUOTAS}, document, refs)
         return [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in replies]
@@ -168,7 +170,6 @@ class Buffers:
                 {
                     "key": key,
                     "lane": batch.lane,
-                    "meta": batch.meta.json,
                     "buf": refs(keys.buffer(key)),
                     "bufmeta": refs(keys.buffer_meta(key)),
                     "due": refs(keys.due(batch.lane)),

@@ -4,12 +4,12 @@
 --
 -- KEYS[1] stats hash, KEYS[2] set of quota hashes; then the keys the document refers to by index.
 -- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap, queue_cap, result_actor,
---   alert_sms_queue, alert_sms_actor,
+--   alert_sms_queue, alert_sms_actor, metas: {batch key: meta JSON},
 --   requests: [{id, seen, req, outcomes (key indexes), skeleton, reply_to, invalid, n_invalid,
 --     n_valid, credits,
 --     quota: {key, service, login, alert_queue, alert_q, alert_msgs, alert_sms, alert_sms_template,
 --             sms_q, sms_msgs} | absent,
---     batches: [{key, lane, meta, buf, bufmeta, due, wake,
+--     batches: [{key, lane, buf, bufmeta, due, wake,
 --                entries: ["<request id>|<E.164>|<credits>|<reply_to or empty>", ...]}]}]}
 --   (skeleton: the result's JSON without status, credits, receivers and finished_at;
 --    invalid: JSON objects of the receivers set aside, joined by ",")
@@ -80,6 +80,7 @@ local function reserve(r)
 end
 
 local replies = {}
+local due_set = {}  -- batch keys whose due time this call already set (one "now" for the whole pack)
 for n, r in ipairs(doc.requests) do
     local reply = "duplicate"
     if redis.call("exists", KEYS[r.seen]) == 0 then
@@ -100,14 +101,19 @@ for n, r in ipairs(doc.requests) do
             end
             for _, batch in ipairs(r.batches) do
                 local buf, due = KEYS[batch.buf], KEYS[batch.due]
-                redis.call("set", KEYS[batch.bufmeta], batch.meta, "NX")
                 local entries = {}
                 for i, entry in ipairs(batch.entries) do entries[i] = now_text .. "|" .. entry end
                 local length = redis.call("rpush", buf, unpack(entries))
                 local linger = doc.linger[batch.lane]
+                if not due_set[batch.key] then  -- once per batch key and pack
+                    redis.call("set", KEYS[batch.bufmeta], doc.metas[batch.key], "NX")
+                end
                 if linger == 0 or length >= doc.max_per_call then
                     redis.call("zadd", due, "LT", now, batch.key)
                     wake(KEYS[batch.wake])
+                    due_set[batch.key] = true
+                elseif due_set[batch.key] then
+                    -- set by an earlier request of this pack, at this same "now": nothing moves
                 elseif redis.call("zadd", due, "NX", now + linger, batch.key) == 1 then
                     -- a new buffer: wake a dispatcher so it sleeps until this one is due
                     wake(KEYS[batch.wake])
@@ -117,6 +123,7 @@ for n, r in ipairs(doc.requests) do
                     local oldest = tonumber(string.match(redis.call("lindex", buf, 0), "^(%d+)|"))
                     redis.call("zadd", due, "XX", "GT", math.min(now + linger, oldest + doc.linger_cap * linger), batch.key)
                 end
+                due_set[batch.key] = true
             end
         end
     end
