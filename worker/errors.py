@@ -60,3 +60,7 @@ class PermanentError(GatewayError):
 
 class AmbiguousError(GatewayError):
     """The call may have taken effect; only a reconciliation may decide to resend."""
+
+
+class NoSlot(RetryableError):
+    """No background rate-limit slot in time (or the worker is stopping): nothing was called."""

@@ -29,7 +29,7 @@ from typing import Any
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import redis
 
-from ..errors import GatewayError, PermanentError, SmsWorkerError
+from ..errors import GatewayError, NoSlot, PermanentError, SmsWorkerError
 from ..store import keys
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,9 @@ class RateTable:
         except PermanentError as exc:  # 400/404: OVH does not price (or know) this destination
             record = {"refused": exc.message, "at": now}
         except (GatewayError, KeyError, TypeError, ValueError) as exc:
-            log.warning("credit rate of %s not read (%s); trying again later", country, exc)
+            # no background slot in time is expected under load or at start; anything else is news
+            level = logging.INFO if isinstance(exc, NoSlot) else logging.WARNING
+            log.log(level, "credit rate of %s not read (%s); trying again later", country, exc)
             with self._lock:
                 self._wanted.add(country)
             return None

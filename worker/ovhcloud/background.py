@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from ..errors import GatewayError, RetryableError
+from ..errors import GatewayError, NoSlot
 from ..store import keys
 from .gateway import OvhGateway
 from .rate_limit import BACKGROUND_LANE, RateLimiter
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Longest a background call waits for its rate-limit slot (seconds); then the round gives up.
 ACQUIRE_TIMEOUT_S = 30.0
-
-
-class NoSlot(RetryableError):
-    """No background rate-limit slot in time (or the worker is stopping): nothing was called."""
 
 
 class BackgroundCalls:
@@ -96,6 +92,8 @@ class Periodic:
             delay: float | None = None
             try:
                 delay = self.job()
+            except NoSlot as exc:  # the send lanes had every slot: expected under load or at start
+                log.info("%s: %s; trying again in %g s", self.name, exc, self.every_s)
             except (GatewayError, redis.RedisError) as exc:
                 log.warning("%s: %s; trying again in %g s", self.name, exc, self.every_s)
             except Exception:
