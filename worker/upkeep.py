@@ -14,7 +14,7 @@ import redis
 from .inbound.ptts import fetch_wanted
 from .inbound.publish import Publisher
 from .inbound.pull import IncomingPoller, ReceiptPoller
-from .inbound.receipts import PttTable
+from .inbound.receipts import PttTable, ask_for_wanted
 from .ovhcloud.background import Background, BackgroundCalls, Periodic, take_lease
 from .ovhcloud.blacklist import Blacklist
 from .ovhcloud.senders import Senders
@@ -58,16 +58,7 @@ def build(settings: Settings, client: redis.Redis, calls: BackgroundCalls) -> tu
     ]
     if settings.delivery_mode == "pull":
         ptts = PttTable()
-        publisher = Publisher(
-            client,
-            ptts,
-            default_region=settings.default_region,
-            default_service=settings.service_name,
-            results_queue=settings.results_queue,
-            dedupe_ttl_s=settings.dedupe_ttl_s,
-            queue_cap=settings.results_queue_max_length,
-            campaign_ttl_s=settings.campaign_stats_ttl_s,
-        )
+        publisher = Publisher.from_settings(client, ptts, settings)
         receipts = ReceiptPoller(settings, client, calls, publisher)
         incoming = IncomingPoller(settings, client, calls, publisher, policy.services)
 
@@ -75,8 +66,9 @@ def build(settings: Settings, client: redis.Redis, calls: BackgroundCalls) -> tu
             ptts.load(client.hgetall(keys.PTTS))
             wanted = ptts.take_wanted()
             if wanted:
-                client.sadd(keys.PTTS_WANTED, *sorted(wanted))
-                client.expire(keys.PTTS_WANTED, 86_400)
+                with client.pipeline(transaction=False) as pipe:
+                    ask_for_wanted(pipe, wanted)
+                    pipe.execute()
             return receipts.run_once()
 
         jobs += [

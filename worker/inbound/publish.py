@@ -6,12 +6,13 @@ pollers' threads) or an asyncio one (the inbound service).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Self
 
 import redis
 import redis.asyncio
 
 from ..pipeline.receivers import mask_number
+from ..settings import Settings
 from ..store import keys, scripts
 from .events import LAST_SENT, REPORT_OUTCOMES, TRACKED, Receipt, Reply, ReplyEvents, e164, reply_call, report_call
 from .receipts import PttTable
@@ -91,6 +92,20 @@ class _Publishing:
         }
         self._report = scripts.load(client, "report")
         self._reply = scripts.load(client, "reply")
+
+    @classmethod
+    def from_settings(cls, client: Any, ptts: PttTable, settings: Settings) -> Self:
+        """A publisher configured as ``settings`` say (the inbound service's and pull mode's)."""
+        return cls(
+            client,
+            ptts,
+            default_region=settings.default_region,
+            default_service=settings.service_name,
+            results_queue=settings.results_queue,
+            dedupe_ttl_s=settings.dedupe_ttl_s,
+            queue_cap=settings.results_queue_max_length,
+            campaign_ttl_s=settings.campaign_stats_ttl_s,
+        )
 
 
 class Publisher(_Publishing):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..store import keys
+
 #: ptt code -> (description, duration), from OVHcloud's SMS users guide (non-exhaustive). The
 #: duration is ``sms.PttDurationTypeEnum``: whether a failure is worth a retry. Used until OVH's
 #: own description (``GET /sms/ptts``) is cached, and when OVH does not know a code.
@@ -150,6 +152,17 @@ class PttTable:
         with self._lock:
             wanted, self._wanted = self._wanted, set()
             return wanted - set(self._cached)
+
+
+#: How long codes asked for stay in ``keys.PTTS_WANTED`` (seconds).
+PTTS_WANTED_TTL_S = 86_400
+
+
+def ask_for_wanted(pipe: Any, wanted: set[int]) -> None:
+    """Queue on ``pipe`` (a sync or asyncio pipeline) the commands adding ``wanted`` (not empty)
+    to ``keys.PTTS_WANTED``, for the worker's ptt job to fetch."""
+    pipe.sadd(keys.PTTS_WANTED, *sorted(wanted))
+    pipe.expire(keys.PTTS_WANTED, PTTS_WANTED_TTL_S)
 
 
 def ptt_entry(details: dict[str, Any]) -> str:

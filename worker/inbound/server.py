@@ -46,7 +46,7 @@ from .events import InvalidNumber, Receipt
 from .http import QuietAppRunner
 from .metrics import CONTENT_TYPE, InboundMetrics
 from .publish import AsyncPublisher
-from .receipts import PttTable
+from .receipts import PttTable, ask_for_wanted
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ ORPHAN_RETRY_S = 0.5
 ORPHAN_BATCH = 200
 #: How often OVH's ptt descriptions are re-read from Redis (seconds).
 PTT_RELOAD_S = 60.0
-#: How long codes wanted stay in ``keys.PTTS_WANTED`` (seconds).
-PTTS_WANTED_TTL_S = 86_400
 #: Methods the callback paths answer.
 CALLBACK_METHODS = ("GET", "POST")
 #: Seconds ``/readyz`` waits for Redis.
@@ -78,16 +76,7 @@ class Inbound:
         self.redis = client
         self.metrics = metrics
         self.ptts = PttTable()
-        self.publisher = AsyncPublisher(
-            client,
-            self.ptts,
-            default_region=settings.default_region,
-            default_service=settings.service_name,
-            results_queue=settings.results_queue,
-            dedupe_ttl_s=settings.dedupe_ttl_s,
-            queue_cap=settings.results_queue_max_length,
-            campaign_ttl_s=settings.campaign_stats_ttl_s,
-        )
+        self.publisher = AsyncPublisher.from_settings(client, self.ptts, settings)
         self._token = settings.inbound_token.get_secret_value().encode()
 
     # -- callbacks -------------------------------------------------------------------------------
@@ -182,8 +171,7 @@ class Inbound:
         wanted = self.ptts.take_wanted()
         if wanted:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(keys.PTTS_WANTED, *sorted(wanted))
-                pipe.expire(keys.PTTS_WANTED, PTTS_WANTED_TTL_S)
+                ask_for_wanted(pipe, wanted)
                 await pipe.execute()
 
     # -- health ----------------------------------------------------------------------------------
