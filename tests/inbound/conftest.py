@@ -115,6 +115,12 @@ def start_inbound(inbound_env: dict[str, str]) -> Iterator[Callable[..., Inbound
             handle.process.communicate()
 
 
+def callbacks_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``sms-worker callbacks setup ARGS`` as a user runs it, in ``env``."""
+    command = [sys.executable, "-m", "worker.cli", "callbacks", "setup", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """``check()``'s first truthy value, polled until ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

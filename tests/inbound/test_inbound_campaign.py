@@ -3,15 +3,13 @@ sandbox calling ``sms-worker inbound`` back, duplicated and out of order, and a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
 from contracts import DeliveryReport, OptOut, SmsProducer
 from tests.helpers import read_events
-from tests.inbound.conftest import TOKEN, wait_until
+from tests.inbound.conftest import TOKEN, callbacks_setup, wait_until
 from worker.campaigns.stats import CampaignStats
 
 pytestmark = [pytest.mark.timeout(180)]
@@ -26,13 +24,7 @@ def test_delivery_reports_and_a_stop_count_in_the_tags_campaign_statistics(
 ) -> None:
     # Given OVH's callbacks pointed at the inbound service, sent twice and out of order
     inbound = start_inbound()
-    setup = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "callbacks", "setup", "--url", inbound.base],
-        env={**sandbox_env, "SMS_WORKER_INBOUND_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    setup = callbacks_setup({**sandbox_env, "SMS_WORKER_INBOUND_TOKEN": TOKEN}, "--url", inbound.base)
     assert setup.returncode == 0, setup.stderr
     sandbox.control.set_callbacks(duplicates=1, reorder=True)
     sandbox.control.set_failing_receivers(FAILING)

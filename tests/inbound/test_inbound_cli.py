@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.inbound.conftest import TOKEN
+from tests.inbound.conftest import TOKEN, callbacks_setup
 from worker.ovhcloud.client import make_client
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def setup(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "worker.cli", "callbacks", "setup", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -31,7 +24,7 @@ def test_setup_sets_the_account_and_every_api_user(env, sandbox) -> None:
     for login in ("alice", "bob"):
         client.post(f"/sms/{sn}/users", login=login, password="abcd1234")
     # When callbacks are set up for the inbound service's public URL
-    done = setup(env, "--url", "http://127.0.0.1:8090/", "--json")
+    done = callbacks_setup(env, "--url", "http://127.0.0.1:8090/", "--json")
     # Then the account has the three URLs, with the token, and each user its two
     assert done.returncode == 0, done.stderr
     account = client.get(f"/sms/{sn}")
@@ -50,17 +43,19 @@ def test_setup_sets_the_account_and_every_api_user(env, sandbox) -> None:
 
 
 def test_setup_refuses_plain_http_to_another_machine(env) -> None:
-    done = setup(env, "--url", "http://sms-inbound.example.com")
+    done = callbacks_setup(env, "--url", "http://sms-inbound.example.com")
     assert done.returncode == 2
     assert "https://" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_setup_needs_the_token(env) -> None:
-    done = setup({k: v for k, v in env.items() if k != "SMS_WORKER_INBOUND_TOKEN"}, "--url", "https://x.example.com")
+    done = callbacks_setup(
+        {k: v for k, v in env.items() if k != "SMS_WORKER_INBOUND_TOKEN"}, "--url", "https://x.example.com"
+    )
     assert done.returncode == 2 and "SMS_WORKER_INBOUND_TOKEN" in done.stderr
 
 
 def test_setup_says_what_ovh_refused(env) -> None:
-    done = setup(env, "--url", "https://x.example.com", "--service", "sms-nope-1")
+    done = callbacks_setup(env, "--url", "https://x.example.com", "--service", "sms-nope-1")
     assert done.returncode == 1
     assert "OVH refused" in done.stderr and "Traceback" not in done.stderr

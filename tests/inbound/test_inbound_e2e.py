@@ -6,8 +6,6 @@ the inbound service in its own process, ``sms-worker callbacks setup`` as a user
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +14,7 @@ import requests
 
 from contracts import DeliveryReport, OptOut, SmsProducer
 from tests.helpers import read_events
-from tests.inbound.conftest import TOKEN, wait_until
+from tests.inbound.conftest import TOKEN, callbacks_setup, wait_until
 from worker.ovhcloud.client import make_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -46,13 +44,7 @@ def finals_of(reports: list[DeliveryReport], request_ids: list[str]) -> dict[str
 def test_reports_replies_and_stop_end_to_end(make_app, redis_client, sandbox, start_inbound, sandbox_env) -> None:
     # Given the inbound service, and OVH's callbacks pointed at it as a user would do it
     inbound = start_inbound()
-    setup = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "callbacks", "setup", "--url", inbound.base],
-        env={**sandbox_env, "SMS_WORKER_INBOUND_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    setup = callbacks_setup({**sandbox_env, "SMS_WORKER_INBOUND_TOKEN": TOKEN}, "--url", inbound.base)
     assert setup.returncode == 0, setup.stderr
     # and OVH sending every callback twice, each SMS's final receipt before the earlier one
     sandbox.control.set_callbacks(duplicates=1, reorder=True)
