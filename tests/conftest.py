@@ -92,6 +92,11 @@ def _die_with_parent() -> None:
 @pytest.fixture
 def sandbox_env(redis_url: str, sandbox: Any) -> dict[str, str]:
     """The environment a worker process (or the CLI) needs to use this Redis and the sandbox."""
+    return process_env(redis_url, sandbox)
+
+
+def process_env(redis_url: str, sandbox: Any) -> dict[str, str]:
+    """``sandbox_env`` for any Redis (the fault suite runs its own)."""
     return {
         **os.environ,
         "REDIS_URL": redis_url,

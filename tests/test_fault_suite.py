@@ -14,7 +14,6 @@ Run it alone to see its figures: ``pytest tests/test_fault_suite.py -s``.
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
 import signal
@@ -32,7 +31,7 @@ import redis
 
 from contracts import CreditUsage, SendResult, SmsProducer
 from contracts.models import SendRequest
-from tests.conftest import _die_with_parent
+from tests.conftest import _die_with_parent, process_env
 from tests.helpers import read_events
 from tests.quota_fixtures import create_user
 from worker.accounting.quotas import QuotaStore
@@ -49,13 +48,7 @@ BROADCAST, CODES, MULTI, ALICE = 1500, 600, 300, 600
 
 def worker_env(redis_url: str, sandbox: Any) -> dict[str, str]:
     return {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "OVH_ENDPOINT": sandbox.base_url,
-        "OVH_APPLICATION_KEY": sandbox.credentials["application_key"],
-        "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
-        "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
-        "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+        **process_env(redis_url, sandbox),
         "SMS_WORKER_SENDER": "SANDBOX",
         "SMS_WORKER_QUOTAS": f'{{"alice": {{"quota": {QUOTA}}}}}',
         "SMS_WORKER_LEASE_S": str(LEASE_S),
