@@ -221,7 +221,8 @@ class AcceptStage:
         self, n: int, request_id: str, data: dict[str, Any], held: dict[str, float]
     ) -> _Prepared:
         """``_prepare``, waiting out a Redis outage: it is nobody's fault in the pack, so after
-        ``redis_outage_s`` the pack fails (dramatiq retries it) rather than a request be rejected."""
+        ``redis_outage_s`` the pack fails (dramatiq retries it) rather than a request be rejected.
+        Tried once before any retry loop is built: this runs for every request."""
         try:
             return self._prepare(n, request_id, data, held)
         except REDIS_OUTAGE:

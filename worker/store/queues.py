@@ -34,6 +34,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
+from ..retries import REDIS_OUTAGE
 from . import keys, scripts
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Consumer(_RedisConsumer):  # type: ignore[misc]
             if self._unsure:
                 self._put_back_unseen()
             return self._next()
-        except redis.RedisError as exc:
+        except REDIS_OUTAGE as exc:
             if not self._unsure:
                 log.error("consumer of %s lost Redis (%s); retrying every second", self.queue_name, exc)
             self._unsure = True
@@ -107,15 +108,20 @@ class Consumer(_RedisConsumer):  # type: ignore[misc]
         self._post_process(self.broker.do_nack, message)
 
     def _post_process(self, command: Any, message: MessageProxy) -> None:
-        """Ack or nack; on any Redis error raise ``ConnectionClosed``, which dramatiq retries
-        (its own consumer only does so for connection errors, and drops the ack on a timeout)."""
+        """Ack or nack; in a Redis outage raise ``ConnectionClosed``, which dramatiq retries, the
+        message still held meanwhile (its own consumer only does so for connection errors, and
+        drops the ack on a timeout). Done, or failed otherwise, the message is no longer held."""
         redis_id = message.options["redis_message_id"]
+        outage = False
         try:
             command(self.queue_name, redis_id)
-        except redis.RedisError as exc:
+        except REDIS_OUTAGE as exc:
+            outage = True
             raise ConnectionClosed(exc) from None
-        self.queued_message_ids.discard(message.message_id)
-        self._held.discard(redis_id)
+        finally:
+            if not outage:
+                self.queued_message_ids.discard(message.message_id)
+                self._held.discard(redis_id)
 
     def _next(self) -> MessageProxy | None:
         while True:
