@@ -28,7 +28,7 @@ import aiohttp
 import redis
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, queue_key
-from worker.embedded_redis import EmbeddedRedis
+from devstack.embedded_redis import EmbeddedRedis
 from worker.store import keys
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """Shared parts of the benchmarks: a private Redis, the sandbox and the workers, each in its own process.
 
 Every run gets a fresh stack (``Stack``): a private ``redis-server`` (``EmbeddedRedis``), the OVH
-sandbox served by ``python -m worker.sandbox`` in its own process (so it does not share a GIL
+sandbox served by ``python -m ovh_sandbox`` in its own process (so it does not share a GIL
 with anything measured), and either ``sms-worker run`` processes (``python -m worker.cli run``,
 configured by environment as ops would) or the naive worker under the dramatiq CLI. Every
 child is started in its own session and killed when the stack closes, at exit, or on SIGTERM.
@@ -33,8 +33,8 @@ from typing import Any
 import redis
 
 from contracts.wire import result_key
-from worker.embedded_redis import EmbeddedRedis
-from worker.sandbox.control import SandboxControl
+from devstack.embedded_redis import EmbeddedRedis
+from ovh_sandbox.control import SandboxControl
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = Path(__file__).resolve().parent
@@ -167,7 +167,7 @@ SANDBOX_NICE = -10
 
 
 def start_sandbox(*, latency_ms: float = LATENCY_MS, rate_limit: float = RATE_LIMIT, log_path: Path) -> SandboxProcess:
-    args = [PYTHON, "-m", "worker.sandbox", "--port", "0", "--latency-ms", str(latency_ms), "--credits", "1e12"]
+    args = [PYTHON, "-m", "ovh_sandbox", "--port", "0", "--latency-ms", str(latency_ms), "--credits", "1e12"]
     if rate_limit:
         args += ["--rate-limit", str(rate_limit)]
     process = spawn(

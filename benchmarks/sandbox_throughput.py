@@ -1,6 +1,6 @@
 """How many ``POST /sms/{sn}/jobs`` calls a second the sandbox serves, with no injected latency.
 
-The sandbox runs in its own process (``python -m worker.sandbox``), so client and server do not
+The sandbox runs in its own process (``python -m ovh_sandbox``), so client and server do not
 share a GIL; a few threads each drive their own real python-ovh client (keep-alive session,
 signed requests) for a fixed time. Run from the repository root:
 
@@ -28,7 +28,7 @@ MESSAGE = "Your code is 123456"
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.sandbox", "--port", "0", "--credits", "1e15"],
+        [sys.executable, "-m", "ovh_sandbox", "--port", "0", "--credits", "1e15"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
+from devstack.embedded_redis import EmbeddedRedis
 from worker.app import App, build_app
-from worker.embedded_redis import EmbeddedRedis
 from worker.settings import Settings
 
 
@@ -38,7 +38,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def sandbox() -> Iterator[Any]:
-    from worker.sandbox import Sandbox
+    from ovh_sandbox import Sandbox
 
     with Sandbox(port=0, seed=1) as sb:
         yield sb

@@ -19,8 +19,8 @@ from contracts.models import SendRequest
 from tests.quota_fixtures import create_user, sandbox_spent
 from worker.accounting.quotas import QuotaStore
 from worker.app import build_app
-from worker.pipeline.attempts import Attempt, Owner
-from worker.pipeline.lease import Lease
+from worker.attempts.lease import Lease
+from worker.attempts.lifecycle import Attempt, Owner
 from worker.settings import Settings
 from worker.store import keys
 

@@ -11,12 +11,12 @@ import pytest
 from contracts import SmsProducer
 from worker.accounting.credits import AccountBalance, RateTable, RateUnknown
 from worker.accounting.refresher import Refresher
+from worker.attempts.reconcile import may_be_pending
 from worker.errors import RetryableError
-from worker.ovhcloud.background import BackgroundCalls
+from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.client import make_client
 from worker.ovhcloud.gateway import OvhGateway
 from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
-from worker.ovhcloud.reconcile import may_be_pending
 
 
 @pytest.mark.parametrize("kind", ["proxy_503", "proxy_429"])

@@ -65,7 +65,7 @@ def texts(draw: st.DrawFn) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 def sandbox_client() -> Iterator[Any]:
-    from worker.sandbox import Sandbox
+    from ovh_sandbox import Sandbox
 
     with Sandbox(port=0, seed=3) as sandbox:
         yield make_client(sandbox.base_url, **sandbox.credentials)

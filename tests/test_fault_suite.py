@@ -31,11 +31,11 @@ import redis
 
 from contracts import CreditUsage, SendResult, SmsProducer
 from contracts.models import SendRequest
+from devstack.embedded_redis import EmbeddedRedis
 from tests.conftest import _die_with_parent, process_env
 from tests.helpers import read_events
 from tests.quota_fixtures import create_user
 from worker.accounting.quotas import QuotaStore
-from worker.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -17,7 +17,7 @@ from contracts.producer import merge_results
 from contracts.wire import DEFAULT_RESULTS_QUEUE, lane_queue
 from tests.helpers import read_events
 from worker.accounting.credits import RateTable
-from worker.pipeline.accept import AcceptStage
+from worker.intake.accept import AcceptStage
 from worker.store import keys
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from dramatiq import Worker
 
-from worker.embedded_redis import EmbeddedRedis
+from devstack.embedded_redis import EmbeddedRedis
 from worker.store import keys
 from worker.store.queues import Broker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.pipeline.receivers import by_phonenumbers, normalize
+from worker.phones import by_phonenumbers, normalize
 
 #: Country codes of one region (the fast path decides) and of several (it hands over), with
 #: national prefixes, Italian leading zeros, and the like.

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from contracts import CreditUsage, SmsProducer
+from devstack.embedded_redis import EmbeddedRedis
 from tests.helpers import read_events
 from worker.app import App, build_app
-from worker.embedded_redis import EmbeddedRedis
 from worker.settings import Settings
 
 

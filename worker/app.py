@@ -28,27 +28,27 @@ import dramatiq
 import redis
 
 from contracts.wire import LANES, accept_actor_name, lane_queue
-
-from . import upkeep
-from .accounting.credits import AccountBalance, RateTable
-from .accounting.quotas import QuotaStore, load_config
-from .accounting.refresher import Refresher
-from .errors import UnreadablePayload
-from .ops.server import OpsServer, ops_server
-from .ops.telemetry import Telemetry
-from .ovhcloud.background import Background, BackgroundCalls
-from .ovhcloud.client import make_client
-from .ovhcloud.gateway import OvhGateway
-from .ovhcloud.rate_limit import RateLimiter
-from .ovhcloud.reconcile import Reconciler
-from .pipeline.accept import AcceptStage
-from .pipeline.attempts import Attempts
-from .pipeline.buffers import Buffers
-from .pipeline.dispatch import Dispatcher
-from .pipeline.lease import Lease, LeaseKeeper
-from .settings import Settings
-from .store import keys
-from .store.queues import Broker
+from worker import background_jobs
+from worker.accounting.credits import AccountBalance, RateTable
+from worker.accounting.quotas import QuotaStore, load_config
+from worker.accounting.refresher import Refresher
+from worker.attempts.dispatcher import Dispatcher
+from worker.attempts.lease import Lease, LeaseKeeper
+from worker.attempts.lifecycle import Attempts
+from worker.attempts.reconcile import Reconciler
+from worker.batching.buffers import Buffers
+from worker.errors import UnreadablePayload
+from worker.intake.accept import AcceptStage
+from worker.ops.endpoints import OpsServer, ops_server
+from worker.ops.telemetry import Telemetry
+from worker.ovhcloud.background_calls import BackgroundCalls
+from worker.ovhcloud.client import make_client
+from worker.ovhcloud.gateway import OvhGateway
+from worker.ovhcloud.rate_limit import RateLimiter
+from worker.runners import Background
+from worker.settings import Settings
+from worker.store import keys
+from worker.store.queues import Broker
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class App:
     refresher: Refresher
     telemetry: Telemetry = field(default_factory=Telemetry)
     ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
-    background: Background | None = None  # after the send: senders, blacklist, ptts, pull pollers (worker/upkeep.py)
+    background: Background | None = None  # senders, blacklist, ptts, pull pollers (background_jobs)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -249,7 +249,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     rates = RateTable(client, ttl_s=settings.rates_ttl_s)
     balance = AccountBalance(refresh_s=settings.account_credits_refresh_s)
     calls = BackgroundCalls(gateway, limiter, stop=stop)
-    policy, background = upkeep.build(settings, client, calls)
+    policy, background = background_jobs.build(settings, client, calls)
     accept = AcceptStage(
         settings,
         buffers,

@@ -32,7 +32,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from .errors import RetryableError
+from worker.errors import RetryableError
 
 T = TypeVar("T")
 

@@ -19,8 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
-
-from .accounting.quotas import UserQuota
+from worker.accounting.quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
 DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
@@ -118,7 +117,7 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="OVH jobs calls per second per consumer key, all replicas together"
     )
     rate_limit_burst: int = Field(default=1, ge=1, description="calls the rate limiter lets through at once")
-    # attempts, leases, reconciliation, drain (see worker.pipeline.attempts and worker.ovhcloud.reconcile)
+    # attempts, leases, reconciliation, drain (see worker.attempts.lifecycle and worker.attempts.reconcile)
     lease_s: float = Field(
         default=15.0,
         ge=1.0,
@@ -164,7 +163,7 @@ class Settings(BaseSettings):
         description="longest a dispatch loop may go without progress before /healthz fails, in seconds "
         "(default: the longest a healthy jobs call try can take, from the OVH timeouts and retry waits)",
     )
-    # after the send: delivery reports, replies and STOP (see worker.inbound), sender and blacklist checks
+    # after the send: delivery reports, replies and STOP (see worker.after_send), sender and blacklist checks
     delivery_mode: Literal["push", "pull", "off"] = Field(
         default="push",
         description="how delivery reports and replies reach the worker: push (OVH calls sms-worker inbound), "

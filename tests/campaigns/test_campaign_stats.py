@@ -15,7 +15,7 @@ TTL_S = 3600
 
 
 def test_lua_and_python_share_the_histogram_edges() -> None:
-    lua = scripts.source("_campaign")
+    lua = scripts.source(scripts.SHARED, "_campaign")
     edges = re.search(r"CAMPAIGN_DELAY_EDGES_S = \{([^}]*)\}", lua)
     assert edges is not None
     assert tuple(float(x) for x in edges.group(1).replace("\n", " ").split(",") if x.strip()) == DELAY_EDGES_S

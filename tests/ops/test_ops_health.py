@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 from contracts import SmsProducer
+from devstack.embedded_redis import EmbeddedRedis
 from tests.ops.endpoints import eventually, get, ops_port
 from worker.app import build_app
-from worker.embedded_redis import EmbeddedRedis
 from worker.ops.health import Liveness
 from worker.settings import Settings
 

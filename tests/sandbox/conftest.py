@@ -13,8 +13,8 @@ from typing import Any
 import ovh
 import pytest
 
+from ovh_sandbox import Sandbox
 from worker.ovhcloud.client import make_client
-from worker.sandbox import Sandbox
 
 #: Short timeouts: every answer of the sandbox is immediate unless a test delays it.
 TIMEOUT = (2.0, 5.0)

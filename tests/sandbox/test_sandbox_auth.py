@@ -5,7 +5,7 @@ from __future__ import annotations
 import ovh.exceptions as oe
 import pytest
 
-from worker.sandbox.auth import signature
+from ovh_sandbox.auth import signature
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from ovh_sandbox import SandboxControl, SandboxControlError
+from ovh_sandbox.cli import add_arguments
 from worker.ovhcloud.client import make_client
-from worker.sandbox import SandboxControl, SandboxControlError
-from worker.sandbox.cli import add_arguments
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -97,7 +97,7 @@ def test_cli_flags() -> None:
 def test_python_m_worker_sandbox_serves_and_prints_what_to_export(tmp_path) -> None:
     # Given the sandbox started from the command line, from another directory than the repository
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.sandbox", "--port", "0", "--credits", "42"],
+        [sys.executable, "-m", "ovh_sandbox", "--port", "0", "--credits", "42"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

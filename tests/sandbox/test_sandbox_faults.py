@@ -8,7 +8,7 @@ import ovh.exceptions as oe
 import pytest
 import requests
 
-from worker.sandbox import FaultRule
+from ovh_sandbox import FaultRule
 
 pytestmark = pytest.mark.timeout(30)
 

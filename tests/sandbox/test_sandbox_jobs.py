@@ -8,7 +8,7 @@ from __future__ import annotations
 import ovh.exceptions as oe
 import pytest
 
-from worker.sandbox import STOP_MENTION
+from ovh_sandbox import STOP_MENTION
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from worker.sandbox.api import ROUTES
-from worker.sandbox.schema import load
+from ovh_sandbox.api import ROUTES
+from ovh_sandbox.schema import load
 
 pytestmark = pytest.mark.timeout(30)
 
-PACKAGE_COPY = Path(__file__).resolve().parents[2] / "worker" / "sandbox" / "sms.json"
+PACKAGE_COPY = Path(__file__).resolve().parents[2] / "ovh_sandbox" / "sms.json"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "ovh-api" / "sms.json"
 
 SCHEMA = json.loads(PACKAGE_COPY.read_text(encoding="utf-8"))
@@ -39,7 +39,7 @@ MAY_BE_ABSENT = {("sms.SmsSendingReport", "tag")}
 def test_the_package_copy_is_the_shared_schema() -> None:
     if not SHARED.exists():
         pytest.skip(f"{SHARED} is not here (a fresh install): nothing to compare with")
-    assert PACKAGE_COPY.read_bytes() == SHARED.read_bytes(), "refresh worker/sandbox/sms.json from shared/"
+    assert PACKAGE_COPY.read_bytes() == SHARED.read_bytes(), "refresh ovh_sandbox/sms.json from shared/"
 
 
 def test_the_sandbox_loads_the_package_copy() -> None:

@@ -29,8 +29,8 @@ from typing import Any
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import redis
 
-from ..errors import GatewayError, NoSlot, PermanentError, SmsWorkerError
-from ..store import keys
+from worker.errors import GatewayError, NoSlot, PermanentError, SmsWorkerError
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 

@@ -32,16 +32,13 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigurationError
-from ..store import keys, scripts
-
-if TYPE_CHECKING:
-    from ..settings import Settings
+from worker.errors import ConfigurationError
+from worker.store import keys, scripts
 
 #: Slack on quota comparisons, in credits: float sums of rates must not refuse an exact fit.
 EPSILON = 1e-9
@@ -83,7 +80,18 @@ class QuotaState:
         return None if self.quota is None else self.quota - self.reserved - self.spent
 
 
-def load_config(settings: Settings) -> list[UserQuota]:
+class QuotaConfig(Protocol):
+    """Where configured quotas come from (``worker.settings.Settings`` is one)."""
+
+    @property
+    def quotas_file(self) -> Path | None: ...
+    @property
+    def quotas(self) -> dict[str, UserQuota]: ...
+    @property
+    def service_name(self) -> str | None: ...
+
+
+def load_config(settings: QuotaConfig) -> list[UserQuota]:
     """The configured users, from ``quotas_file`` then ``quotas`` (env), service and login filled in."""
     entries: dict[str, Any] = {}
     if settings.quotas_file is not None:

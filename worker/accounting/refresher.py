@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..ovhcloud.background import BackgroundCalls
-from .credits import AccountBalance, RateTable, RateUnknown, UnknownDestination
+from worker.accounting.credits import AccountBalance, RateTable, RateUnknown, UnknownDestination
+from worker.ovhcloud.background_calls import BackgroundCalls
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import UsageError
+from worker.errors import UsageError
 
 #: Separators recognised in the header row, most preferred first on a tie.
 DELIMITERS = (";", ",", "\t")

@@ -16,8 +16,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import UsageError
-from .report import Report, table_rows
+from worker.campaigns.report import Report, table_rows
+from worker.errors import UsageError
 
 INSTALL_HINT = "pip install 'ovh-sms-worker[report]'"
 

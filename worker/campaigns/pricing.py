@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from ..accounting.credits import RateTable, RateUnknown, UnknownDestination
+from worker.accounting.credits import RateTable, RateUnknown, UnknownDestination
 
 
 class Pricing:

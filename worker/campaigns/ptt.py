@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from ..errors import GatewayError
-from ..store import keys
+from worker.errors import GatewayError
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 

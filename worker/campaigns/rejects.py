@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ..errors import UsageError
+from worker.errors import UsageError
 
 
 class RejectsFile:

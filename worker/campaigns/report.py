@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .ptt import PttMeanings
-from .stats import DELAY_EDGES_S, TagStats, bucket_upper_s
+from worker.campaigns.ptt import PttMeanings
+from worker.campaigns.stats import DELAY_EDGES_S, TagStats, bucket_upper_s
 
 #: Percentiles of the delivery time reported.
 PERCENTILES = (50, 90, 99)

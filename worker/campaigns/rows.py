@@ -9,7 +9,7 @@ given (``--campaign-id``): an edited file is a new campaign unless its id is giv
 A row is rejected, not fatal, when its number is missing or not a phone number, when the
 message uses a variable the row leaves empty, or when the merged text is too long for OVH (more
 than 6 parts with the STOP mention, or the contract's 918 characters); the checks are the
-worker's own (``worker.pipeline.receivers``, ``worker.accounting.credits``).
+worker's own (``worker.phones``, ``worker.accounting.credits``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pydantic import ValidationError
 
 from contracts.models import PLACEHOLDER, SendRequest, describe_validation_error
 from contracts.wire import MAX_MESSAGE_CHARS
-
-from ..accounting import credits
-from ..errors import UsageError
-from ..pipeline import mailmerge, receivers
-from .contacts import Contact
+from worker import phones
+from worker.accounting import credits
+from worker.campaigns.contacts import Contact
+from worker.errors import UsageError
+from worker.intake import mailmerge
 
 #: A campaign id given on the command line: safe in a request id and in a Redis key.
 CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -143,7 +143,7 @@ def build(campaign: Campaign, contact: Contact, *, number_index: int, columns: d
     number = contact.fields[number_index]
     if not number:
         return Rejected(line, "no phone number")
-    receiver = receivers.normalize(number, campaign.default_region)
+    receiver = phones.normalize(number, campaign.default_region)
     if receiver.e164 is None or receiver.region is None:
         return Rejected(line, f"{number!r}: {receiver.reason}")
     values = {name: contact.fields[columns[name]] for name in campaign.placeholders}

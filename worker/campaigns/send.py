@@ -29,13 +29,12 @@ import redis
 
 from contracts import SmsProducer
 from contracts.wire import result_key
-
-from ..store import keys, scripts
-from .contacts import Contact, ContactsFile
-from .pricing import Pricing
-from .progress import CampaignProgress
-from .rejects import RejectsFile
-from .rows import Campaign, Ready, Rejected, build, request_id
+from worker.campaigns.contacts import Contact, ContactsFile
+from worker.campaigns.pricing import Pricing
+from worker.campaigns.progress import CampaignProgress
+from worker.campaigns.rejects import RejectsFile
+from worker.campaigns.rows import Campaign, Ready, Rejected, build, request_id
+from worker.store import keys, scripts
 
 #: Rows read, checked and published together by default (one Redis round trip each way).
 CHUNK_ROWS = 500

@@ -12,7 +12,7 @@ One Redis hash per SMS account and tag (``keys.campaign_stats``; its fields are 
 - **STOP replies**: ``CampaignStats.opted_out(service, tag)``, or ``campaign_opted_out(stats_key,
   ttl_s)`` in Lua; the caller counts each opt-out once.
 
-Every Lua script gets ``_campaign.lua`` prepended (``worker.store.scripts.PRELUDE``), so a
+The scripts that update them get ``_campaign.lua`` prepended (``worker.store.scripts.CAMPAIGN_PRELUDE``), so a
 delivery-report script can call the Lua functions in its own atomic step, passing both keys in
 ``KEYS`` (``keys.sms(ovh_id)`` and ``keys.campaign_stats(service, tag)``, the tracking hash's
 ``service`` and ``tag``).
@@ -27,7 +27,7 @@ from typing import Literal
 
 import redis
 
-from ..store import keys, scripts
+from worker.store import keys, scripts
 
 #: Upper edges of the delivery-time histogram's buckets, in seconds (``CAMPAIGN_DELAY_EDGES_S`` in
 #: ``lua/_campaign.lua``; a test keeps them equal). Bucket ``n`` (from 1) counts deliveries that
@@ -47,11 +47,13 @@ FINAL_STATUSES = frozenset({"delivered", "failed", "expired"})
 
 class _Delivery(scripts.Script):
     NAME = "campaign_delivery"
+    PRELUDE = scripts.CAMPAIGN_PRELUDE
     KEYS = ("sms", "stats")
 
 
 class _OptOut(scripts.Script):
     NAME = "campaign_opt_out"
+    PRELUDE = scripts.CAMPAIGN_PRELUDE
     KEYS = ("stats",)
 
 

@@ -13,20 +13,8 @@ import sys
 from importlib import metadata
 from types import ModuleType
 
-from ..errors import ConfigurationError
-from . import account, callbacks, campaign, dlq, health, inbound, quotas, run, send, users
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
-
-    return run_demo()
-
-
-def _sandbox(args: argparse.Namespace) -> int:
-    from ..sandbox import cli as sandbox_cli
-
-    return sandbox_cli.run(args)
+from worker.cli import account, callbacks, campaign, devtools, dlq, health, inbound, quotas, run, send, users
+from worker.errors import ConfigurationError
 
 
 def _add(commands: argparse._SubParsersAction, name: str, module: ModuleType, help: str) -> None:  # type: ignore[type-arg]
@@ -57,21 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "users", users, "list, show, create, update or delete the account's OVH SMS API users")
     _add(commands, "account", account, "credits, senders and the worker's quotas of the SMS account")
     _add(commands, "dlq", dlq, "list, show, replay or drop the lanes' dead letters")
-    demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
-    demo.set_defaults(func=_demo)
-    sandbox = commands.add_parser("sandbox", help="serve the OVH SMS API sandbox")
-    from ..sandbox import cli as sandbox_cli
-
-    sandbox_cli.add_arguments(sandbox)
-    sandbox.set_defaults(func=_sandbox)
+    devtools.add_commands(commands)
     return parser
 
 
 def _configure_logging(verbose: bool) -> None:
     """From SMS_WORKER_LOG_FORMAT and SMS_WORKER_LOG_LEVEL; defaults when the settings are
     invalid (the command reports that itself)."""
-    from ..ops.logs import configure_logging
-    from .common import load_settings
+    from worker.cli.common import load_settings
+    from worker.ops.logs import configure_logging
 
     try:
         settings = load_settings()
@@ -87,7 +69,7 @@ def outage(exc: BaseException) -> str | None:
     import redis
     import requests
 
-    from ..ovhcloud.client import describe_error
+    from worker.ovhcloud.client import describe_error
 
     if isinstance(exc, redis.AuthenticationError):
         return f"Redis refused the password in REDIS_URL: {exc}"
@@ -103,7 +85,11 @@ def outage(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "passes_on", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.tool_args = unknown  # a developer tool's own arguments (worker.cli.devtools)
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))

@@ -1,3 +1,3 @@
-from . import main
+from worker.cli import main
 
 raise SystemExit(main())

@@ -14,9 +14,9 @@ import json
 import sys
 from typing import Any
 
-from ..errors import UsageError
-from .common import credits_cell, load_settings, ovh_client, print_table, redis_for
-from .users import check_ovh_credentials
+from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.users import check_ovh_credentials
+from worker.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def _worker_view(settings: Any, service: str) -> dict[str, Any] | None:
     if not settings.redis_url:
         return None
-    from ..accounting.quotas import QuotaStore
+    from worker.accounting.quotas import QuotaStore
 
     states = [s for s in QuotaStore(redis_for(settings, "account")).all() if s.service == service]
     users = [{**dataclasses.asdict(s), "left": s.left} for s in states]

@@ -17,9 +17,9 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, GatewayError
-from .common import check_production_config, load_settings, print_table, require_redis
-from .inbound import check_token
+from worker.cli.common import check_production_config, load_settings, print_table, require_redis
+from worker.cli.inbound import check_token
+from worker.errors import ConfigurationError, GatewayError
 
 #: Writable fields of OVH's ``sms.Response`` kept as they are when the cgi URL is set.
 RESPONSE_FIELDS = ("cgiUrl", "responseType", "text", "trackingDefaultSmsSender", "trackingOptions")
@@ -53,11 +53,11 @@ def base_url(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import redis
 
-    from ..app import consumer_key_id
-    from ..ovhcloud.background import BackgroundCalls
-    from ..ovhcloud.client import make_client
-    from ..ovhcloud.gateway import OvhGateway
-    from ..ovhcloud.rate_limit import RateLimiter
+    from worker.app import consumer_key_id
+    from worker.ovhcloud.background_calls import BackgroundCalls
+    from worker.ovhcloud.client import make_client
+    from worker.ovhcloud.gateway import OvhGateway
+    from worker.ovhcloud.rate_limit import RateLimiter
 
     settings = load_settings()
     token = check_token(settings)

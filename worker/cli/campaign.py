@@ -20,9 +20,8 @@ from typing import Any
 
 from contracts.models import SERVICE_NAME_PATTERN
 from contracts.wire import LANES
-
-from ..errors import ConfigurationError, GatewayError, UsageError
-from .common import credits_cell, load_settings, print_table, redis_for
+from worker.cli.common import credits_cell, load_settings, print_table, redis_for
+from worker.errors import ConfigurationError, GatewayError, UsageError
 
 #: Most minutes ahead ``--at`` may be (the contract's bound on ``differed_period``: a year).
 MAX_DIFFERED_MIN = 60 * 24 * 365
@@ -94,9 +93,9 @@ def _fetch(settings: Any) -> Any:
     they know without OVH."""
     import ovh.exceptions
 
-    from ..errors import RetryableError
-    from ..ovhcloud.client import describe_error, make_client
-    from ..ovhcloud.gateway import OvhGateway
+    from worker.errors import RetryableError
+    from worker.ovhcloud.client import describe_error, make_client
+    from worker.ovhcloud.gateway import OvhGateway
 
     timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
     gateway = OvhGateway(lambda: make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials()))
@@ -123,12 +122,12 @@ def _service(given: str | None, settings: Any) -> str:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from ..campaigns.contacts import ContactsFile
-    from ..campaigns.pricing import Pricing
-    from ..campaigns.progress import CampaignProgress
-    from ..campaigns.rejects import RejectsFile
-    from ..campaigns.rows import Campaign, check_campaign_id, derive_campaign_id
-    from ..campaigns.send import CampaignRun
+    from worker.campaigns.contacts import ContactsFile
+    from worker.campaigns.pricing import Pricing
+    from worker.campaigns.progress import CampaignProgress
+    from worker.campaigns.rejects import RejectsFile
+    from worker.campaigns.rows import Campaign, check_campaign_id, derive_campaign_id
+    from worker.campaigns.send import CampaignRun
 
     settings = load_settings()
     start_at = start_time(args.at, datetime.now().astimezone()) if args.at else None
@@ -223,9 +222,9 @@ def _summary_rows(s: Any) -> list[tuple[str, str]]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..campaigns import html, report
-    from ..campaigns.ptt import PttMeanings
-    from ..campaigns.stats import CampaignStats
+    from worker.campaigns import html, report
+    from worker.campaigns.ptt import PttMeanings
+    from worker.campaigns.stats import CampaignStats
 
     if args.html is not None:
         html._pyplot()  # the extra is missing: say so before anything else

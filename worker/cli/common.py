@@ -14,7 +14,7 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from ..errors import ConfigurationError
+from worker.errors import ConfigurationError
 
 #: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
 REDIS_CONNECT_TIMEOUT_S = 5.0
@@ -27,7 +27,7 @@ def _variable(field: str) -> str:
 
 def load_settings(**overrides: Any) -> Any:
     """``Settings`` from the environment, with the command line's non-None values on top."""
-    from ..settings import Settings
+    from worker.settings import Settings
 
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -70,7 +70,7 @@ def redis_for(settings: Any, command: str) -> redis.Redis:
 
 def ovh_client(settings: Any) -> Any:
     """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup."""
-    from ..ovhcloud.client import make_client
+    from worker.ovhcloud.client import make_client
 
     timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
     return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
@@ -95,7 +95,7 @@ def check_production_config(settings: Any) -> None:
 def preflight(settings: Any) -> None:
     """Before ``sms-worker run`` starts: Redis answers, OVH accepts the credentials, the default
     sender exists and is enabled. Raises ``ConfigurationError`` (exit 2) with one line."""
-    from ..ops.readiness import NotReady, check_ovh, check_redis, redis_client
+    from worker.ops.readiness import NotReady, check_ovh, check_redis, redis_client
 
     client = redis_client(require_redis(settings, "run"))
     try:

@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.wire import LANES
-
-from ..errors import UsageError
-from .common import load_settings, print_table, redis_for
+from worker.cli.common import load_settings, print_table, redis_for
+from worker.errors import UsageError
 
 #: Shortest id prefix accepted.
 MIN_PREFIX = 4
@@ -45,7 +44,7 @@ def _at(ms: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline.dead_letters import DeadLetters
+    from worker.intake.dead_letters import DeadLetters
 
     settings = load_settings()
     dead = DeadLetters(redis_for(settings, "dlq"))
@@ -137,7 +136,7 @@ def _drop(dead: Any, letter: Any) -> str:
 
 def _masked(item: Any) -> dict[str, Any]:
     """A request of a dead letter without its text and with receivers masked."""
-    from ..ops.logs import mask_phone
+    from worker.ops.logs import mask_phone
 
     payload = item.payload if isinstance(item.payload, dict) else {}
     shown: dict[str, Any] = {"request_id": item.request_id, "state": item.state, "status": item.status}

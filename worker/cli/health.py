@@ -11,8 +11,8 @@ import argparse
 import urllib.error
 import urllib.request
 
-from ..errors import ConfigurationError
-from .common import load_settings, require_redis
+from worker.cli.common import load_settings, require_redis
+from worker.errors import ConfigurationError
 
 #: Longest the probe waits for an answer (seconds); keep it below the probe's own timeout.
 TIMEOUT_S = 5.0
@@ -53,7 +53,7 @@ def _line(body: bytes) -> str:
 
 
 def _redis_answers(settings: object) -> int:
-    from ..ops.readiness import NotReady, check_redis, redis_client
+    from worker.ops.readiness import NotReady, check_redis, redis_client
 
     client = redis_client(require_redis(settings, "health"))
     try:

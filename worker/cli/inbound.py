@@ -11,8 +11,8 @@ import asyncio
 import logging
 import re
 
-from ..errors import ConfigurationError
-from .common import load_settings, require_redis
+from worker.cli.common import load_settings, require_redis
+from worker.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def check_token(settings: object) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inbound.server import serve
+    from worker.after_send.service import serve
 
     settings = load_settings(inbound_host=args.host, inbound_port=args.port)
     check_token(settings)

@@ -7,8 +7,8 @@ import dataclasses
 import json
 import sys
 
-from ..errors import ConfigurationError
-from .common import check_production_config, credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import check_production_config, credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.errors import ConfigurationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..accounting.quotas import QuotaStore, sync_from_ovh
+    from worker.accounting.quotas import QuotaStore, sync_from_ovh
 
     settings = load_settings()
     store = QuotaStore(redis_for(settings, "quotas"))

@@ -15,9 +15,8 @@ import sys
 import threading
 
 from contracts.wire import LANES
-
-from ..errors import ConfigurationError
-from .common import check_production_config, load_settings, preflight
+from worker.cli.common import check_production_config, load_settings, preflight
+from worker.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app import build_app
+    from worker.app import build_app
 
     settings = load_settings(lanes=args.lanes, threads=args.threads, dispatchers=args.dispatchers)
     check_production_config(settings)

@@ -9,8 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from contracts.wire import LANES
-
-from .common import load_settings, redis_for
+from worker.cli.common import load_settings, redis_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

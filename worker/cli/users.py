@@ -20,9 +20,8 @@ import sys
 from typing import Any
 
 from contracts.models import LOGIN_PATTERN
-
-from ..errors import UsageError
-from .common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.errors import UsageError
 
 #: OVH accepts at most this many IP restrictions per user.
 MAX_IPS = 5
@@ -77,7 +76,7 @@ def _check_login(login: str) -> str:
 
 def changes(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     """The ``sms.User`` fields to PUT for the options given (none: nothing to change)."""
-    from ..pipeline.receivers import normalize
+    from worker.phones import normalize
 
     body: dict[str, Any] = {}
     if args.quota is not None:
@@ -196,14 +195,14 @@ def _sync(settings: Any, service: str, login: str, user: dict[str, Any]) -> bool
     """Copy the user's quota and alert from OVH's answer into the worker's quota store."""
     if not settings.redis_url:
         return False
-    from ..accounting.quotas import QuotaStore
+    from worker.accounting.quotas import QuotaStore
 
     QuotaStore(redis_for(settings, "users")).set_from_ovh(service, login, user, alert_sms=settings.quota_alert_sms)
     return True
 
 
 def _forget(settings: Any, service: str, login: str) -> None:
-    from ..accounting.quotas import QuotaStore
+    from worker.accounting.quotas import QuotaStore
 
     QuotaStore(redis_for(settings, "users")).forget(service, login)
 

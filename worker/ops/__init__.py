@@ -7,5 +7,5 @@
 - ``health``: the liveness registry the long-running loops tick;
 - ``readiness``: Redis answers, OVH accepts the credentials, the default sender is usable;
 - ``telemetry``: the one object the pipeline reports its events to (metrics + INFO lines);
-- ``server``: ``/metrics``, ``/healthz`` and ``/readyz`` on ``SMS_WORKER_METRICS_PORT``.
+- ``endpoints``: ``/metrics``, ``/healthz`` and ``/readyz`` on ``SMS_WORKER_METRICS_PORT``.
 """

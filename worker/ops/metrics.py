@@ -20,9 +20,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from contracts.wire import lane_queue, queue_key
-
-from ..accounting.quotas import QuotaStore
-from ..store import keys
+from worker.accounting.quotas import QuotaStore
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 

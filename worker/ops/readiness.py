@@ -20,8 +20,8 @@ import ovh.exceptions
 import redis
 import requests
 
-from ..ovhcloud.client import describe_error
-from ..ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
+from worker.ovhcloud.client import describe_error
+from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
 
 log = logging.getLogger(__name__)
 

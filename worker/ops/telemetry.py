@@ -18,16 +18,16 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from ..errors import PermanentError, RetryableError
-from .health import Liveness
-from .metrics import Metrics
+from worker.errors import PermanentError, RetryableError
+from worker.ops.health import Liveness
+from worker.ops.metrics import Metrics
 
 #: The INFO lines of calls and rejections: one logger, so ops can raise its level alone.
 log = logging.getLogger("worker.calls")
 
 
 class SettlementLike(Protocol):
-    """What ``jobs_call`` reads of each request's settlement (``worker.pipeline.buffers.Settlement``)."""
+    """What ``jobs_call`` reads of each request's settlement (``worker.batching.buffers.Settlement``)."""
 
     @property
     def n_sent(self) -> int: ...

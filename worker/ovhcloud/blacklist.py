@@ -23,9 +23,9 @@ from typing import Any
 
 import redis
 
-from ..pipeline.receivers import normalize
-from ..store import keys
-from .background import BackgroundCalls
+from worker.ovhcloud.background_calls import BackgroundCalls
+from worker.phones import normalize
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import ovh.exceptions
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from ..errors import AmbiguousError, GatewayError, PermanentError, RetryableError
+from worker.errors import AmbiguousError, GatewayError, PermanentError, RetryableError
 
 #: HTTP statuses after which OVH surely did not carry the call out.
 RETRYABLE_STATUSES = {429, 503}

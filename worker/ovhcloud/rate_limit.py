@@ -39,8 +39,7 @@ from typing import Any
 import redis
 
 from contracts.wire import LANES
-
-from ..store import keys, scripts
+from worker.store import keys, scripts
 
 #: Longest a waiter sleeps before looking again (seconds); also how often it renews its
 #: registration, and how late it may notice a slot a higher lane's waiter gave up.
@@ -132,7 +131,7 @@ class RateLimiter:
         self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
         self.on_grant = on_grant
         self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
-        self._script = scripts.load(client, "rate_limit", common=False)
+        self._script = scripts.load(client, "worker.ovhcloud", "rate_limit", prelude=())
         self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
 
     def _run(self, op: str, *args: Any) -> Any:

@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 
-from ..errors import GatewayError, PermanentError
-from ..store import keys
-from .background import BackgroundCalls, take_lease
+from worker.errors import GatewayError, PermanentError
+from worker.ovhcloud.background_calls import BackgroundCalls, take_lease
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 

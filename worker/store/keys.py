@@ -70,7 +70,7 @@ def wake(lane: str) -> str:
     return f"{PREFIX}wake:{lane}"
 
 
-# -- attempts (see worker.pipeline.attempts) ----------------------------------------------------
+# -- attempts (see worker.attempts.lifecycle) ----------------------------------------------------
 
 
 def attempt(call_id: str) -> str:
@@ -119,7 +119,7 @@ def sms(ovh_id: int | str) -> str:
 #: ``{"refused": OVH's reason, "at": unix s}`` (bounded: one field per country).
 RATES = PREFIX + "rates"
 
-# -- after the send: delivery reports, replies, STOP, senders (worker.inbound) ----------------
+# -- after the send: delivery reports, replies, STOP, senders (worker.after_send) ----------------
 
 #: Sorted set (pull mode): OVH ids of SMS whose final receipt is still awaited, scored by their
 #: next poll (unix ms). settle.lua adds each SMS while ``PULL`` exists; an id leaves on its final

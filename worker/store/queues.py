@@ -34,8 +34,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
-from ..retries import REDIS_OUTAGE
-from . import keys, scripts
+from worker.retries import REDIS_OUTAGE
+from worker.store import keys, scripts
 
 log = logging.getLogger(__name__)
 

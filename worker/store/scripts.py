@@ -1,12 +1,16 @@
-"""Calling the Lua scripts kept beside this module (``lua/``): declared keys, one JSON document.
+"""Calling Lua scripts: declared keys, one JSON document, each file beside the Python that owns it.
 
-Each script has a typed wrapper (a ``Script`` subclass in the module that uses it) declaring
-the names of its fixed ``KEYS``. Keys that depend on the data (a request's hash, its results
-queue) are added to ``KEYS`` after the fixed ones through ``KeyRefs``, and the JSON document
-refers to them by their index: scripts never build a key name themselves. Every script but the
-rate limiter's gets the ``PRELUDE`` files first: ``lua/_common.lua`` (Redis time, dramatiq's
-envelope, result keeping, requeueing) and ``lua/_campaign.lua`` (per-tag campaign statistics,
-which settlement and delivery reports both update), since Redis scripts cannot call one another.
+Each script has a typed wrapper (a ``Script`` subclass in the module that uses it) declaring its
+file (``NAME``, read from the ``lua/`` folder of the wrapper's own package), the names of its
+fixed ``KEYS`` and the shared files it needs first (``PRELUDE``). Keys that depend on the data
+(a request's hash, its results queue) are added to ``KEYS`` after the fixed ones through
+``KeyRefs``, and the JSON document refers to them by their index: scripts never build a key
+name themselves.
+
+Shared files live in ``worker/store/lua/`` and are prepended, since Redis scripts cannot call
+one another: ``_common.lua`` (Redis time, dramatiq's envelope, result keeping, requeueing) for
+every script but the rate limiter's, and ``_campaign.lua`` (per-tag campaign statistics) only
+for the scripts that update them (``CAMPAIGN_PRELUDE``).
 """
 
 from __future__ import annotations
@@ -18,19 +22,22 @@ from typing import Any, ClassVar
 
 import redis
 
-
-def source(name: str) -> str:
-    """The text of ``lua/<name>.lua``."""
-    return resources.files("worker.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
-
-
-#: Files of ``lua/`` prepended, in this order, to every script loaded with ``common``.
-PRELUDE = ("_common", "_campaign")
+#: The package whose ``lua/`` folder holds the shared files.
+SHARED = "worker.store"
+#: Prelude of most scripts: Redis time, dramatiq's envelope, result keeping.
+COMMON_PRELUDE: tuple[str, ...] = ("_common",)
+#: Prelude of the scripts that update a tag's campaign statistics.
+CAMPAIGN_PRELUDE: tuple[str, ...] = ("_common", "_campaign")
 
 
-def load(client: redis.Redis, name: str, *, common: bool = True) -> Any:
-    """Register ``lua/<name>.lua`` (after the ``PRELUDE`` files when ``common``) on ``client``."""
-    text = "\n".join([*(source(part) for part in PRELUDE), source(name)]) if common else source(name)
+def source(package: str, name: str) -> str:
+    """The text of ``<package>/lua/<name>.lua``."""
+    return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def load(client: redis.Redis, package: str, name: str, *, prelude: tuple[str, ...] = COMMON_PRELUDE) -> Any:
+    """Register ``<package>/lua/<name>.lua``, after the shared ``prelude`` files, on ``client``."""
+    text = "\n".join([*(source(SHARED, part) for part in prelude), source(package, name)])
     return client.register_script(text)
 
 
@@ -57,14 +64,17 @@ class KeyRefs:
 class Script:
     """A Lua script with declared fixed ``KEYS`` and one JSON document as its only argument."""
 
-    #: File name in ``lua/`` (without ``.lua``).
+    #: File name in the ``lua/`` folder of the subclass's package (without ``.lua``).
     NAME: ClassVar[str]
     #: Names of the fixed keys, in the order the script reads them (``KEYS[1]``, ``KEYS[2]``...).
     KEYS: ClassVar[tuple[str, ...]] = ()
+    #: Shared files prepended (``worker/store/lua/``).
+    PRELUDE: ClassVar[tuple[str, ...]] = COMMON_PRELUDE
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._script = load(client, self.NAME)
+        package = type(self).__module__.rpartition(".")[0]
+        self._script = load(client, package, self.NAME, prelude=self.PRELUDE)
 
     def refs(self) -> KeyRefs:
         """A ``KeyRefs`` whose indexes follow this script's fixed keys."""

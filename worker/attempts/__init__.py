@@ -1,0 +1,15 @@
+"""The attempt lifecycle: one OVH jobs call, from the receivers it claims to its settlement.
+
+Read in this order:
+
+- ``lifecycle``: the state machine (claimed, calling, settled, ambiguous) and every transition,
+  each one Lua step in ``lua/`` (``claim``, ``attempt``, ``release``, ``takeover``, ``settle``,
+  ``reconcile_pick``);
+- ``lease``: each worker's lease, which fences its attempts; the sweep that takes over the
+  attempts of a worker whose lease expired;
+- ``dispatcher``: the loop that takes a rate-limit slot, claims what is due, calls OVH and settles;
+- ``settlement``: what a call did for each request (from OVH's answer, a refusal, or what
+  reconciliation found);
+- ``reconcile``: what OVH really did with an ambiguous call, from its records, before anything
+  is sent again.
+"""

@@ -1,0 +1,292 @@
+"""The dispatch stage: take a rate-limit slot, claim what is due, make the jobs call, settle.
+
+Dispatchers are threads in every worker process, each looping: find the most urgent due buffer
+of its lanes (highest lane first), take a slot from the shared rate limiter for that lane, then
+claim up to one call's receivers into an attempt (``worker.attempts.lifecycle``) and call OVH.
+Claiming after the slot is granted means that under saturation the limiter, not the linger,
+decides when a call leaves, and the call carries everything due for its key at that moment.
+
+A call's tries (tenacity, ``worker.retries``): before each try the worker checks its lease
+locally (a paused worker wakes up unable to call); a try that surely did not reach OVH puts the
+attempt back to "claimed" before the backoff; a retry takes a new slot and marks the attempt
+"calling" again. OVH's answer is recorded on the attempt and the attempt settled, both retried
+until Redis answers; an ambiguous failure hands the attempt to the reconcilers. On stop, a
+dispatcher finishes the call in hand, and gives back one it cannot finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from contracts.wire import LANES
+from worker.attempts.lease import Lease
+from worker.attempts.lifecycle import Attempt, Attempts, Outcome, Owner
+from worker.attempts.settlement import from_failure, from_report
+from worker.batching.buffers import Buffers
+from worker.errors import AmbiguousError, PermanentError, RetryableError
+from worker.ops.telemetry import Telemetry
+from worker.ovhcloud.gateway import OvhGateway
+from worker.ovhcloud.rate_limit import RateLimiter
+from worker.retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Longest a dispatcher sleeps before looking at the buffers again (seconds).
+MAX_IDLE_S = 2.0
+
+#: Longest a dispatcher waits for a rate-limit slot before looking again (seconds).
+ACQUIRE_TIMEOUT_S = 30.0
+
+
+def liveness_interval_s(settings: Settings) -> float:
+    """Longest a healthy dispatcher goes between two liveness ticks (seconds).
+
+    It ticks every loop and every try of a call; between two ticks lie at most a rate-limit
+    slot wait, one try (connect and read timeouts) and tenacity's wait, plus half a minute.
+    """
+    if settings.dispatch_liveness_s is not None:
+        return settings.dispatch_liveness_s
+    try_s = settings.ovh_connect_timeout_s + settings.ovh_read_timeout_s
+    return ACQUIRE_TIMEOUT_S + try_s + settings.retry_max_wait_s + 30.0
+
+
+class _GiveBack(Exception):
+    """The call cannot go on now (stopping, no slot, lease too short): nothing was sent."""
+
+
+class _FencedOut(Exception):
+    """This worker no longer owns the attempt: whoever took it over finishes it."""
+
+
+class Dispatcher:
+    """Claims due batches and sends them; ``run`` is the body of a dispatcher thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        buffers: Buffers,
+        attempts: Attempts,
+        gateway: OvhGateway,
+        limiter: RateLimiter,
+        lease: Lease,
+        *,
+        lanes: list[str] | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.buffers = buffers
+        self.attempts = attempts
+        self.gateway = gateway
+        self.limiter = limiter
+        self.lease = lease
+        served = lanes or settings.lanes
+        self.lanes = [lane for lane in LANES if lane in served]  # highest priority first
+        self.telemetry = telemetry or Telemetry()
+        self.calls = 0
+        self._stop = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        loop = threading.current_thread().name
+        self.telemetry.liveness.register(loop, liveness_interval_s(self.settings))
+        failing_since: float | None = None
+        while not stop.is_set():
+            self.telemetry.tick(loop)
+            try:
+                self.run_once(stop)
+                failing_since = None
+            except REDIS_OUTAGE as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.error("dispatcher lost Redis (%s); retrying every second", exc)
+                stop.wait(1.0)
+            except Exception:
+                log.exception("dispatcher error; going on in 1 s")
+                stop.wait(1.0)
+        self.telemetry.liveness.unregister(loop)
+
+    def run_once(self, stop: threading.Event) -> bool:
+        """Send one due batch, or wait for one; ``True`` when a call was made."""
+        owner = self.lease.owner()
+        if owner is None:  # no valid lease: nothing may be claimed until the lease thread has one
+            stop.wait(0.2)
+            return False
+        found = self.buffers.peek(self.lanes)
+        if isinstance(found, int):
+            wait = MAX_IDLE_S if found < 0 else min(max((found - self._redis_ms()) / 1000, 0.001), MAX_IDLE_S)
+            self.buffers.wait_for_work(self.lanes, wait)
+            return False
+        lane, batch_key = found
+        if not self.limiter.acquire(lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=stop):
+            return False
+        attempt = self.attempts.claim(
+            owner,
+            lane,
+            batch_key,
+            uuid.uuid4().hex,
+            linger_ms=self.settings.linger_ms[lane],
+            max_receivers=self.settings.max_receivers_per_call,
+        )
+        if not isinstance(attempt, Attempt):  # another dispatcher took it, or the lease is gone
+            self.limiter.release()
+            return False
+        self.send(attempt, owner)
+        return True
+
+    def _redis_ms(self) -> int:
+        seconds, micros = self.buffers.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- one call ---------------------------------------------------------------------------------
+
+    def send(self, attempt: Attempt, owner: Owner) -> None:
+        """Make the jobs call of a claimed attempt (state calling, slot held) and settle it."""
+        started = time.monotonic()
+        kind = "sent"
+        outcome: Outcome | None = None
+        try:
+            report = call_with_retries(
+                self._tries(attempt, owner),
+                attempts=self.settings.retry_attempts,
+                max_wait_s=self.settings.retry_max_wait_s,
+                stop=self._stop,
+            )
+        except _GiveBack as exc:
+            kind = "given_back"
+            log.info("call %s given back unsent: %s", attempt.call_id, exc, extra={"call_id": attempt.call_id})
+            self._redis(lambda: self.attempts.release(owner, attempt), "give back a call")
+        except _FencedOut:
+            kind = "fenced_out"
+            log.warning(
+                "call %s: this worker lost its lease; the attempt is taken over elsewhere",
+                attempt.call_id,
+                extra={"call_id": attempt.call_id},
+            )
+        except RetryableError as exc:
+            if self._stop.is_set():  # stopped while waiting to retry: the attempt is "claimed"
+                kind = "given_back"
+                self._redis(lambda: self.attempts.release(owner, attempt), "give back a call")
+            else:
+                kind = "failed"
+                outcome = from_failure(attempt, exc, self.settings.results_queue)
+                self._settle(attempt, owner, outcome, None)
+        except PermanentError as exc:
+            kind = "failed"
+            outcome = from_failure(attempt, exc, self.settings.results_queue)
+            self._settle(attempt, owner, outcome, None)
+        except AmbiguousError as exc:
+            kind = "ambiguous"
+            self._ambiguous(attempt, owner, exc.message)
+        except Exception as exc:
+            # A fault of ours during the call: whether it left is unknown, so it is reconciled.
+            log.exception("call %s failed unexpectedly", attempt.call_id, extra={"call_id": attempt.call_id})
+            kind = "ambiguous"
+            self._ambiguous(attempt, owner, f"internal error during the jobs call: {type(exc).__name__}")
+        else:
+            outcome = from_report(attempt, report, self.settings.results_queue)
+            self._settle(attempt, owner, outcome, report)
+        self.calls += 1
+        settlements = outcome.settlements if outcome is not None else []
+        self.telemetry.jobs_call(
+            attempt.call_id,
+            attempt.lane,
+            len(attempt.entries),
+            settlements,
+            time.monotonic() - started,
+            outcome=None if kind in ("sent", "failed") else kind,
+        )
+
+    def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], dict[str, Any]]:
+        """One try of the jobs call; every try after the first takes its own slot."""
+        body = {**attempt.meta["body"], "receivers": [entry.receiver for entry in attempt.entries]}
+        # Left on the lease when a try starts: enough to connect and send before other workers
+        # may take the attempt over (half a lease at most; the refresh keeps four fifths left).
+        margin_s = min(self.settings.ovh_connect_timeout_s, self.settings.lease_s / 2)
+        tries = 0
+
+        def one_try() -> dict[str, Any]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                try:
+                    granted = self.limiter.acquire(attempt.lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=self._stop)
+                except REDIS_OUTAGE as exc:
+                    raise _GiveBack(f"Redis does not answer ({exc})") from exc
+                if not granted:
+                    raise _GiveBack("no rate-limit slot for the retry")
+                if not self._redis(lambda: self.attempts.call(owner, attempt.call_id), "mark a retry as calling"):
+                    raise _FencedOut()
+            # The local fence: after a pause, only this check (made after the Redis one) tells.
+            if not self.lease.valid(owner, margin_s=margin_s):
+                raise _GiveBack("the lease is about to expire")
+            self.telemetry.tick(threading.current_thread().name)
+            try:
+                with self.telemetry.jobs_try(attempt.lane, last=tries >= self.settings.retry_attempts):
+                    report = self.gateway.send_job(attempt.service, attempt.login, body)
+            except RetryableError as exc:
+                # Surely not carried out: back to "claimed" before the backoff, so a worker that
+                # dies while waiting leaves a call that never left, not an ambiguous one.
+                if not self._redis(lambda: self.attempts.uncall(owner, attempt.call_id), "mark a try as not sent"):
+                    raise _FencedOut() from exc
+                if exc.status == 429:
+                    retry_after_s = exc.retry_after_s
+                    self._feedback(lambda: self.limiter.on_rate_limited(retry_after_s))
+                raise
+            except PermanentError:
+                self._feedback(self.limiter.on_success)  # OVH answered, and not with 429
+                raise
+            self._feedback(self.limiter.on_success)
+            return report
+
+        return one_try
+
+    def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: dict[str, Any] | None) -> None:
+        """Record OVH's answer on the attempt and settle it, in one round trip, until Redis answers.
+
+        Fenced out (the lease expired meanwhile), the answer is still recorded: whoever took the
+        attempt over settles from it.
+        """
+
+        def record_and_settle() -> list[str] | None:
+            if report is not None:
+                self.attempts.answer(attempt.call_id, report)
+            return self.attempts.settle(attempt, outcome, owner=owner)
+
+        published = self._redis(record_and_settle, "settle a call")
+        if published is not None:
+            self.telemetry.results(published)
+        else:
+            log.warning(
+                "call %s: lease lost before settling; OVH's answer is on the attempt for whoever took it over",
+                attempt.call_id,
+                extra={"call_id": attempt.call_id},
+            )
+
+    def _ambiguous(self, attempt: Attempt, owner: Owner, reason: str) -> None:
+        log.warning(
+            "call %s may have been carried out (%s): reconciling with OVH",
+            attempt.call_id,
+            reason,
+            extra={"call_id": attempt.call_id},
+        )
+        self._redis(lambda: self.attempts.ambiguous(owner, attempt.call_id, reason), "hand a call to reconciliation")
+
+    @staticmethod
+    def _feedback(step: Callable[[], None]) -> None:
+        """Tell the rate limiter how OVH answered: best effort, it must never lose an answer."""
+        try:
+            step()
+        except REDIS_OUTAGE as exc:
+            log.warning("rate limiter not told how OVH answered: %s", exc)
+
+    def _redis(self, step: Callable[[], Any], what: str) -> Any:
+        """Run an idempotent Redis step through an outage of up to ``redis_outage_s``."""
+        return until_redis_answers(step, outage_s=self.settings.redis_outage_s, what=what)

@@ -1,0 +1,138 @@
+-- settle: the end of an attempt. Record what the call did for each request in it, settle the
+-- credits those requests reserved on their user's quota, write and publish the result of every
+-- request whose last receiver this settles, publish the call's CreditUsage events, map each SMS
+-- OVH accepted to its request (delivery reports), and stage again the receivers a reconciliation
+-- proved absent: all in one step, so a result is published exactly once and an attempt is
+-- settled at most once.
+--
+-- KEYS: attempt, lease (the caller's), in-flight set, reconcile set, quota hash (of the call's
+--       user, or any key when it has none), stats hash, buffer, buffer meta, due set, wake list
+--       (of the attempt's batch key and lane), pull marker, receipts set (pull mode); then the
+--       keys the document refers to by index.
+-- ARGV[1]: {call_id, fence ("owner": the caller must own the attempt and hold its lease;
+--   "reconciler": the attempt must be ambiguous), token, worker, has_quota, result_ttl_s,
+--   request_ttl_s, queue_cap, result_actor,
+--   settlements: [{id, req, outcomes, result, ready, q, msgs (key indexes), queue, n_in_call,
+--     n_sent, n_failed, n_unknown, credits, fragments, error, reserved, spent}],
+--   events: [{q, msgs, queue, message_id, payload}],
+--   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
+--   campaign: {key (index), service, tag, ttl_s, sent, failed, invalid, unknown, credits} | absent,
+--   resend: ["<entry>", ...]}
+-- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
+-- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
+-- Returns the status of each result published (maybe none), or -1 if the caller may not settle
+-- this attempt.
+local attempt, lease, inflight, reconcile = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local quota_key, stats = KEYS[5], KEYS[6]
+local doc = cjson.decode(ARGV[1])
+
+local a = redis.call("hmget", attempt, "state", "owner", "batch_key", "meta")
+if not a[1] then return -1 end
+if doc.fence == "owner" then
+    if a[2] ~= doc.token or a[1] == "ambiguous" or redis.call("get", lease) ~= doc.worker then return -1 end
+elseif a[1] ~= "ambiguous" then
+    return -1
+end
+redis.call("del", attempt)
+redis.call("zrem", inflight, doc.call_id)
+redis.call("zrem", reconcile, doc.call_id)
+
+local now = now_ms()
+local finished_at = string.format("%.3f", now / 1000)
+local published, released, spent = {}, 0, 0
+-- Credits as a JSON number that reads back as the same double.
+local function number(x)
+    if x == math.floor(x) and math.abs(x) < 1e15 then return int(x) end
+    return string.format("%.17g", x)
+end
+
+for _, s in ipairs(doc.settlements) do
+    local request, outcomes = KEYS[s.req], KEYS[s.outcomes]
+    released = released + s.reserved
+    spent = spent + s.spent
+    local h = redis.call("hmget", request, "skeleton", "sent", "failed", "unknown", "credits", "error", "remaining")
+    if h[1] then
+        if tonumber(h[7]) - s.n_in_call <= 0 then
+            -- the request's last receivers: its result, in a few commands (most requests end in
+            -- the one call that holds all their receivers)
+            local sent = tonumber(h[2]) + s.n_sent
+            local failed = tonumber(h[3]) + s.n_failed
+            local unknown = tonumber(h[4]) + s.n_unknown
+            local status
+            if sent > 0 and failed + unknown == 0 then status = "sent"
+            elseif sent > 0 then status = "partial"
+            elseif unknown > 0 then status = "unknown"
+            elseif failed > 0 then status = "failed"
+            else status = "rejected" end
+            local fragments = redis.call("lrange", outcomes, 0, -1)
+            if s.fragments ~= "" then table.insert(fragments, s.fragments) end
+            local result = string.sub(h[1], 1, -2) .. ',"status":"' .. status .. '","credits":'
+                .. number(tonumber(h[5]) + s.credits)
+                .. ',"receivers":[' .. table.concat(fragments, ",") .. ']'
+                .. ',"finished_at":' .. finished_at
+            local error = (s.error ~= "" and s.error) or h[6]
+            if error then result = result .. ',"error":' .. error end
+            result = result .. "}"
+            keep_result(KEYS[s.result], KEYS[s.ready], result, doc.result_ttl_s)
+            enqueue(KEYS[s.q], KEYS[s.msgs], s.queue, doc.result_actor, "result:" .. s.id .. ":" .. int(now),
+                result, now, doc.queue_cap, stats)
+            redis.call("del", request, outcomes)
+            table.insert(published, status)
+        else
+            if s.fragments ~= "" then redis.call("rpush", outcomes, s.fragments) end
+            if s.error ~= "" then redis.call("hset", request, "error", s.error) end
+            redis.call("hincrby", request, "sent", s.n_sent)
+            redis.call("hincrby", request, "failed", s.n_failed)
+            redis.call("hincrby", request, "unknown", s.n_unknown)
+            redis.call("hincrbyfloat", request, "credits", s.credits)
+            redis.call("hincrby", request, "remaining", -s.n_in_call)
+            redis.call("expire", request, doc.request_ttl_s)
+            redis.call("expire", outcomes, doc.request_ttl_s)
+        end
+    end
+end
+
+local quota_left
+if doc.has_quota then
+    local reserved = tonumber(redis.call("hincrbyfloat", quota_key, "reserved", -released))
+    if math.abs(reserved) < 1e-9 then  -- float sums of rates: do not leave dust behind
+        redis.call("hset", quota_key, "reserved", 0)
+        reserved = 0
+    end
+    local total_spent = tonumber(redis.call("hincrbyfloat", quota_key, "spent", spent))
+    local quota = tonumber(redis.call("hget", quota_key, "quota"))
+    if quota then quota_left = quota - reserved - total_spent end
+end
+
+for _, e in ipairs(doc.events) do
+    local payload = e.payload
+    if quota_left then
+        payload = string.sub(payload, 1, -2) .. ',"quota_left":' .. cjson.encode(quota_left) .. '}'
+    end
+    enqueue(KEYS[e.q], KEYS[e.msgs], e.queue, doc.result_actor, e.message_id, payload, now, doc.queue_cap, stats)
+end
+
+if doc.tracking_ttl_s > 0 then
+    -- pull mode (worker/after_send/pull.py): while a poller runs, index each SMS for its receipt
+    -- poll, scored by the first poll's time (ms)
+    local poll_delay_ms = redis.call("hget", KEYS[11], "first_poll_delay_ms")
+    for _, t in ipairs(doc.tracking) do
+        if poll_delay_ms then
+            redis.call("zadd", KEYS[12], math.floor(tonumber(t.fields.sent_at) * 1000 + tonumber(poll_delay_ms)),
+                int(t.id))
+        end
+        local fields = {}
+        for name, value in pairs(t.fields) do
+            table.insert(fields, name)
+            table.insert(fields, tostring(value))
+        end
+        redis.call("hset", KEYS[t.key], unpack(fields))
+        redis.call("expire", KEYS[t.key], doc.tracking_ttl_s)
+    end
+end
+
+-- campaign statistics of the attempt's tag (lua/_campaign.lua) --------------------------------
+if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, published, now) end
+
+requeue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], a[3], a[4], doc.resend, now)
+return published

@@ -1,0 +1,292 @@
+"""Batch buffers in Redis: where accepted receivers wait to share a jobs call.
+
+A *batch key* names everything that must be identical for receivers to go out in one
+``POST .../jobs`` call (service, OVH user login, exact text, sender and OVH options, lane).
+Each key has a buffer (a list of entries), the call body it will send, and a place in its lane's
+*due* set, scored by when it must go: at once when it is full or its lane has no linger, else
+when its oldest entry has waited the lane's linger. Accept stages into buffers (``stage.lua``:
+dedupe + quota reservation + staging, one atomic step per request); dispatchers ``peek`` for the
+next due buffer, take a rate-limit slot, then claim from it (``worker.attempts.lifecycle``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
+from worker.store import keys, scripts
+
+#: A buffer still filling is due a linger after its newest entry, and at most this many lingers
+#: after its oldest: a steady stream of identical sends goes out in whole calls, a lull at once.
+LINGER_CAP = 10
+
+#: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
+ALERT_SMS_LANE = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One receiver of one request, waiting in a buffer or held by an attempt.
+
+    Encoded ``<arrival ms>|<request id>|<E.164>|<credits>|<reply_to>`` (``reply_to`` empty for
+    the default results queue): none of these can contain ``|``.
+    """
+
+    arrival_ms: int
+    request_id: str
+    receiver: str
+    credits: float
+    reply_to: str = ""
+
+    def encode(self) -> str:
+        return f"{self.arrival_ms}|{self.staged()}"
+
+    def staged(self) -> str:
+        """The entry without its arrival time (``stage.lua`` prefixes Redis' clock)."""
+        return f"{self.request_id}|{self.receiver}|{self.credits!r}|{self.reply_to}"
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Entry:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        arrival, request_id, receiver, credits, reply_to = text.split("|")
+        return cls(int(arrival), request_id, receiver, float(credits), reply_to)
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What receivers must share to go out in one call, encoded once (``encode_meta``)."""
+
+    value: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
+    json: str  # canonical JSON: stored for the call, hashed into the key
+    key: str  # the batch key
+
+
+@functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
+def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
+    value = {"service": service, "login": login, "lane": lane, "body": dict(body)}
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
+
+
+def encode_meta(service: str, login: str | None, lane: str, body: dict[str, Any]) -> Meta:
+    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
+    return _encode(service, login, lane, tuple(sorted(body.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Receivers of one request that share a batch key."""
+
+    lane: str
+    meta: Meta
+    entries: list[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRequest:
+    """What the stage step needs to reserve credits on a user's quota, and to alert."""
+
+    service: str
+    login: str
+    alert_queue: str | None = None  # QuotaAlert destination; default: the request's reply_to
+    alert_sms: bool = False  # send the alert SMS when the user has an alert number
+    alert_sms_template: str = ""  # placeholders {user}, {service}, {quota_left}, {threshold}
+
+
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """One request ready for the stage step."""
+
+    request_id: str
+    skeleton: dict[str, Any]
+    reply_to: str
+    invalid_outcomes: list[dict[str, Any]]
+    batches: list[Batch]
+    quota: QuotaRequest | None = None
+
+    @property
+    def credits(self) -> float:
+        return sum(entry.credits for batch in self.batches for entry in batch.entries)
+
+
+class _Stage(scripts.Script):
+    NAME = "stage"
+    KEYS = ("stats", "quotas")
+
+
+class _Reject(scripts.Script):
+    NAME = "reject"
+    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    KEYS = ("seen", "result", "ready", "queue", "messages", "stats")
+
+
+class Buffers:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        max_receivers_per_call: int,
+        dedupe_ttl_s: int,
+        result_ttl_s: int,
+        request_ttl_s: int,
+        queue_cap: int,
+        campaign_stats_ttl_s: int = 0,
+    ) -> None:
+        self.redis = client
+        self.campaign_stats_ttl_s = campaign_stats_ttl_s
+        self.max_receivers_per_call = max_receivers_per_call
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self.result_ttl_s = result_ttl_s
+        self.request_ttl_s = request_ttl_s
+        self.queue_cap = queue_cap
+        self._stage = _Stage(client)
+        self._reject = _Reject(client)
+        self._peek = scripts.load(client, "worker.batching", "peek")
+
+    def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
+        """Stage several requests in one round trip (each request its own atomic step).
+
+        One reply per request: ``staged``, ``duplicate`` or ``quota:<credits left>`` (refused by
+        its user's quota; nothing changed: the caller publishes the rejection).
+        """
+        if not stagings:
+            return []
+        refs = self._stage.refs()
+        document = {
+            "dedupe_ttl_s": self.dedupe_ttl_s,
+            "request_ttl_s": self.request_ttl_s,
+            "max_per_call": self.max_receivers_per_call,
+            "linger": linger_ms,
+            "linger_cap": LINGER_CAP,
+            "queue_cap": self.queue_cap,
+            "result_actor": RESULT_ACTOR_NAME,
+            "alert_sms_queue": lane_queue(ALERT_SMS_LANE),
+            "alert_sms_actor": accept_actor_name(ALERT_SMS_LANE),
+            "requests": [self._stage_request(staging, refs) for staging in stagings],
+            # each batch's meta once, by batch key: a broadcast pack shares one
+            "metas": {b.meta.key: b.meta.json for staging in stagings for b in staging.batches},
+        }
+        replies = self._stage.run({"stats": keys.STATS, "quotas": keys.QUOTAS}, document, refs)
+        return [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in replies]
+
+    @staticmethod
+    def _stage_request(staging: Staging, refs: scripts.KeyRefs) -> dict[str, Any]:
+        rid = staging.request_id
+        request: dict[str, Any] = {
+            "id": rid,
+            "seen": refs(keys.seen(rid)),
+            "req": refs(keys.request(rid)),
+            "outcomes": refs(keys.outcomes(rid)),
+            "skeleton": json.dumps(staging.skeleton, separators=(",", ":")),
+            "reply_to": staging.reply_to,
+            "invalid": ",".join(json.dumps(o, separators=(",", ":")) for o in staging.invalid_outcomes),
+            "n_invalid": len(staging.invalid_outcomes),
+            "n_valid": sum(len(b.entries) for b in staging.batches),
+            "credits": staging.credits,
+            "batches": [],
+        }
+        for batch in staging.batches:
+            key = batch.meta.key
+            request["batches"].append(
+                {
+                    "key": key,
+                    "lane": batch.lane,
+                    "buf": refs(keys.buffer(key)),
+                    "bufmeta": refs(keys.buffer_meta(key)),
+                    "due": refs(keys.due(batch.lane)),
+                    "wake": refs(keys.wake(batch.lane)),
+                    "entries": [entry.staged() for entry in batch.entries],
+                }
+            )
+        quota = staging.quota
+        if quota is not None and quota.login:
+            alert_queue = quota.alert_queue or staging.reply_to
+            alert_sms_queue = lane_queue(ALERT_SMS_LANE)
+            request["quota"] = {
+                "key": refs(keys.quota(quota.service, quota.login)),
+                "service": quota.service,
+                "login": quota.login,
+                "alert_queue": alert_queue,
+                "alert_q": refs(keys.queue(alert_queue)),
+                "alert_msgs": refs(keys.queue_messages(alert_queue)),
+                "alert_sms": quota.alert_sms,
+                "alert_sms_template": quota.alert_sms_template,
+                "sms_q": refs(keys.queue(alert_sms_queue)),
+                "sms_msgs": refs(keys.queue_messages(alert_sms_queue)),
+            }
+        return request
+
+    def reject(
+        self, request_id: str, result_json: str, reply_to: str, *, service: str | None = None, tag: str | None = None
+    ) -> bool:
+        """Publish the result of a request refused before staging; ``False`` for a repeat.
+
+        A tagged request is counted ``rejected`` in its campaign's statistics (same step)."""
+        refs = self._reject.refs()
+        document: dict[str, Any] = {
+            "id": request_id,
+            "dedupe_ttl_s": self.dedupe_ttl_s,
+            "result": result_json,
+            "result_ttl_s": self.result_ttl_s,
+            "queue": reply_to,
+            "message_id": f"result:{request_id}",
+            "actor": RESULT_ACTOR_NAME,
+            "queue_cap": self.queue_cap,
+        }
+        fixed = {
+            "seen": keys.seen(request_id),
+            "result": keys.result(request_id),
+            "ready": keys.result_ready(request_id),
+            "queue": keys.queue(reply_to),
+            "messages": keys.queue_messages(reply_to),
+            "stats": keys.STATS,
+        }
+        if service and tag and self.campaign_stats_ttl_s > 0:
+            document["campaign"] = {
+                "key": refs(keys.campaign_stats(service, tag)),
+                "service": service,
+                "tag": tag,
+                "ttl_s": self.campaign_stats_ttl_s,
+            }
+        return bool(self._reject.run(fixed, document, refs))
+
+    def peek(self, lanes: list[str]) -> tuple[str, str] | int:
+        """``(lane, batch key)`` of the buffer to send next (highest lane first, most overdue
+        first); else the Redis ms when the next one is due (-1: none)."""
+        reply = self._peek(keys=[keys.due(lane) for lane in lanes])
+        index = int(reply[0])
+        if index == 0:
+            return int(reply[1])
+        batch = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+        return lanes[index - 1], batch
+
+    def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
+        """Block until a buffer of one of ``lanes`` becomes due (or the timeout passes).
+
+        One wake-up list per lane, listed highest lane first: a dispatcher serving only bulk
+        lanes never takes the wake-up meant for the high lane's dispatchers.
+        """
+        self.redis.blpop([keys.wake(lane) for lane in lanes], timeout=max(timeout_s, 0.01))
+
+    def wake(self, lanes: list[str], times: int) -> None:
+        """End ``times`` blocking waits on each of ``lanes`` (a stopping process wakes its
+        dispatchers; another process woken as well just looks at its buffers once more)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for lane in lanes:
+                pipe.lpush(keys.wake(lane), *([1] * times))
+                pipe.ltrim(keys.wake(lane), 0, 15 + times)
+            pipe.execute()
+
+    def staged_receivers(self, lane: str) -> int:
+        """Receivers waiting in the buffers of ``lane`` (a gauge: one LLEN per buffer)."""
+        batch_keys: list[bytes] = self.redis.zrange(keys.due(lane), 0, -1)  # type: ignore[assignment]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in batch_keys:
+                pipe.llen(keys.buffer(key.decode()))
+            return sum(pipe.execute())

@@ -1,1 +1,0 @@
-"""The sending pipeline's stages: accept, batch buffers, dispatch, settlement."""
