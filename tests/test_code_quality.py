@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["worker", "contracts", "tests", "benchmarks"]
+SOURCES = ["worker", "contracts", "ovh_sandbox", "devstack", "tests", "benchmarks"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -23,5 +23,5 @@ def test_ruff(command: tuple[str, ...]) -> None:
 
 
 def test_mypy() -> None:
-    done = run("mypy", "worker", "contracts", "--ignore-missing-imports")
+    done = run("mypy", "worker", "contracts", "ovh_sandbox", "devstack", "--ignore-missing-imports")
     assert done.returncode == 0, done.stdout + done.stderr
