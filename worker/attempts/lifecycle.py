@@ -12,7 +12,7 @@
       │     (never called)                                             others resent, or unknown
       └───────────────────────── resend of receivers proven absent ◀───┘     after the deadline
 
-Every transition is one Lua step (``worker/store/lua/``) that checks the attempt's state and
+Every transition is one Lua step (``lua/``, typed in ``steps``) that checks the attempt's state and
 owner and reads Redis' clock, never a worker's. The owner is a *lease* (``worker.attempts.lease``):
 a worker whose lease expired can neither call (``call``), nor settle (``settle``), nor give back
 (``release``); any live worker takes its attempts over (``takeover``): claimed ones go back to
