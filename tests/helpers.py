@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -12,6 +14,8 @@ import redis
 from contracts import parse_event
 from contracts.results import Event
 from contracts.wire import DEFAULT_RESULTS_QUEUE, DRAMATIQ_NAMESPACE, accept_actor_name, lane_queue
+
+T = TypeVar("T")
 
 
 def read_queue(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list[dict[str, Any]]:
@@ -44,3 +48,23 @@ def enqueue_raw(client: redis.Redis, lane: str, payload: Any) -> None:
     )
     client.hset(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}.msgs", message_id, message.encode())
     client.rpush(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}", message_id)
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.05
+) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        time.sleep(every_s)
+
+
+def redis_ms(client: redis.Redis) -> int:
+    """The Redis server's clock (ms): the one attempts and leases are timed with."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000

@@ -197,11 +197,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
-    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
+def build_app(
+    settings: Settings, *, ovh_credentials: dict[str, Any] | None = None, client: redis.Redis | None = None
+) -> App:
+    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
+
+    ``client``: the Redis client every part of the process shares (default: one for
+    ``settings.redis_url``); tests pass one whose connections lose replies on purpose.
+    """
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client if client is not None else redis.Redis.from_url(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
     buffers = Buffers.from_settings(client, settings)
     attempts = Attempts.from_settings(client, settings)
