@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from contracts.wire import result_key
+from contracts.wire import lane_queue, messages_key, result_key
 from tests.campaigns.cli import (
     COOKBOOK_CSV,
     COOKBOOK_MESSAGE,
@@ -252,7 +252,7 @@ def test_without_a_worker_running_it_again_queues_nothing_twice(
     args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait", "--json"]
     first, again = (json.loads(sms_worker(*args, env=sandbox_env).stdout) for _ in range(2))
     assert (first["queued"], again["queued"], again["earlier"], again["waiting"]) == (30, 0, 30, 30)
-    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    packs = [json.loads(body) for body in redis_client.hvals(messages_key(lane_queue("low")))]
     assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 30
 
 

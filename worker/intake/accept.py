@@ -40,7 +40,7 @@ from contracts.models import (
     SendResult,
     describe_validation_error,
 )
-from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, accept_actor_name, lane_queue
+from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, lane_queue, request_message
 from worker import phones
 from worker.accounting import credits
 from worker.accounting.quotas import EPSILON as QUOTA_EPSILON
@@ -281,9 +281,7 @@ class AcceptStage:
         return reply
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str) -> None:
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
-        )
+        message = request_message(lane, item)
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
         if self.dead_letter is not None:
             self.dead_letter(lane_queue(lane), message)
