@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from tests.campaigns.cli import COOKBOOK_MESSAGE, e164, one_line_error, sms_worker, write_contacts
+from worker.after_send.ptts import PttLookup
 from worker.campaigns import html, report
-from worker.campaigns.ptt import PttMeanings
 from worker.campaigns.stats import CampaignStats, TagStats, bucket_upper_s, delay_bucket
 from worker.ovhcloud.client import make_client
 
@@ -139,7 +139,7 @@ def _sample_report() -> report.Report:
         opt_outs=12,
     )
 
-    return report.build(stats, PttMeanings(None, None))
+    return report.build(stats, PttLookup(None, None))
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
