@@ -13,6 +13,7 @@ from contracts import SendRequest, SmsProducer
 from contracts.wire import lane_queue, request_message
 from tests.campaigns.cli import one_line_error, sms_worker
 from tests.helpers import enqueue_raw
+from tests.waiting import wait_until
 from worker.store import keys
 
 QUEUE = lane_queue("high")
@@ -32,10 +33,7 @@ def request(request_id: str, receiver: str) -> dict[str, Any]:
 
 
 def _eventually_dead(client: redis.Redis, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while client.zcard(keys.dead_letters(QUEUE)) < count:
-        assert time.monotonic() < deadline, "the worker did not dead-letter the unreadable message"
-        time.sleep(0.1)
+    wait_until(lambda: client.zcard(keys.dead_letters(QUEUE)) >= count, what="the unreadable message's dead letter")
 
 
 def test_a_replayed_dead_letter_is_sent_once_and_only_when_it_has_no_result(

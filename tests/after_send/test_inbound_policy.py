@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from contracts import CreditUsage, SendRequest, SmsProducer
-from tests.after_send.conftest import wait_until
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.errors import Rejection
 from worker.intake.policy import Policy
 from worker.ovhcloud.blacklist import Blacklist

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from contracts.wire import queue_key
-from tests.after_send.conftest import TOKEN, track, wait_until
+from tests.after_send.conftest import TOKEN, track
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

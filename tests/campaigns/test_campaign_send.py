@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.campaigns.cli import (
     sms_worker,
     write_contacts,
 )
+from tests.waiting import wait_until
 from worker.campaigns.rows import request_id
 
 
@@ -80,12 +80,7 @@ def test_the_cookbook_file_as_written_is_read_with_its_spaces_and_sent(
 
 
 def _wait_for_results(client: redis.Redis, ids: list[str], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(client.mget([result_key(i) for i in ids])):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the worker did not answer the first rows")
+    wait_until(lambda: all(client.mget([result_key(i) for i in ids])), timeout_s, "the results of the first rows")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
