@@ -14,8 +14,8 @@ import uuid
 
 from contracts import SmsProducer
 from contracts.models import SendRequest
-from tests.helpers import wait_until
 from tests.lossy import LostReplies, lossy_client
+from tests.waiting import wait_until
 from worker.attempts import steps
 from worker.attempts.lease import Lease
 from worker.batching.buffers import Due

@@ -20,7 +20,8 @@ import pytest
 
 from contracts import SendResult, SmsProducer
 from contracts.models import SendRequest
-from tests.helpers import read_events, redis_ms, wait_until
+from tests.helpers import read_events, redis_ms
+from tests.waiting import wait_until
 from worker.app import App, build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
@@ -91,7 +92,7 @@ def reconcile_until_settled(app: App, call_id: str, owner: Owner) -> None:
             app.reconcilers[0].reconcile(attempt)
         return False
 
-    wait_until(settled, timeout_s=30, what="the ambiguous attempt settled")
+    wait_until(settled, timeout=30, what="the ambiguous attempt settled")
     if isinstance(app.buffers.peek(["high"]), Due):  # its receiver was proven absent: sent again
         dispatch_what_is_due(app, owner)
 

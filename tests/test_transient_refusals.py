@@ -8,8 +8,8 @@ the account's credits) may be sent again with the same id once the cause is gone
 from __future__ import annotations
 
 from contracts import SmsProducer
-from tests.helpers import wait_until
 from tests.quota_fixtures import create_user
+from tests.waiting import wait_until
 from worker.accounting.quotas import QuotaStore, UserQuota
 
 

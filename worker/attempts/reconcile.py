@@ -51,12 +51,13 @@ import redis
 
 from worker.attempts import steps
 from worker.attempts.lifecycle import Attempt, Attempts, Look, Outcome
-from worker.attempts.settlement import Sent, e164, from_findings, from_report_findings
+from worker.attempts.settlement import Sent, from_findings, from_report_findings
 from worker.batching.buffers import CallMeta, Entry
 from worker.errors import GatewayError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.jobs import JobBody
+from worker.phones import e164
 from worker.store import keys, scripts
 
 log = logging.getLogger(__name__)
@@ -300,9 +301,10 @@ class Reconciler:
 
 def _parse(raw: Any) -> _Record:
     """An ``sms.Outgoing`` or ``sms.Job`` as a look needs it."""
+    reported = str(raw.get("receiver") or "")
     return _Record(
         ovh_id=int(raw["id"]),
-        receiver=e164(str(raw.get("receiver") or "")),
+        receiver=e164(reported) or reported,
         message=str(raw.get("message") or ""),
         credits=float(raw.get("credits") or 0.0),
     )
