@@ -9,6 +9,7 @@ database compared before and after: a refusal writes nothing.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from contracts import QuotaAlert, SendResult, SmsProducer, parse_event
 from contracts.models import SendRequest
 from tests.helpers import read_queue
 from tests.quota_fixtures import create_user
-from worker.accounting.quotas import QuotaStore
+from worker.accounting.quotas import QuotaStore, UserQuota
 from worker.app import App, build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Outcome, Owner
@@ -154,3 +155,108 @@ def test_attempt_steps_refused_write_nothing(idle_app, redis_client) -> None:
         after = snapshot(redis_client)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         assert changed == [], f"{name} ({reply}) wrote {changed}"
+
+
+# -- every other script's refusals write nothing ------------------------------------------------
+
+
+def unchanged(client: Any, name: str, step: Any) -> Any:
+    """Run ``step`` and fail naming ``name`` if it changed any key."""
+    before = snapshot(client)
+    reply = step()
+    after = snapshot(client)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert changed == [], f"{name} ({reply}) wrote {changed}"
+    return reply
+
+
+def test_other_steps_refused_write_nothing(idle_app, redis_client, sandbox) -> None:
+    from worker.after_send.events import Receipt, Reply
+    from worker.after_send.ptts import PttTable
+    from worker.after_send.publish import Publisher
+    from worker.after_send.pull import ReceiptPoller
+    from worker.campaigns.send import _Numbers
+    from worker.campaigns.stats import CampaignStats
+    from worker.intake.dead_letters import DeadLetter, DeadLetters
+    from worker.store.queues import _Poison
+
+    request = SendRequest(message="Hi", receivers=["+33612345678"], priority="high", no_stop_clause=True)
+    payload = [request.model_dump(mode="json")]
+    assert idle_app.accept(payload, lane="high") == ["staged"]
+    # stage: a repeat
+    assert unchanged(redis_client, "stage of a repeat", lambda: idle_app.accept(payload, lane="high")) == ["duplicate"]
+    # stage: a reservation the user's quota refuses (the rejection is then published by reject)
+    quotas = QuotaStore(redis_client)
+    quotas.apply_config([UserQuota(login="bob", service=sandbox.service_name, quota=0)])
+    poor = SendRequest(message="Hi", receivers=["+33612345678"], user="bob", no_stop_clause=True)
+    staging = idle_app.accept._prepare(0, poor.request_id, poor.model_dump(mode="json"), defaultdict(float))
+    refused = unchanged(
+        redis_client, "stage refused by a quota", lambda: idle_app.buffers.stage_many([staging.staging], linger_ms={})
+    )
+    assert refused == ["quota:0"]
+    # reject: a repeat of an id already seen
+    assert not unchanged(
+        redis_client, "reject of a repeat", lambda: idle_app.buffers.reject(request.request_id, "{}", "sms-results")
+    )
+    # peek reads only
+    unchanged(redis_client, "peek", lambda: idle_app.buffers.peek(["high", "medium"]))
+    # quota_set: a configuration already applied
+    entry = UserQuota(login="bob", service=sandbox.service_name, quota=0)
+    assert unchanged(redis_client, "quota_set of an applied entry", lambda: quotas.apply_config([entry])) == 0
+    # poison: a body no fetched message of this broker holds
+    poison = _Poison(redis_client)
+    assert unchanged(redis_client, "poison", lambda: poison.dead_letter("no-broker", "sms.high", b"\xff")) == []
+    # dlq_replay: a dead letter gone meanwhile
+    letters = DeadLetters(redis_client)
+    gone = DeadLetter("sms.high", "gone-id", 0, b"{}", "", None, ())
+    assert unchanged(redis_client, "dlq_replay of a letter gone", lambda: letters.replay(gone)) == "nothing to replay"
+    # campaign statistics: a report of an SMS not tracked, an opt-out with statistics off
+    stats = CampaignStats(redis_client, ttl_s=0)
+    assert not unchanged(redis_client, "campaign_delivery", lambda: stats.delivered(123, "delivered"))
+    assert not unchanged(redis_client, "campaign_opt_out", lambda: stats.opted_out(sandbox.service_name, "t"))
+    # campaign_numbers: numbers already held by the rows that claimed them
+    numbers = _Numbers(redis_client)
+    numbers({"numbers": "sms-worker:campaign-numbers:{c}"}, {"ttl_s": 60, "claims": [("+33612345678", 2)]})
+    assert unchanged(
+        redis_client,
+        "campaign_numbers of numbers held",
+        lambda: numbers({"numbers": "sms-worker:campaign-numbers:{c}"}, {"ttl_s": 60, "claims": [("+33612345678", 3)]}),
+    ) == [2]
+    # report: a receipt of an SMS not recorded; reply: a reply already published
+    publisher = Publisher.from_settings(redis_client, PttTable(), idle_app.settings)
+    receipt = Receipt(ovh_id=999, ptt=4, dlr=1, source="poll")
+    assert unchanged(redis_client, "report of an unknown id", lambda: publisher.receipt(receipt)) == ("unknown_id", 0)
+    reply = Reply(number="+33612345678", via="reply", source="poll", incoming_id="7", message="hello")
+    publisher.reply(reply)
+    unchanged(redis_client, "reply repeated", lambda: publisher.reply(reply))
+    # claim_receipts: nothing due
+    poller = ReceiptPoller(idle_app.settings, redis_client, idle_app.refresher.calls, publisher)
+    assert (
+        unchanged(
+            redis_client,
+            "claim_receipts",
+            lambda: poller._claim({"receipts": keys.RECEIPTS}, {"now_ms": 0, "lease_ms": 1000, "limit": 5}),
+        )
+        == []
+    )
+    # rate_limit: reading the bucket
+    limiter = idle_app.dispatchers[0].limiter
+    limiter.snapshot()
+    unchanged(redis_client, "rate_limit state", limiter.snapshot)
+
+
+def test_every_script_has_its_refusals_driven_here() -> None:
+    # A new Lua script gets its refusals tested in this module.
+    from pathlib import Path
+
+    import worker
+
+    source = Path(__file__).read_text()
+    names = {p.stem for p in Path(worker.__file__).parent.glob("*/lua/*.lua") if not p.stem.startswith("_")}
+    covered = {
+        "claim", "attempt", "release", "takeover", "settle", "reconcile_pick", "stage", "reject", "peek",
+        "quota_set", "poison", "dlq_replay", "campaign_delivery", "campaign_opt_out", "campaign_numbers",
+        "report", "reply", "claim_receipts", "rate_limit",
+    }  # fmt: skip
+    assert names == covered, names ^ covered
+    assert all(name in source for name in covered)

@@ -25,7 +25,9 @@ PREFIX = KEY_PREFIX
 
 
 def seen(request_id: str) -> str:
-    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``)."""
+    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``):
+    ``s:<stage token>`` staged, ``r:<token>`` rejected for good, ``t:<queue message id>`` refused
+    for a cause that was not the request's own (a new message with that id is a resend)."""
     return f"{PREFIX}seen:{{{request_id}}}"
 
 
