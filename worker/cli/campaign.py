@@ -42,7 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--dry-run", action="store_true", help="check the file and estimate parts and credits only")
     send.add_argument("--number-column", default="number", help="the phone number's column (default: number)")
     send.add_argument("--encoding", default="utf-8-sig", help="the file's encoding (default UTF-8, BOM or not)")
-    send.add_argument("--campaign-id", help="resume under this id (default: a digest of file, size, message, tag)")
+    send.add_argument(
+        "--campaign-id",
+        help="resume under this id, bare or as the summary prints it, campaign-<id> (default: a digest of file, "
+        "size, message, tag)",
+    )
     send.add_argument("--rejects", type=Path, help="rejects file (default: CONTACTS.rejects.csv beside the file)")
     send.add_argument(
         "--chunk-rows", type=int, default=500, help="rows read and queued at once (a pipe is queued in such steps)"
@@ -126,7 +130,7 @@ def _send(args: argparse.Namespace) -> int:
     from worker.campaigns.pricing import Pricing
     from worker.campaigns.progress import CampaignProgress
     from worker.campaigns.rejects import RejectsFile
-    from worker.campaigns.rows import Campaign, check_campaign_id, derive_campaign_id
+    from worker.campaigns.rows import CAMPAIGN_PREFIX, Campaign, check_campaign_id, derive_campaign_id
     from worker.campaigns.send import CampaignRun
 
     settings = load_settings()
@@ -140,7 +144,7 @@ def _send(args: argparse.Namespace) -> int:
         campaign = Campaign(
             campaign_id=campaign_id,
             message=args.message,
-            tag=args.tag or f"campaign-{campaign_id}",
+            tag=args.tag or f"{CAMPAIGN_PREFIX}{campaign_id}",
             default_region=settings.default_region,
             priority=args.priority,
             sender=args.sender,
@@ -185,7 +189,7 @@ def _send(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.as_json(), indent=2))
     else:
-        print_table([("CAMPAIGN", f"campaign-{campaign_id}"), *_summary_rows(summary)])
+        print_table([("CAMPAIGN", f"{CAMPAIGN_PREFIX}{campaign_id}"), *_summary_rows(summary)])
     if summary.waiting and not (args.no_wait or args.dry_run):
         print(
             f"sms-worker: {summary.waiting:,} queued rows have no result yet: run the same command again to keep "
