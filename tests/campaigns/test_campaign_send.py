@@ -172,6 +172,10 @@ def test_dry_run_estimates_parts_and_credits_and_queues_nothing(
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["rejected"], summary["parts"]) == (10, 0, 20)
     assert summary["estimated_credits"] == 9 * 2 * 1 + 2 * 2
+    # And it shows the first row's SMS as merged, as the README says, in JSON and in the table
+    assert summary["example"] == {"line": 2, "text": merged(0) + " " + "x" * 60}
+    table = sms_worker("campaign", "send", str(contacts), "--message", message, "--dry-run", env=sandbox_env)
+    assert f"line 2             {merged(0)} {'x' * 60}" in table.stdout.splitlines()
     # Then nothing was queued or sent, and no request id was taken
     assert sandbox.control.sent() == []
     assert [k for k in redis_client.keys() if not k.startswith(b"sms-worker:rates")] == []

@@ -98,6 +98,13 @@ class Lease:
             return self._valid_until - self._clock()
 
 
+def live_workers(client: redis.Redis) -> list[str]:
+    """Names of the workers holding a lease now (one ``SCAN`` of the lease keys, then their values)."""
+    found = list(client.scan_iter(match=keys.LEASES, count=1000))
+    names = client.mget(found) if found else []
+    return sorted(name.decode() if isinstance(name, bytes) else str(name) for name in names if name is not None)
+
+
 class LeaseKeeper:
     """The thread that keeps the lease and sweeps: refresh, then ``on_tick`` (the sweeps), every
     ``lease.refresh_every_s``, until ``stop`` is set. ``alive()`` is called every round, Redis

@@ -34,6 +34,7 @@ from worker.campaigns.pricing import Pricing
 from worker.campaigns.progress import CampaignProgress
 from worker.campaigns.rejects import RejectsFile
 from worker.campaigns.rows import Campaign, Ready, Rejected, build, request_id
+from worker.intake import mailmerge
 from worker.store import keys, scripts
 
 #: Rows read, checked and published together by default (one Redis round trip each way).
@@ -103,6 +104,7 @@ class Summary:
     differed_period: int = 0  # minutes, for the first rows queued
     rejects_file: str | None = None
     elapsed_s: float = 0.0
+    example: dict[str, Any] | None = None  # the first sendable row: its line and its text as merged
 
     def as_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -203,6 +205,10 @@ class CampaignRun:
                 self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {int(owner)}")
             else:
                 unique.append(row)
+        if s.example is None and unique:
+            first = unique[0].request
+            values = (first.variables or {}).get(first.receivers[0])
+            s.example = {"line": unique[0].line, "text": mailmerge.render(first.message, values)}
         for row in unique:
             s.parts += row.parts
             rate = self.pricing.rate(row.country)

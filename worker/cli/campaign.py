@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--json", action="store_true", help="print the summary as JSON")
     send.set_defaults(campaign_func=_send)
     report = commands.add_parser("report", help="a tag's figures from the worker's own records")
-    report.add_argument("--tag", required=True)
+    report.add_argument("--tag", required=True, help="the campaign's OVH tag (campaign send's --tag or campaign-<id>)")
     report.add_argument("--service", help="OVH SMS account (default: the worker's)")
     report.add_argument("--check", type=int, default=0, metavar="N", help="compare with OVH, reading N of its SMS")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -207,6 +207,8 @@ def _summary_rows(s: Any) -> list[tuple[str, str]]:
     rows.append(("rows", f"{s.rows:,} read, {s.rejected:,} rejected before queueing"))
     if s.dry_run:
         rows.append(("would send", f"{s.rows - s.rejected:,} SMS, {s.parts:,} parts"))
+        if s.example is not None:
+            rows.append((f"line {s.example['line']}", s.example["text"]))
     else:
         rows.append(("queued", f"{s.queued:,} now, {s.earlier:,} by an earlier run"))
         results = ", ".join(f"{n:,} {status}" for status, n in sorted(s.results.items())) or "none yet"

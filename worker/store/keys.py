@@ -92,6 +92,10 @@ def lease(token: str) -> str:
     return f"{PREFIX}lease:{token}"
 
 
+#: Pattern of every worker lease (``SCAN`` it to count the workers alive).
+LEASES = lease("*")
+
+
 # -- accounting ---------------------------------------------------------------------------------
 
 
