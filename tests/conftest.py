@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from devstack.embedded_redis import EmbeddedRedis
+from devstack.embedded_redis import EmbeddedRedis, die_with_parent
 from worker.app import App, build_app
 from worker.settings import Settings
 
@@ -75,18 +75,8 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
         app.stop()
 
 
-def _die_with_parent() -> None:
-    """In a child process: get SIGTERM when the test process dies, even if it is killed (Linux).
-
-    Without it, a suite killed by a timeout leaves worker processes polling a Redis that is gone.
-    """
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the fixture's teardown still stops them
+#: Children started by tests get SIGTERM when the test process dies (a suite killed by a timeout).
+_die_with_parent = die_with_parent
 
 
 @pytest.fixture
