@@ -25,6 +25,7 @@ import dramatiq
 import redis
 
 from .models import BASE_REQUEST_ID_PATTERN, ErrorInfo, SendRequest, SendResult, new_request_id
+from .redis_connection import connect
 from .wire import (
     DRAMATIQ_NAMESPACE,
     MAX_RECEIVERS_PER_REQUEST,
@@ -71,7 +72,7 @@ class SmsProducer:
         if client is None:
             if not redis_url:
                 raise ValueError("SmsProducer needs redis_url or client")
-            client = redis.Redis.from_url(redis_url)
+            client = connect(redis_url)
         if not 1 <= max_receivers_per_request <= MAX_RECEIVERS_PER_REQUEST:
             raise ValueError(f"max_receivers_per_request must be within 1..{MAX_RECEIVERS_PER_REQUEST}")
         self.redis = client

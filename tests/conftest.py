@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis, die_with_parent
 from worker.app import App, build_app
 from worker.settings import Settings
@@ -30,7 +31,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     client.flushdb()
     yield client
     client.close()

@@ -32,7 +32,7 @@ import redis
 from worker.ovhcloud.rate_limit import RateLimiter
 
 url, key, rate, burst, threads, start_s, end_s = sys.argv[1:8]
-client = redis.Redis.from_url(url)
+client = connect(url)
 grants, lock = [], threading.Lock()
 
 def record(grant):

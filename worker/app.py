@@ -27,6 +27,7 @@ from typing import Any
 import dramatiq
 import redis
 
+from contracts.redis_connection import connect
 from contracts.wire import LANES, accept_actor_name, lane_queue
 from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
@@ -201,7 +202,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
     """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
     buffers = Buffers(
         client,

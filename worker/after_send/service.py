@@ -39,6 +39,7 @@ import redis
 import redis.asyncio
 from aiohttp import web
 
+from contracts.redis_connection import connect_async
 from worker.after_send import params
 from worker.after_send.events import InvalidNumber, Receipt
 from worker.after_send.http import QuietAppRunner
@@ -228,7 +229,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    client = connect_async(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
     inbound = Inbound(settings, client, InboundMetrics())
     runner = QuietAppRunner(make_app(inbound), access_log=None, logger=logging.getLogger("worker.after_send.http"))
     await runner.setup()

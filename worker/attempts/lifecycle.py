@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from contracts.redis_connection import text
 from contracts.wire import RESULT_ACTOR_NAME
 from worker.batching.buffers import Entry
 from worker.store import keys, scripts
@@ -106,10 +107,6 @@ class Owner:
 
     worker: str
     token: str
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class _Claim(scripts.Script):
@@ -239,7 +236,7 @@ class Attempts:
             },
             document,
         )
-        status = _text(reply[0])
+        status = text(reply[0])
         if status == "nolease":
             return False
         if status != "ok":
@@ -270,7 +267,7 @@ class Attempts:
 
     def answer(self, call_id: str, report: dict[str, Any]) -> str:
         """Record OVH's answer on the attempt (allowed to anyone: it is evidence); its state, or ''."""
-        return _text(self._run("answer", None, call_id, report=json.dumps(report, separators=(",", ":"))))
+        return text(self._run("answer", None, call_id, report=json.dumps(report, separators=(",", ":"))))
 
     def ambiguous(self, owner: Owner, call_id: str, reason: str) -> bool:
         """calling -> ambiguous: the call may have been carried out; the reconcilers take it."""
@@ -386,13 +383,13 @@ class Attempts:
         reply = self._settle.run(fixed, document, refs)
         if reply == -1:
             return None
-        return [_text(status) for status in reply]
+        return [text(status) for status in reply]
 
     # -- the lease sweep ------------------------------------------------------------------------
 
     def held(self) -> list[tuple[str, str, str, str]]:
         """``(call_id, owner token, batch key, lane)`` of every claimed or calling attempt."""
-        call_ids = [_text(c) for c in self.redis.zrange(keys.INFLIGHT, 0, -1)]
+        call_ids = [text(c) for c in self.redis.zrange(keys.INFLIGHT, 0, -1)]
         with self.redis.pipeline(transaction=False) as pipe:
             for call_id in call_ids:
                 pipe.hmget(keys.attempt(call_id), "owner", "batch_key", "lane")
@@ -402,7 +399,7 @@ class Attempts:
             if owner is None:  # gone (settled meanwhile, or expired): drop it from the index
                 self.redis.zrem(keys.INFLIGHT, call_id)
                 continue
-            held.append((call_id, _text(owner), _text(batch_key), _text(lane)))
+            held.append((call_id, text(owner), text(batch_key), text(lane)))
         return held
 
     def sweep(self, reason: str) -> list[tuple[str, str]]:
@@ -417,7 +414,7 @@ class Attempts:
         for call_id, owner, batch_key, lane in held:
             if alive[owner]:
                 continue
-            what = _text(
+            what = text(
                 self._takeover.run(
                     {
                         "attempt": keys.attempt(call_id),
@@ -447,7 +444,7 @@ class Attempts:
         """Take the next ambiguous attempt due for a look, hiding it from other reconcilers for
         ``visibility_ms``; else the Redis ms when the next one is due (``None``: none at all)."""
         reply = self._pick.run({"reconcile": keys.RECONCILE}, {"visibility_ms": visibility_ms})
-        call_id = _text(reply[0])
+        call_id = text(reply[0])
         if not call_id:
             next_due = int(float(reply[1]))
             return None if next_due < 0 else next_due
@@ -459,7 +456,7 @@ class Attempts:
 
     def load(self, call_id: str) -> Attempt | None:
         """The attempt as stored (``None`` if gone)."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
         if "meta" not in raw:
             return None
         return Attempt(

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from contracts.redis_connection import text
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
 from worker.store import keys, scripts
 
@@ -53,8 +54,8 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Entry:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        arrival, request_id, receiver, credits, reply_to = text.split("|")
+        line = text(raw)
+        arrival, request_id, receiver, credits, reply_to = line.split("|")
         return cls(int(arrival), request_id, receiver, float(credits), reply_to)
 
 
@@ -173,7 +174,7 @@ class Buffers:
             "metas": {b.meta.key: b.meta.json for staging in stagings for b in staging.batches},
         }
         replies = self._stage.run({"stats": keys.STATS, "quotas": keys.QUOTAS}, document, refs)
-        return [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in replies]
+        return [text(raw) for raw in replies]
 
     @staticmethod
     def _stage_request(staging: Staging, refs: scripts.KeyRefs) -> dict[str, Any]:
@@ -263,7 +264,7 @@ class Buffers:
         index = int(reply[0])
         if index == 0:
             return int(reply[1])
-        batch = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+        batch = text(reply[1])
         return lanes[index - 1], batch
 
     def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
@@ -288,5 +289,5 @@ class Buffers:
         batch_keys: list[bytes] = self.redis.zrange(keys.due(lane), 0, -1)  # type: ignore[assignment]
         with self.redis.pipeline(transaction=False) as pipe:
             for key in batch_keys:
-                pipe.llen(keys.buffer(key.decode()))
+                pipe.llen(keys.buffer(text(key)))
             return sum(pipe.execute())

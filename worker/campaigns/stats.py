@@ -27,6 +27,7 @@ from typing import Literal
 
 import redis
 
+from contracts.redis_connection import text
 from worker.store import keys, scripts
 
 #: Upper edges of the delivery-time histogram's buckets, in seconds (``CAMPAIGN_DELAY_EDGES_S`` in
@@ -112,10 +113,6 @@ def _unix(value: float | datetime | None) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else value
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def delay_bucket(seconds: float) -> int:
     """The histogram bucket (from 1) of a delivery that took ``seconds`` (as ``lua/_campaign.lua``)."""
     for n, edge in enumerate(DELAY_EDGES_S, start=1):
@@ -165,7 +162,7 @@ class CampaignStats:
             return False
         document = {"status": status, "ptt": ptt, "sent_at": _unix(sent_at), "delivered_at": _unix(delivered_at)}
         present = {name: value for name, value in document.items() if value is not None}  # Lua reads null as true
-        stats_key = keys.campaign_stats(_text(service), _text(tag))
+        stats_key = keys.campaign_stats(text(service), text(tag))
         return bool(self._delivery.run({"sms": sms_key, "stats": stats_key}, {**present, "ttl_s": self.ttl_s}))
 
     def opted_out(self, service: str, tag: str) -> bool:
@@ -174,5 +171,5 @@ class CampaignStats:
 
     def read(self, service: str, tag: str) -> TagStats | None:
         """The tag's counters, or ``None`` when the worker holds none (never sent, or expired)."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.campaign_stats(service, tag)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.campaign_stats(service, tag)).items()}
         return TagStats.parse(service, tag, raw) if raw else None

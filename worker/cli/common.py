@@ -14,6 +14,7 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from contracts.redis_connection import connect
 from worker.errors import ConfigurationError
 
 #: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
@@ -49,7 +50,7 @@ def require_redis(settings: Any, command: str) -> str:
         raise ConfigurationError(f"REDIS_URL is not set: sms-worker {command} needs the worker's Redis")
     url = str(settings.redis_url)
     try:
-        redis.Redis.from_url(url).close()
+        connect(url).close()
     except ValueError as exc:
         raise ConfigurationError(f"REDIS_URL is malformed: {_without_password(str(exc), url)}") from None
     return url
@@ -65,7 +66,7 @@ def _without_password(text: str, url: str) -> str:
 
 def redis_for(settings: Any, command: str) -> redis.Redis:
     """A client of the worker's Redis that gives up connecting after ``REDIS_CONNECT_TIMEOUT_S``."""
-    return redis.Redis.from_url(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+    return connect(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
 
 
 #: What to set when OVH credentials are missing.

@@ -34,6 +34,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
+from contracts.redis_connection import text
 from worker.retries import REDIS_OUTAGE
 from worker.store import keys, scripts
 
@@ -60,7 +61,7 @@ class _Poison(scripts.Script):
             keys.dead_letter_messages(queue_name),
         ]
         moved = self._script(keys=names, args=[body])
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
+        return [text(m) for m in moved]
 
 
 class Consumer(_RedisConsumer):  # type: ignore[misc]
@@ -90,7 +91,7 @@ class Consumer(_RedisConsumer):  # type: ignore[misc]
 
     def _put_back_unseen(self) -> None:
         """Requeue what this worker's ack set holds but dramatiq was never handed (see the module)."""
-        fetched = {m.decode() for m in self.broker.client.smembers(keys.acks(self.broker.broker_id, self.queue_name))}
+        fetched = {text(m) for m in self.broker.client.smembers(keys.acks(self.broker.broker_id, self.queue_name))}
         unseen = sorted(fetched - self._held)
         if unseen:
             # dramatiq's requeue moves an id only if it is still in the ack set: an ack racing
