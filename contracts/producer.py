@@ -55,10 +55,21 @@ class ResultTimeout(TimeoutError):
     """No result arrived for the request within the timeout."""
 
 
+class NotReplicated(redis.RedisError):
+    """The requests were queued on the primary, but fewer replicas than ``wait_replicas``
+    acknowledged them within ``wait_timeout_ms``: a failover now could lose them. Nothing is
+    undone; publishing the same requests again (same ids) is safe, the worker keeps one of each."""
+
+
 class SmsProducer:
     """Publishes ``SendRequest`` messages into Redis for the worker.
 
-    ``redis_url`` or an existing ``client``; the worker must use the same Redis.
+    ``redis_url`` or an existing ``client``; the worker must use the same Redis
+    (``contracts.redis_connection``: standalone, Sentinel, TLS, ACL).
+
+    ``wait_replicas``: after each publish, Redis' ``WAIT`` for that many replicas to hold what
+    was queued, up to ``wait_timeout_ms``; ``NotReplicated`` when fewer did (see its docstring).
+    It bounds what an asynchronous failover can lose of the producer's requests (README, "Redis").
     """
 
     def __init__(
@@ -68,6 +79,8 @@ class SmsProducer:
         client: redis.Redis | None = None,
         max_receivers_per_request: int = MAX_RECEIVERS_PER_REQUEST,
         namespace: str = DRAMATIQ_NAMESPACE,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         if client is None:
             if not redis_url:
@@ -78,6 +91,8 @@ class SmsProducer:
         self.redis = client
         self.max_receivers_per_request = max_receivers_per_request
         self.namespace = namespace
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
 
     def send(self, to: str | Iterable[str], message: str, *, request_id: str | None = None, **fields: Any) -> str:
         """Queue one send and return its request id.
@@ -141,7 +156,14 @@ class SmsProducer:
                 pipe.hset(queue_key(queue, self.namespace) + ".msgs", redis_message_id, message.encode())
                 pipe.rpush(queue_key(queue, self.namespace), redis_message_id)
                 ids += [request.request_id for request in pack]
-            pipe.execute()
+            if self.wait_replicas and ids:  # on the same connection: WAIT counts what it wrote
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            replies = pipe.execute()
+        if self.wait_replicas and ids and int(replies[-1]) < self.wait_replicas:
+            raise NotReplicated(
+                f"{len(ids)} request(s) queued, but {int(replies[-1])} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_ms} ms: publish them again (same ids) to be sure"
+            )
         return ids
 
     def result(self, request_id: str) -> SendResult | None:

@@ -24,10 +24,12 @@ service reaches the same Redis the same way:
 
 A Sentinel client follows a failover: each (re)connect, including one inside a command's
 retries, asks the Sentinels where the primary is (redis-py 8 reuses the old address on a
-reconnect within a command's retries, issue #3874); a primary that answers ``READONLY`` (demoted)
-or ``NOREPLICAS`` (``min-replicas-to-write`` not met) is left and asked for again; commands are
-retried for up to ``SENTINEL_RETRIES`` tries (``SENTINEL_BACKOFF_*``: about 5 s in all) while
-the Sentinels elect a new primary.
+reconnect within a command's retries, issue #3874); a thread asks them every ``WATCH_EVERY_S``
+too, so that a graceful failover does not leave the client writing to the old primary until it
+is demoted; a primary that answers ``READONLY`` (demoted) or ``NOREPLICAS``
+(``min-replicas-to-write`` not met) is left and asked for again; commands are retried for up to
+``SENTINEL_RETRIES`` tries (``SENTINEL_BACKOFF_*``: about 5 s in all) while the Sentinels elect
+a new primary. The asyncio client (the inbound service) has no watcher.
 
 Replies are bytes (redis-py's default): dramatiq's broker, which shares the worker's client,
 reads message bodies as bytes. ``text`` is the one place a reply becomes a ``str``.
@@ -35,6 +37,9 @@ reads message bodies as bytes. ``text`` is the one place a reply becomes a ``str
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, overload
 from urllib.parse import parse_qsl, quote, unquote
@@ -57,6 +62,12 @@ DEFAULT_SENTINEL_PORT = 26379
 SENTINEL_RETRIES = 8
 SENTINEL_BACKOFF_BASE_S = 0.05
 SENTINEL_BACKOFF_CAP_S = 1.0
+
+#: How often a Sentinel client asks the Sentinels where the primary is, between commands
+#: (seconds): after a graceful failover the old primary takes writes until it is demoted (10 to
+#: 16 s later), and only a new connection would ask; idle connections to it are dropped when
+#: the answer changes, connections in use when they are given back.
+WATCH_EVERY_S = 0.5
 
 #: URL options for the Sentinels only (not passed to the data nodes).
 _SENTINEL_ONLY = {"sentinel_username", "sentinel_password", "sentinel_ssl"}
@@ -151,8 +162,10 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 
 def _demoted(exc: redis.ResponseError) -> bool:
-    """A primary that cannot take writes any more: a failover is under way or done."""
-    return str(exc).startswith(("NOREPLICAS", "READONLY"))
+    """A primary that cannot take writes any more: a failover is under way or done. Redis 6.2
+    wraps the error of a writing Lua script (``Error running script ... -READONLY ...``)."""
+    message = str(exc)
+    return message.startswith(("NOREPLICAS", "READONLY")) or "-NOREPLICAS" in message or "-READONLY" in message
 
 
 class _FollowingConnection(SentinelManagedConnection):  # type: ignore[misc]
@@ -233,7 +246,25 @@ def connect(url: str, **options: Any) -> redis.Redis:
             sentinel_kwargs.setdefault(name, options[name])
     sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)
     client: redis.Redis = sentinel.master_for(parsed.service_name, connection_pool_class=_FollowingPool, **kwargs)
+    watcher = threading.Thread(
+        target=_watch, args=(weakref.ref(client.connection_pool),), name="redis-sentinel-watch", daemon=True
+    )
+    watcher.start()
     return client
+
+
+def _watch(pool: weakref.ref[SentinelConnectionPool]) -> None:
+    """Ask the Sentinels for the primary every ``WATCH_EVERY_S`` while the client lives (see there)."""
+    while True:
+        time.sleep(WATCH_EVERY_S)
+        alive = pool()
+        if alive is None:
+            return
+        try:
+            alive.get_master_address()
+        except (redis.RedisError, OSError):
+            pass  # no Sentinel answers, or no primary yet: the next command says so itself
+        del alive
 
 
 def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:

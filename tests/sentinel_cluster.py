@@ -22,8 +22,10 @@ from devstack.embedded_redis import die_with_parent, free_port, server_binary
 
 PRIMARY_NAME = "mymaster"
 #: How long the Sentinels wait before they deem the primary down (ms), and a failover's timeout.
-DOWN_AFTER_MS = 1000
-FAILOVER_TIMEOUT_MS = 3000
+#: Not less than 2 s: with 1 s, a Sentinel can deem the new primary down right after a switch
+#: and fail over a second time (redis/redis#8607; seen here in 2 of 4 runs).
+DOWN_AFTER_MS = 2000
+FAILOVER_TIMEOUT_MS = 6000
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -114,15 +116,17 @@ class SentinelCluster:
         found: Node = wait_until(agreed, 30, "agreement of the Sentinels on the primary")
         return found
 
-    def kill_primary(self) -> dict[str, float]:
-        """SIGKILL the primary (a crash); returns seconds until the replica was promoted and until
-        every Sentinel named it."""
+    def fail_primary(self, how: signal.Signals) -> dict[str, float]:
+        """SIGKILL the primary (a crash) or SIGSTOP it (a stalled or cut-off primary, which never
+        comes back here); returns seconds until the replica was promoted and until every
+        Sentinel named it."""
         old = self.primary()
         new = next(node for node in self.data if node is not old)
         assert old.process is not None
         started = time.monotonic()
-        old.process.send_signal(signal.SIGKILL)
-        old.process.wait(5)
+        old.process.send_signal(how)
+        if how == signal.SIGKILL:
+            old.process.wait(5)
         wait_until(lambda: new.client().role()[0] == b"master", 30, f"promotion of {new.name}")
         promoted = time.monotonic() - started
         wait_until(lambda: self.primary() is new, 30, "Sentinels naming the new primary")

@@ -2,12 +2,14 @@
 
 A real primary, a replica and three Sentinels (``tests/sentinel_cluster.py``), two ``sms-worker
 run`` processes, ``sms-worker inbound`` and a producer, all given the same
-``redis+sentinel://`` URL. The primary is killed (SIGKILL: a crash) while requests flow.
+``redis+sentinel://`` URL. The primary is killed (SIGKILL: a crash) or stalled for good (SIGSTOP:
+a partition; commands time out rather than fail) while requests flow.
 Run it alone to see the failover's figures: ``pytest tests/test_sentinel.py -s``.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -68,8 +70,9 @@ def _ready(port: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["primary killed", "primary stalled"])
 def test_a_failover_mid_run_loses_no_request_stops_no_consumer_and_sends_nothing_twice(
-    sandbox: Any, sandbox_env: dict[str, str], worker_processes: Any
+    how: signal.Signals, sandbox: Any, sandbox_env: dict[str, str], worker_processes: Any
 ) -> None:
     with SentinelCluster() as cluster:
         url = cluster.url
@@ -118,7 +121,7 @@ def test_a_failover_mid_run_loses_no_request_stops_no_consumer_and_sends_nothing
             sender.start()
             eventually(lambda: len(sandbox.control.sent()) >= KILL_AFTER_RESULTS, timeout_s=60)
             killed_at = time.monotonic()
-            timings = cluster.kill_primary()
+            timings = cluster.fail_primary(how)
             sent_at_kill = len(sandbox.control.sent())
             eventually(lambda: len(sandbox.control.sent()) > sent_at_kill, timeout_s=60)
             first_send_after_s = time.monotonic() - killed_at
@@ -152,11 +155,10 @@ def test_a_failover_mid_run_loses_no_request_stops_no_consumer_and_sends_nothing
             client.close()
             producer.close()
             print(
-                f"\nfailover: replica promoted {timings['promoted_s']:.2f} s after the kill, every Sentinel agreed "
-                f"at {timings['sentinels_agree_s']:.2f} s, first SMS sent after the kill at {first_send_after_s:.2f} s;"
-                " "
-                f"{sent_at_kill} of {REQUESTS} sent before the kill; producer sends retried: {len(send_errors)} "
-                f"({', '.join(sorted(set(send_errors))) or 'none'})"
+                f"\nfailover ({how.name}): replica promoted {timings['promoted_s']:.2f} s after the signal, every "
+                f"Sentinel agreed at {timings['sentinels_agree_s']:.2f} s, first SMS sent after it at "
+                f"{first_send_after_s:.2f} s; {sent_at_kill} of {REQUESTS} sent before it; producer sends retried: "
+                f"{len(send_errors)} ({', '.join(sorted(set(send_errors))) or 'none'})"
             )
         finally:
             inbound.terminate()
