@@ -29,7 +29,7 @@ too, so that a graceful failover does not leave the client writing to the old pr
 is demoted; a primary that answers ``READONLY`` (demoted) or ``NOREPLICAS``
 (``min-replicas-to-write`` not met) is left and asked for again; commands are retried for up to
 ``SENTINEL_RETRIES`` tries (``SENTINEL_BACKOFF_*``: about 5 s in all) while the Sentinels elect
-a new primary. The asyncio client (the inbound service) has no watcher.
+a new primary. An asyncio client has no thread: its owner runs ``watch_async`` as a task.
 
 Replies are bytes (redis-py's default): dramatiq's broker, which shares the worker's client,
 reads message bodies as bytes. ``text`` is the one place a reply becomes a ``str``.
@@ -37,6 +37,7 @@ reads message bodies as bytes. ``text`` is the one place a reply becomes a ``str
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -283,3 +284,20 @@ def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:
         parsed.service_name, connection_pool_class=_AsyncFollowingPool, **kwargs
     )
     return client
+
+
+async def watch_async(client: redis.asyncio.Redis, stop: asyncio.Event) -> None:
+    """``connect``'s watcher for an asyncio client, until ``stop`` is set (a task of the owner's
+    loop); returns at once for a client that does not go through Sentinels."""
+    pool = client.connection_pool
+    if not isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        return
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), WATCH_EVERY_S)
+        except TimeoutError:
+            pass
+        try:
+            await pool.get_master_address()
+        except (redis.RedisError, OSError):
+            pass  # no Sentinel answers, or no primary yet: the next command says so itself

@@ -132,6 +132,25 @@ class SentinelCluster:
         wait_until(lambda: self.primary() is new, 30, "Sentinels naming the new primary")
         return {"promoted_s": promoted, "sentinels_agree_s": time.monotonic() - started}
 
+    def failover(self) -> Node:
+        """``SENTINEL FAILOVER`` (graceful: a maintenance); returns the new primary once every Sentinel
+        names it. The old one takes writes until the Sentinels demote it, seconds later."""
+        old = self.primary()
+        new = next(node for node in self.data if node is not old)
+
+        def replica_in_sync() -> bool:
+            # A Sentinel refuses (NOGOODSLAVE) a replica whose link it has not seen up yet.
+            for sentinel in self.sentinels:
+                replicas = sentinel.client(decode_responses=True).sentinel_slaves(PRIMARY_NAME)
+                if not any(r["master-link-status"] == "ok" and not r["is_sdown"] for r in replicas):
+                    return False
+            return True
+
+        wait_until(replica_in_sync, 30, "replica the Sentinels can promote")
+        self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", PRIMARY_NAME)
+        wait_until(lambda: self.primary() is new, 30, "Sentinels naming the new primary")
+        return new
+
     def stop(self) -> None:
         for node in [*self.sentinels, *self.data]:
             if node.process is not None and node.process.poll() is None:

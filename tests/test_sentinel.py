@@ -62,6 +62,22 @@ def test_sentinel_urls_are_read_with_credentials_tls_and_sentinel_options() -> N
         assert "s%40cret" not in str(caught.value)
 
 
+def test_after_a_graceful_failover_writes_go_to_the_new_primary_not_the_demoted_one() -> None:
+    with SentinelCluster() as cluster:
+        # Given a client whose pooled connection is on the primary
+        client = connect(cluster.url)
+        client.set("before", "1")
+        old = cluster.primary()
+        # When the Sentinels hand over to the replica (the old primary still takes writes for a while)
+        new = cluster.failover()
+        assert old.client().role()[0] == b"master", "the demotion comes later: the window this is about"
+        # Then the client learns it between commands, and its next write lands on the new primary
+        eventually(lambda: client.connection_pool.master_address == ("127.0.0.1", new.port), timeout_s=10)
+        client.set("after", "1")
+        assert new.client().get("after") == b"1"
+        client.close()
+
+
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:

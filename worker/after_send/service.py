@@ -39,7 +39,7 @@ import redis
 import redis.asyncio
 from aiohttp import web
 
-from contracts.redis_connection import connect_async
+from contracts.redis_connection import connect_async, watch_async
 from worker.after_send import params
 from worker.after_send.events import InvalidNumber, Receipt
 from worker.after_send.http import QuietAppRunner
@@ -240,6 +240,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     jobs = [
         asyncio.create_task(_every(orphan_every_s, inbound.retry_orphans, stop)),
         asyncio.create_task(_every(PTT_RELOAD_S, inbound.reload_ptts, stop)),
+        asyncio.create_task(watch_async(client, stop)),  # follows a Sentinel failover between callbacks
     ]
     await stop.wait()
     log.info("inbound service stopping")
