@@ -95,11 +95,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_ready(children: list[tuple[Child, str]]) -> None:
-    """Until each child's ``/readyz`` answers 200; ``DevError`` when one exits or time runs out."""
+def _wait_ready(children: list[tuple[Child, str]], stop: threading.Event) -> None:
+    """Until each child's ``/readyz`` answers 200; ``DevError`` when one exits, time runs out or
+    ``stop`` is set (Ctrl-C while starting)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     pending = list(children)
     while pending:
+        if stop.is_set():
+            raise DevError("interrupted")
         for child, url in list(pending):
             code = child.process.poll()
             if code is not None:
@@ -109,7 +112,7 @@ def _wait_ready(children: list[tuple[Child, str]]) -> None:
         if pending and time.monotonic() > deadline:
             raise DevError(f"{pending[0][0].name} not ready after {START_TIMEOUT_S:g} s: see its lines above")
         if pending:
-            time.sleep(0.2)  # polling a process that is starting: nothing to wait on but its port
+            stop.wait(0.2)  # polling a process that is starting: nothing to wait on but its port
 
 
 @contextmanager
@@ -196,7 +199,8 @@ def run_dev(args: argparse.Namespace) -> int:
                 [
                     (children[0], f"http://127.0.0.1:{metrics_port}/readyz"),
                     (children[1], f"http://127.0.0.1:{inbound_port}/readyz"),
-                ]
+                ],
+                stop,
             )
             setup = subprocess.run(
                 [sys.executable, "-m", "worker.cli", "callbacks", "setup", "--url", f"http://127.0.0.1:{inbound_port}"],
