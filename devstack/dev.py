@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -36,6 +36,8 @@ START_TIMEOUT_S = 60.0
 #: Longest a child gets to drain after SIGTERM before it is killed (seconds): the worker's
 #: default drain (SMS_WORKER_DRAIN_S, 20 s) and a margin.
 STOP_TIMEOUT_S = 30.0
+#: The variable naming the worker's default region (whose credit rate it must know first).
+REGION = "SMS_WORKER_DEFAULT_REGION"
 #: A number for the example command (the sandbox accepts any valid one).
 EXAMPLE_NUMBER = "+33612345678"
 
@@ -95,24 +97,44 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_ready(children: list[tuple[Child, str]], stop: threading.Event) -> None:
-    """Until each child's ``/readyz`` answers 200; ``DevError`` when one exits, time runs out or
-    ``stop`` is set (Ctrl-C while starting)."""
+def _wait_ready(checks: list[tuple[Child, str, Callable[[], bool]]], stop: threading.Event) -> None:
+    """Until every ``(child, what, ready)`` check passes; ``DevError`` when a child exits, time runs
+    out or ``stop`` is set (Ctrl-C while starting)."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    pending = list(children)
+    pending = list(checks)
     while pending:
         if stop.is_set():
             raise DevError("interrupted")
-        for child, url in list(pending):
+        for check in list(pending):
+            child, what, ready = check
             code = child.process.poll()
             if code is not None:
                 raise DevError(f"{child.name} stopped at start (exit {code}): see its lines above")
-            if _answers(url):
-                pending.remove((child, url))
+            if ready():
+                pending.remove(check)
         if pending and time.monotonic() > deadline:
-            raise DevError(f"{pending[0][0].name} not ready after {START_TIMEOUT_S:g} s: see its lines above")
+            raise DevError(f"{pending[0][1]} after {START_TIMEOUT_S:g} s: see the {pending[0][0].name}'s lines above")
         if pending:
-            stop.wait(0.2)  # polling a process that is starting: nothing to wait on but its port
+            stop.wait(0.2)  # polling processes that are starting: nothing to wait on but their answers
+
+
+def _priced(redis_url: str, region: str) -> Callable[[], bool]:
+    """Whether the worker has read the credit rate of its default region from the sandbox: until
+    then it answers a send there ``rate_unknown`` (send again in a few seconds), not what a
+    developer trying it should meet first."""
+    from contracts.redis_connection import connect
+    from worker.accounting.credits import RateTable, RateUnknown
+
+    rates = RateTable(connect(redis_url), ttl_s=float("inf"))
+
+    def check() -> bool:
+        try:
+            rates.rate(region)
+        except RateUnknown:
+            return False
+        return True
+
+    return check
 
 
 @contextmanager
@@ -195,10 +217,12 @@ def run_dev(args: argparse.Namespace) -> int:
         try:
             children.append(Child.start("worker", ["run"], env))
             children.append(Child.start("inbound", ["inbound"], env))
+            worker, inbound = children
             _wait_ready(
                 [
-                    (children[0], f"http://127.0.0.1:{metrics_port}/readyz"),
-                    (children[1], f"http://127.0.0.1:{inbound_port}/readyz"),
+                    (worker, "worker not ready", lambda: _answers(f"http://127.0.0.1:{metrics_port}/readyz")),
+                    (inbound, "inbound service not ready", lambda: _answers(f"http://127.0.0.1:{inbound_port}/readyz")),
+                    (worker, "no credit rate read", _priced(redis_server.url, os.environ.get(REGION, "FR"))),
                 ],
                 stop,
             )
