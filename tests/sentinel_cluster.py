@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from devstack.embedded_redis import die_with_parent, free_port, server_binary
+from tests import waiting
 
 PRIMARY_NAME = "mymaster"
 #: How long the Sentinels wait before they deem the primary down (ms), and a failover's timeout.
@@ -29,19 +30,15 @@ FAILOVER_TIMEOUT_MS = 6000
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """``check()`` once truthy (Redis errors count as not yet); ``TimeoutError`` naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: BaseException | None = None
-    while True:
+    """``tests.waiting.wait_until``, where a Redis error (a node starting, one just killed) counts as not yet."""
+
+    def quietly() -> Any:
         try:
-            value = check()
-            if value:
-                return value
-        except (redis.RedisError, OSError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} after {timeout_s} s (last error: {last!r})")
-        time.sleep(0.02)
+            return check()
+        except (redis.RedisError, OSError):
+            return None
+
+    return waiting.wait_until(quietly, timeout_s, what)
 
 
 @dataclass

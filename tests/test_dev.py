@@ -15,7 +15,7 @@ import pytest
 
 from ovh_sandbox import SandboxControl
 from tests.conftest import _die_with_parent
-from tests.ops.endpoints import eventually
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -84,7 +84,7 @@ def test_dev_runs_a_stack_another_terminal_uses_and_ctrl_c_leaves_nothing() -> N
         assert json.loads(sent.stdout.split("\n", 1)[1])["status"] == "sent"
         control = SandboxControl(exports["OVH_ENDPOINT"])
         assert [s["message"] for s in control.sent()] == ["Hello"]
-        eventually(lambda: [c for c in control.callbacks() if c["status"] == 200])
+        wait_until(lambda: [c for c in control.callbacks() if c["status"] == 200], what="a delivery report delivered")
         # When it gets Ctrl-C (SIGINT, to it alone)
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0

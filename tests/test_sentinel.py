@@ -26,8 +26,8 @@ from contracts.redis_connection import connect, parse_sentinel_url
 from devstack.embedded_redis import free_port
 from tests.conftest import _die_with_parent
 from tests.helpers import read_events
-from tests.ops.endpoints import eventually
 from tests.sentinel_cluster import SentinelCluster
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -72,7 +72,11 @@ def test_after_a_graceful_failover_writes_go_to_the_new_primary_not_the_demoted_
         new = cluster.failover()
         assert old.client().role()[0] == b"master", "the demotion comes later: the window this is about"
         # Then the client learns it between commands, and its next write lands on the new primary
-        eventually(lambda: client.connection_pool.master_address == ("127.0.0.1", new.port), timeout_s=10)
+        wait_until(
+            lambda: client.connection_pool.master_address == ("127.0.0.1", new.port),
+            timeout=10,
+            what="the client learning the new primary",
+        )
         client.set("after", "1")
         assert new.client().get("after") == b"1"
         client.close()
@@ -114,7 +118,7 @@ def test_a_failover_mid_run_loses_no_request_stops_no_consumer_and_sends_nothing
             preexec_fn=_die_with_parent,
         )
         try:
-            eventually(lambda: _ready(inbound_port))
+            wait_until(lambda: _ready(inbound_port), what="the inbound service ready")
             producer = SmsProducer(url)
             ids: list[str] = []
             send_errors: list[str] = []
@@ -135,11 +139,11 @@ def test_a_failover_mid_run_loses_no_request_stops_no_consumer_and_sends_nothing
             # When requests flow, and the primary is killed once a third of them have a result
             sender = threading.Thread(target=produce)
             sender.start()
-            eventually(lambda: len(sandbox.control.sent()) >= KILL_AFTER_RESULTS, timeout_s=60)
+            wait_until(lambda: len(sandbox.control.sent()) >= KILL_AFTER_RESULTS, timeout=60, what="a third sent")
             killed_at = time.monotonic()
             timings = cluster.fail_primary(how)
             sent_at_kill = len(sandbox.control.sent())
-            eventually(lambda: len(sandbox.control.sent()) > sent_at_kill, timeout_s=60)
+            wait_until(lambda: len(sandbox.control.sent()) > sent_at_kill, timeout=60, what="an SMS after the failover")
             first_send_after_s = time.monotonic() - killed_at
             sender.join(120)
             assert not sender.is_alive()
