@@ -162,7 +162,7 @@ def check_custom_resource(manifest: dict[str, Any]) -> None:
     elif kind == "TriggerAuthentication":
         assert api_version == "keda.sh/v1alpha1"
         for ref in manifest["spec"]["secretTargetRef"]:
-            assert ref["parameter"] in {"password", "username", "sentinelPassword", "sentinelUsername", "ca"}
+            assert ref["parameter"] in {"password", "username", "sentinelPassword", "sentinelUsername", "tls", "ca"}
             assert ref["name"] and ref["key"]
     elif kind == "ServiceMonitor":
         assert api_version == "monitoring.coreos.com/v1"
@@ -509,13 +509,16 @@ def test_keda_through_sentinel_and_the_redis_ca_in_every_pod(chart: helm.Chart) 
             SENTINEL["addresses"],
             "mymaster",
         )
-        assert trigger["metadata"]["enableTLS"] == "true"
+        assert "enableTLS" not in trigger["metadata"], "KEDA takes a CA only as tls + ca, never with enableTLS"
     (auth,) = of_kind(manifests, "TriggerAuthentication")
     assert auth["spec"]["secretTargetRef"] == [
         {"parameter": "password", "name": SECRET, "key": "REDIS_PASSWORD"},
         {"parameter": "sentinelPassword", "name": SECRET, "key": "SENTINEL_PASSWORD"},
+        {"parameter": "tls", "name": "sms-ovh-sms-worker-keda-tls", "key": "tls"},
         {"parameter": "ca", "name": "redis-ca", "key": "ca.crt"},
     ]
+    (tls,) = [m for m in of_kind(manifests, "Secret") if m["metadata"]["name"] == "sms-ovh-sms-worker-keda-tls"]
+    assert tls["stringData"] == {"tls": "enable"}
     # The CA is mounted where REDIS_URL's ssl_ca_certs points, in the workers and the inbound service
     deployments = of_kind(manifests, "Deployment")
     assert len(deployments) == 2
