@@ -32,11 +32,14 @@ from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
 from worker.accounting.refresher import Refresher
+from worker.attempts.bulk import BulkAttempts
 from worker.attempts.dispatcher import Dispatcher
 from worker.attempts.lease import Lease, LeaseKeeper
 from worker.attempts.lifecycle import Attempts
 from worker.attempts.reconcile import Reconciler
 from worker.batching.buffers import Buffers
+from worker.campaigns.bulk_dispatch import BulkDispatcher
+from worker.campaigns.outcomes import RowResults
 from worker.errors import UnreadablePayload
 from worker.intake.accept import AcceptStage
 from worker.ops.endpoints import OpsServer, ops_server
@@ -80,6 +83,7 @@ class App:
     telemetry: Telemetry = field(default_factory=Telemetry)
     ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
     background: Background | None = None  # senders, blacklist, ptts, pull pollers (background_jobs)
+    bulk: BulkDispatcher | None = None  # bulk campaigns' documents (worker.campaigns.bulk_dispatch)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -117,6 +121,8 @@ class App:
         for n, reconciler in enumerate(self.reconcilers):
             self._threads.append(self._thread(reconciler.run, f"sms-reconcile-{n}", self._stop))
         self._threads.append(self._thread(self.refresher.run, "sms-refresh", self._stop))
+        if self.bulk is not None:
+            self._threads.append(self._thread(self.bulk.run, "sms-bulk", self._stop))
         if self.background is not None:
             self.background.start()
         self._worker = dramatiq.Worker(
@@ -291,6 +297,28 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         telemetry=telemetry,
         ops=ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory),
         background=background,
+        bulk=BulkDispatcher(
+            settings,
+            client,
+            BulkAttempts(
+                client,
+                attempt_ttl_s=settings.bulk_document_ttl_s,
+                grace_ms=int(settings.reconcile_grace_s * 1000),
+                deadline_ms=int(settings.reconcile_deadline_s * 1000),
+            ),
+            gateway,
+            limiter,
+            lease,
+            calls,
+            RowResults(
+                client,
+                result_ttl_s=settings.result_ttl_s,
+                queue_cap=settings.results_queue_max_length,
+                tracking_ttl_s=settings.delivery_tracking_ttl_s,
+                stats_ttl_s=settings.campaign_stats_ttl_s,
+            ),
+            on_breaker=lambda campaign_id: telemetry.breaker_tripped(),
+        ),
         _stop=stop,
     )
     broker.add_middleware(telemetry.dramatiq_middleware())

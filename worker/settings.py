@@ -243,6 +243,17 @@ class Settings(BaseSettings):
         "receivers documents are served under it",
     )
 
+    breaker_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of failed SMS over the window at which a bulk campaign is paused (1: never)",
+    )
+    breaker_window_s: float = Field(default=300.0, gt=0, description="the circuit breaker's window (seconds)")
+    breaker_min_outcomes: int = Field(
+        default=50, ge=1, description="outcomes in the window before the circuit breaker may trip"
+    )
+
     def quiet_hours(self) -> quiet_hours.QuietHours:
         """The quiet-hours rule these settings describe (``QuietHoursError`` when it cannot be used)."""
         start, end = quiet_hours.parse_window(self.quiet_hours_window)

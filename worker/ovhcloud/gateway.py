@@ -133,6 +133,15 @@ class OvhGateway:
         except ovh.exceptions.APIError as exc:
             raise classify(exc, self._last_response()) from exc
 
+    def delete(self, path: str) -> Any:
+        """A signed DELETE (a pending job of a cancelled campaign), its failures classified."""
+        client = self.client
+        self._local.response = None
+        try:
+            return client.delete(path)
+        except ovh.exceptions.APIError as exc:
+            raise classify(exc, self._last_response()) from exc
+
     def ovh_now(self) -> float:
         """OVH's clock now (unix seconds), from the delta python-ovh read from ``/auth/time``."""
         return time.time() + float(self.client.time_delta)
