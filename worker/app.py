@@ -203,8 +203,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
-    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
+def build_app(
+    settings: Settings, *, ovh_credentials: dict[str, Any] | None = None, clock: Callable[[], float] = time.time
+) -> App:
+    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
+
+    ``clock``: the wall clock (unix s) the quiet hours are read with (a seam for tests)."""
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
     client = redis.Redis.from_url(settings.redis_url)
@@ -217,6 +221,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         request_ttl_s=settings.request_ttl_s,
         queue_cap=settings.results_queue_max_length,
         campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+        quiet=settings.quiet_hours(),
+        clock=clock,
     )
     attempts = Attempts(
         client,
@@ -265,6 +271,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         dead_letter=broker.dead_letter,
         telemetry=telemetry,
         policy=policy,
+        quiet=settings.quiet_hours(),
+        clock=clock,
     )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
@@ -318,6 +326,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
                 stats_ttl_s=settings.campaign_stats_ttl_s,
             ),
             on_breaker=lambda campaign_id: telemetry.breaker_tripped(),
+            clock=clock,
         ),
         _stop=stop,
     )

@@ -14,17 +14,25 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
+from worker.quiet_hours import QuietHours
 from worker.store import keys, scripts
 
 #: A buffer still filling is due a linger after its newest entry, and at most this many lingers
 #: after its oldest: a steady stream of identical sends goes out in whole calls, a lull at once.
 LINGER_CAP = 10
+
+#: Commercial buffers ``peek`` moves past the quiet hours in one look at most (then it answers
+#: "nothing due before the window's end"; the next look goes on).
+PEEK_SKIPS = 100
 
 #: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
 ALERT_SMS_LANE = "high"
@@ -68,15 +76,24 @@ class Meta:
 
 
 @functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
-def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
-    value = {"service": service, "login": login, "lane": lane, "body": dict(body)}
+def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...], hold_ms: int = 0) -> Meta:
+    value: dict[str, Any] = {"service": service, "login": login, "lane": lane, "body": dict(body)}
+    if hold_ms:
+        value["hold_until_ms"] = hold_ms  # held sends never share a buffer with sends due now
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
 
 
-def encode_meta(service: str, login: str | None, lane: str, body: dict[str, Any]) -> Meta:
-    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
-    return _encode(service, login, lane, tuple(sorted(body.items())))
+def encode_meta(service: str, login: str | None, lane: str, body: dict[str, Any], *, hold_ms: int = 0) -> Meta:
+    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key;
+    ``hold_ms``: held by the worker until then (unix ms, the quiet hours), a key of its own."""
+    return _encode(service, login, lane, tuple(sorted(body.items())), hold_ms)
+
+
+def is_commercial(meta_json: bytes | str) -> bool:
+    """Whether a stored batch meta is a commercial send (``noStopClause`` false or absent)."""
+    text = meta_json.decode() if isinstance(meta_json, bytes) else meta_json
+    return not json.loads(text)["body"].get("noStopClause", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,7 @@ class Batch:
     lane: str
     meta: Meta
     entries: list[Entry]
+    not_before_ms: int = 0  # held by the worker until then (unix ms): the quiet hours of commercial sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +155,12 @@ class Buffers:
         request_ttl_s: int,
         queue_cap: int,
         campaign_stats_ttl_s: int = 0,
+        quiet: QuietHours | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
+        self.quiet = quiet
+        self.clock = clock
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self.max_receivers_per_call = max_receivers_per_call
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -201,6 +223,7 @@ class Buffers:
                     "bufmeta": refs(keys.buffer_meta(key)),
                     "due": refs(keys.due(batch.lane)),
                     "wake": refs(keys.wake(batch.lane)),
+                    "not_before": batch.not_before_ms,
                     "entries": [entry.staged() for entry in batch.entries],
                 }
             )
@@ -258,13 +281,31 @@ class Buffers:
 
     def peek(self, lanes: list[str]) -> tuple[str, str] | int:
         """``(lane, batch key)`` of the buffer to send next (highest lane first, most overdue
-        first); else the Redis ms when the next one is due (-1: none)."""
-        reply = self._peek(keys=[keys.due(lane) for lane in lanes])
-        index = int(reply[0])
-        if index == 0:
-            return int(reply[1])
-        batch = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-        return lanes[index - 1], batch
+        first); else the Redis ms when the next one is due (-1: none).
+
+        In the quiet hours, a due commercial buffer (staged before they began, and waiting for a
+        rate-limit slot since: a requests-mode campaign) is not sent: it is due again at the
+        next allowed time, and the next buffer is looked at. Outside them this costs nothing.
+        """
+        held_ms = 0  # in Redis' time base
+        if self.quiet is not None:
+            now = self.clock()
+            held = self.quiet.held_until(datetime.fromtimestamp(now, UTC), commercial=True)
+            held_ms = int((time.time() + held.timestamp() - now) * 1000) if held is not None else 0
+        for _ in range(PEEK_SKIPS):
+            reply = self._peek(keys=[keys.due(lane) for lane in lanes])
+            index = int(reply[0])
+            if index == 0:
+                return int(reply[1])
+            batch = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            lane = lanes[index - 1]
+            if not held_ms:
+                return lane, batch
+            meta = self.redis.get(keys.buffer_meta(batch))
+            if meta is None or not is_commercial(meta):
+                return lane, batch
+            self.redis.zadd(keys.due(lane), {batch: held_ms}, xx=True)
+        return held_ms or -1
 
     def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
         """Block until a buffer of one of ``lanes`` becomes due (or the timeout passes).

@@ -139,9 +139,11 @@ class BulkDispatcher:
             if record.state != "running":
                 continue  # paused: it waits, due, for a resume
             if record.commercial:
-                held = self.quiet.held_until(datetime.fromtimestamp(self.clock(), UTC), commercial=True)
-                if held is not None:
-                    self.redis.zadd(keys.BULK_DUE, {member: int(held.timestamp() * 1000)}, xx=True)
+                now = self.clock()
+                held = self.quiet.held_until(datetime.fromtimestamp(now, UTC), commercial=True)
+                if held is not None:  # due again then (in Redis' time base: now_ms is Redis')
+                    held_ms = now_ms + int((held.timestamp() - now) * 1000)
+                    self.redis.zadd(keys.BULK_DUE, {member: held_ms}, xx=True)
                     self.redis.hset(keys.bulk_campaign(ref.campaign_id), "deferred_until", held.timestamp())
                     log.info("bulk document %s held for the quiet hours until %s", ref.member, held.isoformat())
                     continue
