@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,63 @@ def test_pause_stops_new_calls_resume_goes_on_and_cancel_ends_the_rest_cancelled
     rerun = send(contacts, bulk_env, "--timeout", "5")
     assert "was cancelled" in one_line_error(rerun)
     assert len(bulk_calls(sandbox)) == calls_at_cancel
+
+
+def test_the_breaker_pauses_a_campaign_whose_sms_fail_and_says_why(
+    make_app, sandbox, bulk_env, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # Given a campaign of 5 documents of 4 rows whose every receiver fails (ptt 23), and a
+    # breaker tripping at half of at least 4 outcomes
+    sandbox.control.set_failing_receivers([e164(n) for n in range(20)], ptt=23)
+    app = bulk_app(make_app, bulk_env, breaker_threshold=0.5, breaker_min_outcomes=4)
+    env = {**bulk_env, "SMS_WORKER_BULK_DOCUMENT_ROWS": "4"}
+    contacts = write_contacts(tmp_path / "contacts.csv", 20)
+    # When it is sent, one document a second
+    queued = send(contacts, env, "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+
+    def status() -> dict[str, Any]:
+        return json.loads(sms_worker("campaign", "status", "--tag", "spring", "--json", env=env).stdout)
+
+    # Then it is paused by the breaker before its last documents, with the reason, a log line and the metric
+    found = wait_until(lambda: (s := status())["state"].startswith("paused") and s, timeout=60)
+    assert found["state"] == "paused (by breaker)" and "failed in the last" in found["breaker"]
+    assert len(bulk_calls(sandbox)) < 5
+    assert any("paused by the circuit breaker" in r.getMessage() for r in caplog.records)
+    assert app.telemetry.metrics.breaker_trips._value.get() == 1
+
+
+def test_a_commercial_bulk_campaign_due_on_a_sunday_is_held_until_monday_8_00(
+    redis_url, sandbox, bulk_env, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    from pydantic import SecretStr
+
+    from tests.test_quiet_hours import clock_at, paris
+    from worker.app import build_app
+    from worker.settings import Settings
+
+    # Given a worker whose clock reads a Sunday noon, quiet hours on
+    settings = Settings(
+        redis_url=redis_url,
+        ovh_endpoint=sandbox.base_url,
+        service_name=sandbox.service_name,
+        sender="SANDBOX",
+        inbound_public_url=bulk_env["SMS_WORKER_INBOUND_PUBLIC_URL"],
+        inbound_token=SecretStr(TOKEN),
+    )
+    app = build_app(settings, ovh_credentials=sandbox.credentials, clock=clock_at(paris(2025, 6, 15, 12, 0))).start()
+    try:
+        # When a commercial campaign is sent in bulk
+        queued = send(write_contacts(tmp_path / "contacts.csv", 6), bulk_env, "--no-wait")
+        assert queued.returncode == 0, queued.stderr
+        campaign_id = json.loads(queued.stdout)["campaign_id"]
+        # Then the worker holds its document until Monday 08:00 (no call), and its status says so
+        key = keys.bulk_campaign(campaign_id)
+        wait_until(lambda: redis_client.hget(key, "deferred_until"), timeout=30)
+        [(_, due_ms)] = redis_client.zrange(keys.BULK_DUE, 0, -1, withscores=True)
+        assert abs(due_ms / 1000 - time.time() - 20 * 3600) < 60
+        assert not bulk_calls(sandbox)
+        status = json.loads(sms_worker("campaign", "status", f"campaign-{campaign_id}", "--json", env=bulk_env).stdout)
+        assert "quiet hours: goes at" in status["held"]
+    finally:
+        app.stop()

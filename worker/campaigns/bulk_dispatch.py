@@ -12,7 +12,9 @@ Each round, in this order (one Redis look each when there is nothing to do):
    rate-limit slot of the campaign's lane (below ``high``: a one-time code still gets the next
    slot), the claim, and one ``POST .../jobs`` with ``receiversDocumentUrl``, retried like any
    call (a try that surely did not reach OVH goes back to claimed), settled from the answer;
-4. **track** one campaign's rows (``worker.campaigns.outcomes``) and check its breaker.
+4. **track** one campaign's rows (``worker.campaigns.outcomes``).
+
+Before each document's call its campaign's circuit breaker is checked (``control.Breaker``).
 
 Rows whose document OVH refused (a permanent error) end ``failed`` with OVH's message.
 """
@@ -138,6 +140,10 @@ class BulkDispatcher:
                 continue
             if record.state != "running":
                 continue  # paused: it waits, due, for a resume
+            if self.breaker.check(self.redis, record, self.clock()):
+                if self.on_breaker is not None:
+                    self.on_breaker(record.campaign_id)
+                continue  # paused by the breaker before this call
             if record.commercial:
                 now = self.clock()
                 held = self.quiet.held_until(datetime.fromtimestamp(now, UTC), commercial=True)
@@ -315,9 +321,6 @@ class BulkDispatcher:
             self.redis.zrem(keys.BULK_TRACKED, campaign_id)
             return True
         self.redis.zadd(keys.BULK_TRACKED, {campaign_id: now_ms + int(LOOK_EVERY_S * 1000)})
-        reason = self.breaker.check(self.redis, record, self.clock())
-        if reason and self.on_breaker is not None:
-            self.on_breaker(campaign_id)
         try:
             self.look(record)
         except GatewayError as exc:
