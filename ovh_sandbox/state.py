@@ -355,7 +355,15 @@ class SandboxState:
         with self.lock:
             view: dict[str, Any] = {
                 name: self.counters[name]
-                for name in ("jobs_calls", "jobs_accepted", "sms_sent", "sms_cancelled", "requests")
+                for name in (
+                    "jobs_calls",
+                    "jobs_accepted",
+                    "sms_sent",
+                    "sms_cancelled",
+                    "requests",
+                    "bulk_jobs",  # jobs calls with a receivers document (ovh_sandbox.bulk)
+                    "bulk_rows_refused",  # rows of such documents not sent (credits, length)
+                )
             }
             view["credits_debited"] = self.credits_debited
             view["credits_refunded"] = self.credits_refunded
