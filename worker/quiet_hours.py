@@ -8,7 +8,10 @@ Default: the French rule as OVHcloud's FAQ states it, "commercial SMS must not b
 8pm and 8am on weekdays, or on Sundays and public holidays", in French time (Europe/Paris);
 public holidays from the ``holidays`` library (``holidays.country_holidays("FR")``: the eleven
 national ones; Alsace-Moselle's two extra days with ``subdivision="57"`` and so on).
-Everything is configurable (``SMS_WORKER_QUIET_HOURS_*``, ``Settings.quiet_hours``).
+Everything is configurable (``SMS_WORKER_QUIET_HOURS_*``, ``Settings.quiet_hours``). OVH's
+sources disagree: its SMS FAQ (2026) states the legal rule above; its French Control Panel guide
+(2026) sends commercial SMS "entre 08h00 et 20h00, du lundi au samedi", its Irish one "from
+Monday to Friday"; older pages and php-ovh-sms hold them from 22:00 to 08:00 and all weekend.
 
 A send is *commercial* when ``noStopClause`` is false (OVH appends the STOP mention); a
 non-commercial send (one-time codes, alerts) is never held. Guarantees, for an aware datetime:
