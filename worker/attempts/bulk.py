@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import redis
 
@@ -65,13 +65,50 @@ class BulkAttempt:
     report: dict[str, Any] | None = None
 
 
-class _Bulk(scripts.Script):
+class BulkKeys(TypedDict):
+    attempt: str  # the document's attempt (keys.bulk_attempt)
+    lease: str  # the caller's (for takeover: the dead owner's)
+    inflight: str
+    reconcile: str
+    due: str
+    campaign: str
+    tracked: str
+
+
+class BulkDocument(TypedDict):
+    op: str
+    member: str
+    campaign_id: str
+    token: str
+    worker: str
+    attempt_ttl_s: NotRequired[int]
+    due_ms: NotRequired[int]
+    report: NotRequired[str]
+    reason: NotRequired[str]
+    grace_ms: NotRequired[int]
+    deadline_ms: NotRequired[int]
+    outcome: NotRequired[str]
+    rows: NotRequired[int]
+    dead_owner: NotRequired[str]
+
+
+class _Bulk(scripts.Script[BulkKeys, BulkDocument, str]):
+    """Every op answers a word, a state or a number: as text."""
+
     NAME = "bulk"
-    KEYS = ("attempt", "lease", "inflight", "reconcile", "due", "campaign", "tracked")
+    Keys = BulkKeys
+
+    def reply(self, raw: Any) -> str:
+        return scripts.text(raw)
 
 
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _yes(reply: str) -> bool:
+    """A transition's answer: ``1`` applied (or applied already), ``0`` refused."""
+    return reply == "1"
 
 
 class BulkAttempts:
@@ -87,28 +124,26 @@ class BulkAttempts:
 
     def _run(
         self, op: str, ref: DocumentRef, owner: Owner | None, lease_token: str | None = None, **fields: Any
-    ) -> Any:
+    ) -> str:
         token = owner.token if owner else ""
-        document = {
+        document: BulkDocument = {
             "op": op,
             "member": ref.member,
             "campaign_id": ref.campaign_id,
             "token": token,
             "worker": owner.worker if owner else "",
-            **fields,
+            **{name: value for name, value in fields.items() if value is not None},  # type: ignore[typeddict-item]
         }
-        return self._script.run(
-            {
-                "attempt": keys.bulk_attempt(ref.campaign_id, ref.number),
-                "lease": keys.lease(lease_token if lease_token is not None else token),
-                "inflight": keys.BULK_INFLIGHT,
-                "reconcile": keys.BULK_RECONCILE,
-                "due": keys.BULK_DUE,
-                "campaign": keys.bulk_campaign(ref.campaign_id),
-                "tracked": keys.BULK_TRACKED,
-            },
-            document,
-        )
+        named: BulkKeys = {
+            "attempt": keys.bulk_attempt(ref.campaign_id, ref.number),
+            "lease": keys.lease(lease_token if lease_token is not None else token),
+            "inflight": keys.BULK_INFLIGHT,
+            "reconcile": keys.BULK_RECONCILE,
+            "due": keys.BULK_DUE,
+            "campaign": keys.bulk_campaign(ref.campaign_id),
+            "tracked": keys.BULK_TRACKED,
+        }
+        return self._script(named, document)
 
     # -- the owner's steps ----------------------------------------------------------------------
 
@@ -116,23 +151,23 @@ class BulkAttempts:
         """due -> calling; ``"ok"`` (or ``"same"``: a retried claim that applied), else why not:
         ``"paused"``, ``"cancelled"``, ``"notdue"``, ``"taken"`` (the document has an attempt),
         ``"gone"`` (no such campaign any more), ``"nolease"``."""
-        return _text(self._run("claim", ref, owner, attempt_ttl_s=self.attempt_ttl_s))
+        return self._run("claim", ref, owner, attempt_ttl_s=self.attempt_ttl_s)
 
     def call(self, owner: Owner, ref: DocumentRef) -> bool:
-        return bool(self._run("call", ref, owner))
+        return _yes(self._run("call", ref, owner))
 
     def uncall(self, owner: Owner, ref: DocumentRef) -> bool:
-        return bool(self._run("uncall", ref, owner))
+        return _yes(self._run("uncall", ref, owner))
 
     def release(self, owner: Owner, ref: DocumentRef, *, due_ms: int | None = None) -> bool:
         """claimed -> due again (at ``due_ms``, Redis ms; now by default): the call never left."""
-        return bool(self._run("release", ref, owner, due_ms=due_ms))
+        return _yes(self._run("release", ref, owner, due_ms=due_ms))
 
-    def answer(self, ref: DocumentRef, report: dict[str, Any]) -> str:
-        return _text(self._run("answer", ref, None, report=json.dumps(report, separators=(",", ":"))))
+    def answer(self, ref: DocumentRef, report: Any) -> str:
+        return self._run("answer", ref, None, report=json.dumps(report, separators=(",", ":")))
 
     def ambiguous(self, owner: Owner, ref: DocumentRef, reason: str) -> bool:
-        return bool(
+        return _yes(
             self._run("ambiguous", ref, owner, reason=reason, grace_ms=self.grace_ms, deadline_ms=self.deadline_ms)
         )
 
@@ -143,12 +178,12 @@ class BulkAttempts:
         *,
         owner: Owner | None,
         rows: int,
-        report: dict[str, Any] | None = None,
+        report: Any = None,
         reason: str = "",
     ) -> bool:
         """calling (``owner``) or ambiguous (``owner`` None: a reconciler) -> ``outcome`` (``sent``
         or ``failed``); ``False`` when this caller may not settle it."""
-        return bool(
+        return _yes(
             self._run(
                 "settle",
                 ref,
@@ -162,7 +197,7 @@ class BulkAttempts:
 
     def absent(self, ref: DocumentRef) -> bool:
         """ambiguous -> due again: OVH's records prove the call was not carried out."""
-        return bool(self._run("absent", ref, None))
+        return _yes(self._run("absent", ref, None))
 
     # -- the sweep and reconciliation -----------------------------------------------------------
 
@@ -179,17 +214,15 @@ class BulkAttempts:
             owner_token = _text(owner)
             if self.redis.exists(keys.lease(owner_token)):
                 continue
-            what = _text(
-                self._run(
-                    "takeover",
-                    ref,
-                    None,
-                    lease_token=owner_token,
-                    dead_owner=owner_token,
-                    grace_ms=self.grace_ms,
-                    deadline_ms=self.deadline_ms,
-                    reason=reason,
-                )
+            what = self._run(
+                "takeover",
+                ref,
+                None,
+                lease_token=owner_token,
+                dead_owner=owner_token,
+                grace_ms=self.grace_ms,
+                deadline_ms=self.deadline_ms,
+                reason=reason,
             )
             if what:
                 done.append((ref, what))

@@ -46,6 +46,7 @@ from worker.campaigns.outcomes import (
 from worker.errors import AmbiguousError, GatewayError, PermanentError, RetryableError
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.gateway import OvhGateway
+from worker.ovhcloud.jobs import DocumentJobCall, SendingReport
 from worker.ovhcloud.rate_limit import RateLimiter
 from worker.quiet_hours import QuietHours
 from worker.retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
@@ -170,11 +171,11 @@ class BulkDispatcher:
         return f"{base}/ovh/{token}/receivers/{secret}.csv"
 
     def _send(self, owner: Owner, ref: DocumentRef, record: CampaignRecord) -> None:
-        body = {**record.body, "receiversDocumentUrl": self._url(record, ref)}
+        body: DocumentJobCall = {**record.body, "receiversDocumentUrl": self._url(record, ref)}  # type: ignore[typeddict-item]
         rows = int(record.fields.get(f"rows:{ref.number}") or 0)
         tries = 0
 
-        def one_try() -> dict[str, Any]:
+        def one_try() -> SendingReport:
             nonlocal tries
             tries += 1
             if tries > 1:

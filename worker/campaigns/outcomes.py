@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
@@ -113,10 +113,35 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-class _BulkRows(scripts.Script):
+class BulkRowsKeys(TypedDict):
+    campaign: str
+    stats: str
+    quota: str
+    seen: str
+    tag_stats: str
+
+
+class BulkRowsDocument(TypedDict):
+    result_ttl_s: int
+    queue_cap: int
+    result_actor: str
+    tracking_ttl_s: int
+    stats_ttl_s: int
+    has_quota: bool
+    service: str
+    tag: str
+    rows: list[dict[str, Any]]  # see lua/bulk_rows.lua
+
+
+class _BulkRows(scripts.Script[BulkRowsKeys, BulkRowsDocument, int]):
+    """The number of results published."""
+
     NAME = "bulk_rows"
     PRELUDE = scripts.CAMPAIGN_PRELUDE
-    KEYS = ("campaign", "stats", "quota", "seen", "tag_stats")
+    Keys = BulkRowsKeys
+
+    def reply(self, raw: Any) -> int:
+        return int(raw)
 
 
 class RowResults:
@@ -138,7 +163,7 @@ class RowResults:
         self.stats_ttl_s = stats_ttl_s
         self._script = _BulkRows(client)
 
-    def publish(self, campaign: CampaignRecord, outcomes: Iterable[RowOutcome], *, client: Any = None) -> int:
+    def publish(self, campaign: CampaignRecord, outcomes: Iterable[RowOutcome]) -> int:
         """Publish the result of each row that has none yet; how many were published."""
         refs = self._script.refs()
         now = time.time()
@@ -198,7 +223,7 @@ class RowResults:
             rows.append(row)
         if not rows:
             return 0
-        document = {
+        document: BulkRowsDocument = {
             "result_ttl_s": self.result_ttl_s,
             "queue_cap": self.queue_cap,
             "result_actor": RESULT_ACTOR_NAME,
@@ -209,14 +234,14 @@ class RowResults:
             "tag": campaign.tag,
             "rows": rows,
         }
-        fixed = {
+        fixed: BulkRowsKeys = {
             "campaign": keys.bulk_campaign(campaign.campaign_id),
             "stats": keys.STATS,
             "quota": keys.quota(campaign.service, campaign.login) if campaign.login else keys.STATS,
             "seen": keys.bulk_seen(campaign.campaign_id),
             "tag_stats": keys.campaign_stats(campaign.service, campaign.tag),
         }
-        return int(self._script.run(fixed, document, refs, client=client))
+        return self._script(fixed, document, refs)
 
 
 def campaign_rows(client: redis.Redis, campaign_id: str) -> list[tuple[int, str, int, float]]:

@@ -14,8 +14,7 @@
 -- write, and repeating an op whose reply was lost either applies once or answers as applied
 -- ("same"): a retry with the same token is never fenced out by its own transition.
 --
--- KEYS: attempt, lease (the caller's), in-flight set, reconcile set, due set, campaign hash,
---       tracked set
+-- KEY: attempt, lease (the caller's), inflight, reconcile, due, campaign, tracked (bulk.py: BulkKeys)
 -- ARGV[1]: {op, member ("<campaign id>/<n>"), token, worker, ...}
 --   claim      due -> calling (slot held): {attempt_ttl_s}              -> "ok" | "same" | why not
 --   call       claimed -> calling (a retry leaves)                      -> 1 | 0
@@ -29,7 +28,7 @@
 --   takeover   claimed -> due, calling -> ambiguous, for a dead owner: {dead_owner, grace_ms,
 --              deadline_ms, reason}                                      -> "due" | "ambiguous" | ""
 local attempt, lease, inflight, reconcile, due, campaign, tracked =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+    KEY.attempt, KEY.lease, KEY.inflight, KEY.reconcile, KEY.due, KEY.campaign, KEY.tracked
 local doc = cjson.decode(ARGV[1])
 local now = now_ms()
 local h = redis.call("hmget", attempt, "state", "owner", "report")

@@ -4,13 +4,13 @@
 -- does for requests) so its delivery reports reach the results queue; the quota is settled with
 -- OVH's credits (reserved estimate released, OVH's credits spent); the campaign's counters move.
 --
--- KEYS: campaign hash, stats hash, quota hash (or any key when the campaign has no user), seen set
---       (the campaign's mapped SMS ids), the tag's statistics; then keys by index.
+-- KEY: campaign (hash), stats, quota (or any key when the worker keeps no quota for the campaign),
+--      seen (the campaign's mapped SMS ids), tag_stats (outcomes.py: BulkRowsKeys); then keys by index.
 -- ARGV[1]: {result_ttl_s, queue_cap, result_actor, tracking_ttl_s, stats_ttl_s, has_quota, service, tag,
 --   rows: [{id, result, ready, q, msgs (key indexes), queue, status, payload, estimate, credits,
 --           sms (key index) | absent, ovh_id, tracking: {field: value} | absent}]}
 -- Returns the number of results published.
-local campaign, stats, quota, seen, tag_stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local campaign, stats, quota, seen, tag_stats = KEY.campaign, KEY.stats, KEY.quota, KEY.seen, KEY.tag_stats
 local doc = cjson.decode(ARGV[1])
 local now = now_ms()
 local published, released, spent = 0, 0, 0
