@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from tests.after_send.conftest import TOKEN, callbacks_setup, wait_until
 from tests.campaigns.cli import COOKBOOK_MESSAGE, e164, merged, one_line_error, sms_worker, write_contacts
@@ -65,11 +66,14 @@ def send(path: Path, env: dict[str, str], *more: str, timeout: float = 90) -> su
 def test_every_row_reaches_its_receiver_once_with_its_merged_text_in_a_few_jobs_calls(
     make_app, sandbox, bulk_env, tmp_path: Path
 ) -> None:
-    # Given documents of 7 rows, and 20 good contacts plus a duplicate, a row OVH would refuse
-    # in a document (a ';' cannot be carried) and a row without a number
+    # Given documents of 7 rows, and 20 good contacts plus a duplicate, two rows OVH would refuse
+    # in a document (a ';' cannot be carried; 'ë' is not GSM 03.38) and a row without a number
     bulk_app(make_app, bulk_env)
     bulk_env = {**bulk_env, "SMS_WORKER_BULK_DOCUMENT_ROWS": "7"}
-    extra = "0662000003 ;Again ;Dup ;1 rue\n0662000050 ;Semi ;Colon ;1; rue\n ;None ;Nobody ;1 rue\n"
+    extra = (
+        "0662000003 ;Again ;Dup ;1 rue\n0662000050 ;Semi ;Colon ;\"1; rue\"\n ;None ;Nobody ;1 rue\n"
+        "0662000051 ;Noël ;Zoë ;1 rue\n"
+    )
     contacts = write_contacts(tmp_path / "contacts.csv", 20, extra=extra)
     # When it is sent in bulk mode
     done = send(contacts, bulk_env, "--timeout", "60")
@@ -83,8 +87,15 @@ def test_every_row_reaches_its_receiver_once_with_its_merged_text_in_a_few_jobs_
     assert {s["tag"] for s in sent} == {"spring"}
     # And each row has its result, from the delivery callbacks, with OVH's SMS id
     assert summary["via"] == "bulk" and summary["documents"] == 3
-    assert summary["results"] == {"sent": 20} and summary["waiting"] == 0 and summary["rejected"] == 3
+    assert summary["results"] == {"sent": 20} and summary["waiting"] == 0 and summary["rejected"] == 4
+    rejects = Path(summary["rejects_file"]).read_text(encoding="utf-8")
+    assert "outside the GSM 03.38 alphabet" in rejects and "holds ; a quote or a line break" in rejects
     assert summary["credits"] == pytest.approx(sum(s["credits"] for s in sent))
+    # And the documents are served only to who has the token and the secret, and only read
+    base = bulk_env["SMS_WORKER_INBOUND_PUBLIC_URL"]
+    assert requests.get(f"{base}/ovh/wrong-token-0123456789/receivers/{'0' * 32}.csv", timeout=5).status_code == 404
+    assert requests.get(f"{base}/ovh/{TOKEN}/receivers/{'0' * 32}.csv", timeout=5).status_code == 404
+    assert requests.get(f"{base}/ovh/{TOKEN}/receivers/secret.csv", timeout=5).status_code == 404
     # And running it again sends nothing and makes no call
     again = send(contacts, bulk_env, "--timeout", "10")
     assert again.returncode == 0, again.stderr
