@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from contracts import SmsProducer
-from tests.after_send.conftest import wait_until
+from tests.waiting import wait_until
 from worker.app import App, build_app
 from worker.quiet_hours import QuietHours, QuietHoursError, parse_days, parse_window
 from worker.settings import Settings

@@ -15,8 +15,9 @@ import pytest
 import redis
 import requests
 
-from tests.after_send.conftest import TOKEN, callbacks_setup, wait_until
+from tests.after_send.conftest import TOKEN, callbacks_setup
 from tests.campaigns.cli import COOKBOOK_MESSAGE, e164, merged, one_line_error, sms_worker, write_contacts
+from tests.waiting import wait_until
 from worker.store import keys
 
 
@@ -71,7 +72,7 @@ def test_every_row_reaches_its_receiver_once_with_its_merged_text_in_a_few_jobs_
     bulk_app(make_app, bulk_env)
     bulk_env = {**bulk_env, "SMS_WORKER_BULK_DOCUMENT_ROWS": "7"}
     extra = (
-        "0662000003 ;Again ;Dup ;1 rue\n0662000050 ;Semi ;Colon ;\"1; rue\"\n ;None ;Nobody ;1 rue\n"
+        '0662000003 ;Again ;Dup ;1 rue\n0662000050 ;Semi ;Colon ;"1; rue"\n ;None ;Nobody ;1 rue\n'
         "0662000051 ;Noël ;Zoë ;1 rue\n"
     )
     contacts = write_contacts(tmp_path / "contacts.csv", 20, extra=extra)

@@ -55,8 +55,13 @@ def value_problem(name: str, value: str) -> str | None:
 class BulkRun(CampaignRun):
     """``CampaignRun`` whose rows go into receivers documents instead of one request each."""
 
-    def __init__(self, *args: Any, settings: Any, now: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, settings: Any, now: float | None = None, check_url: bool = True, **kwargs: Any
+    ) -> None:
+        """``check_url``: fetch the first document from the public URL before handing the
+        documents over (off only where nothing is to be sent before the campaign is cancelled)."""
         super().__init__(*args, **kwargs)
+        self.check_url = check_url
         self.settings = settings
         self.document_rows = settings.bulk_document_rows
         self.ttl_s = settings.bulk_document_ttl_s
@@ -224,7 +229,8 @@ class BulkRun(CampaignRun):
         )
         if not self._number:
             return
-        self._check_url()
+        if self.check_url:
+            self._check_url()
         due = self.campaign.start_at.timestamp() if self.campaign.start_at else self._now
         if not self.campaign.no_stop_clause:
             held = self.settings.quiet_hours().held_until(datetime.fromtimestamp(due, UTC), commercial=True)

@@ -172,7 +172,7 @@ class RowResults:
             rid = request_id(campaign.campaign_id, o.line)
             error = None
             if o.status != "sent":
-                code = {"cancelled": "campaign_cancelled", "unknown": "ovh_unknown"}.get(o.status, "ovh_refused")
+                code = {"cancelled": "campaign_cancelled", "unknown": "outcome_unknown"}.get(o.status, "ovh_error")
                 error = ErrorInfo(code=code, message=o.reason or o.status)
             outcome_status = {"sent": "sent", "failed": "failed"}.get(o.status, "unknown")
             if o.status == "cancelled":
