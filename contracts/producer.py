@@ -144,7 +144,7 @@ class SmsProducer:
                 enqueue(pipe, message, self.namespace)
                 ids += [request.request_id for request in pack]
             if self.wait_replicas and ids:  # on the same connection: WAIT counts what it wrote
-                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                pipe.wait(self.wait_replicas, self.wait_timeout_ms)
             replies = pipe.execute()
         if self.wait_replicas and ids and int(replies[-1]) < self.wait_replicas:
             raise NotReplicated(

@@ -31,6 +31,8 @@ is demoted; a primary that answers ``READONLY`` (demoted) or ``NOREPLICAS``
 ``SENTINEL_RETRIES`` tries (``SENTINEL_BACKOFF_*``: about 5 s in all) while the Sentinels elect
 a new primary. An asyncio client has no thread: its owner runs ``watch_async`` as a task.
 
+(redis-py's Sentinel classes are untyped: the calls into them carry ``type: ignore[no-untyped-call]``.)
+
 Replies are bytes (redis-py's default): dramatiq's broker, which shares the worker's client,
 reads message bodies as bytes. ``text`` is the one place a reply becomes a ``str``.
 """
@@ -42,7 +44,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
@@ -77,14 +79,8 @@ _SHARED_PREFIXES = ("ssl_", "socket_")
 _TRUE = {"1", "true", "yes", "on"}
 
 
-@overload
-def text(raw: None) -> None: ...
-@overload
-def text(raw: object) -> str: ...
-def text(raw: object) -> str | None:
-    """A Redis reply as text, ``None`` as ``None`` (replies are bytes: see the module's docstring)."""
-    if raw is None:
-        return None
+def text(raw: object) -> str:
+    """A Redis reply as text (replies are bytes: see the module's docstring)."""
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
@@ -145,7 +141,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     standalone = f"redis://{userinfo + '@' if userinfo else ''}sentinel-primary"
     standalone += f"/{quote(segments[1])}" if len(segments) == 2 else ""
     standalone += f"?{data_query}" if data_query else ""
-    kwargs = parse_url(standalone)
+    kwargs = parse_url(standalone)  # type: ignore[no-untyped-call]
     for name in ("host", "port", "connection_class"):
         kwargs.pop(name, None)
     if ssl:
@@ -169,13 +165,14 @@ def _demoted(exc: redis.ResponseError) -> bool:
     return message.startswith(("NOREPLICAS", "READONLY")) or "-NOREPLICAS" in message or "-READONLY" in message
 
 
-class _FollowingConnection(SentinelManagedConnection):  # type: ignore[misc]
+class _FollowingConnection(SentinelManagedConnection):
     """Asks the Sentinels on every (re)connect; leaves a primary that refuses writes."""
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self._sock:
-            self.connect()  # SentinelManagedConnection.connect: ask the Sentinels, then connect
-        super().send_packed_command(command, check_health)
+            # SentinelManagedConnection.connect: ask the Sentinels, then connect
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -183,26 +180,26 @@ class _FollowingConnection(SentinelManagedConnection):  # type: ignore[misc]
         except redis.ResponseError as exc:
             # READONLY inside a Lua script, or NOREPLICAS, arrive as plain ResponseErrors.
             if self.connection_pool.is_master and _demoted(exc):
-                self.disconnect()
+                self.disconnect()  # type: ignore[no-untyped-call]
                 raise redis.ConnectionError(f"the primary refuses writes ({exc}): asking the Sentinels") from exc
             raise
 
 
-class _FollowingSSLConnection(_FollowingConnection, SentinelManagedSSLConnection):  # type: ignore[misc]
+class _FollowingSSLConnection(_FollowingConnection, SentinelManagedSSLConnection):
     pass
 
 
-class _FollowingPool(SentinelConnectionPool):  # type: ignore[misc]
+class _FollowingPool(SentinelConnectionPool):
     def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
         ssl = kwargs.pop("ssl", False)
         kwargs.setdefault("connection_class", _FollowingSSLConnection if ssl else _FollowingConnection)
-        super().__init__(service_name, sentinel_manager, **kwargs)
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
 
 
-class _AsyncFollowingConnection(redis.asyncio.sentinel.SentinelManagedConnection):  # type: ignore[misc]
+class _AsyncFollowingConnection(redis.asyncio.sentinel.SentinelManagedConnection):
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self.is_connected:
-            await self.connect()
+            await self.connect()  # type: ignore[no-untyped-call]
         await super().send_packed_command(command, check_health)
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -217,16 +214,16 @@ class _AsyncFollowingConnection(redis.asyncio.sentinel.SentinelManagedConnection
 
 class _AsyncFollowingSSLConnection(
     _AsyncFollowingConnection,
-    redis.asyncio.sentinel.SentinelManagedSSLConnection,  # type: ignore[misc]
+    redis.asyncio.sentinel.SentinelManagedSSLConnection,
 ):
     pass
 
 
-class _AsyncFollowingPool(redis.asyncio.sentinel.SentinelConnectionPool):  # type: ignore[misc]
+class _AsyncFollowingPool(redis.asyncio.sentinel.SentinelConnectionPool):
     def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
         ssl = kwargs.pop("ssl", False)
         kwargs.setdefault("connection_class", _AsyncFollowingSSLConnection if ssl else _AsyncFollowingConnection)
-        super().__init__(service_name, sentinel_manager, **kwargs)
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
@@ -245,8 +242,8 @@ def connect(url: str, **options: Any) -> redis.Redis:
     for name in ("socket_timeout", "socket_connect_timeout"):  # a command's bounds also bound the Sentinels
         if name in options:
             sentinel_kwargs.setdefault(name, options[name])
-    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)
-    client: redis.Redis = sentinel.master_for(parsed.service_name, connection_pool_class=_FollowingPool, **kwargs)
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(parsed.service_name, connection_pool_class=_FollowingPool, **kwargs)  # type: ignore[no-untyped-call]
     watcher = threading.Thread(
         target=_watch, args=(weakref.ref(client.connection_pool),), name="redis-sentinel-watch", daemon=True
     )
@@ -262,7 +259,7 @@ def _watch(pool: weakref.ref[SentinelConnectionPool]) -> None:
         if alive is None:
             return
         try:
-            alive.get_master_address()
+            alive.get_master_address()  # type: ignore[no-untyped-call]
         except (redis.RedisError, OSError):
             pass  # no Sentinel answers, or no primary yet: the next command says so itself
         del alive
@@ -279,7 +276,7 @@ def connect_async(url: str, **options: Any) -> redis.asyncio.Redis:
     for name in ("socket_timeout", "socket_connect_timeout"):
         if name in options:
             sentinel_kwargs.setdefault(name, options[name])
-    sentinel = redis.asyncio.sentinel.Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)
+    sentinel = redis.asyncio.sentinel.Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     client: redis.asyncio.Redis = sentinel.master_for(
         parsed.service_name, connection_pool_class=_AsyncFollowingPool, **kwargs
     )
@@ -298,6 +295,6 @@ async def watch_async(client: redis.asyncio.Redis, stop: asyncio.Event) -> None:
         except TimeoutError:
             pass
         try:
-            await pool.get_master_address()
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
         except (redis.RedisError, OSError):
             pass  # no Sentinel answers, or no primary yet: the next command says so itself

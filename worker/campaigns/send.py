@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
@@ -49,9 +49,23 @@ RESULT_EXPIRED = "result_expired"
 DRY_RUN_TTL_S = 3600
 
 
-class _Numbers(scripts.Script):
+class _NumbersKeys(TypedDict):
+    numbers: str
+
+
+class _NumbersDocument(TypedDict):
+    ttl_s: int
+    claims: list[tuple[str, int]]  # (E.164, line)
+
+
+class _Numbers(scripts.Script[_NumbersKeys, _NumbersDocument, list[int]]):
+    """For each claim, the line that holds the number (the claim's own when it came first)."""
+
     NAME = "campaign_numbers"
-    KEYS = ("numbers",)
+    Keys = _NumbersKeys
+
+    def reply(self, raw: Any) -> list[int]:
+        return [int(line) for line in raw]
 
 
 class Lines:
@@ -104,6 +118,9 @@ class Summary:
     differed_period: int = 0  # minutes, for the first rows queued
     rejects_file: str | None = None
     elapsed_s: float = 0.0
+    via: str = "requests"  # how the rows are sent: requests, or bulk (receivers documents)
+    documents: int = 0  # bulk: receivers documents (one jobs call each)
+    held_until: str | None = None  # bulk: commercial rows held for the quiet hours until then (ISO)
     example: dict[str, Any] | None = None  # the first sendable row: its line and its text as merged
 
     def as_json(self) -> dict[str, Any]:
@@ -197,12 +214,12 @@ class CampaignRun:
                 ready.append(built)
         if not ready:
             return
-        claims = [[r.receiver, r.line] for r in ready]
-        owners = self._numbers.run({"numbers": self.numbers_key}, {"ttl_s": self.numbers_ttl_s, "claims": claims})
+        claims = [(r.receiver, r.line) for r in ready]
+        owners = self._numbers({"numbers": self.numbers_key}, {"ttl_s": self.numbers_ttl_s, "claims": claims})
         unique = []
         for row, owner in zip(ready, owners, strict=True):
-            if int(owner) != row.line:
-                self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {int(owner)}")
+            if owner != row.line:
+                self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {owner}")
             else:
                 unique.append(row)
         if s.example is None and unique:
@@ -215,6 +232,11 @@ class CampaignRun:
             s.estimated_credits += row.parts * (rate or 0.0)
         if self.dry_run:
             return
+        self._queue_rows(unique, fields)
+
+    def _queue_rows(self, unique: list[Ready], fields: dict[int, tuple[str, ...]]) -> None:
+        """Queue the chunk's rows to send (requests mode: one request each, unless an earlier run did)."""
+        s = self.summary
         publish = self._earlier(unique, fields)
         self.producer.publish(row.request for row in publish)
         if publish:

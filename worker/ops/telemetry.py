@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import dramatiq
 from dramatiq.broker import MessageProxy
@@ -27,14 +27,14 @@ log = logging.getLogger("worker.calls")
 
 
 class SettlementLike(Protocol):
-    """What ``jobs_call`` reads of each request's settlement (``worker.batching.buffers.Settlement``)."""
+    """What ``jobs_call`` reads of each request's settlement (``worker.attempts.lifecycle.Settlement``)."""
 
     @property
     def n_sent(self) -> int: ...
     @property
     def credits(self) -> float: ...
     @property
-    def error(self) -> dict[str, Any] | None: ...
+    def error(self) -> Mapping[str, object] | None: ...
 
 
 class GrantLike(Protocol):
@@ -140,6 +140,10 @@ class Telemetry:
     def reconciled(self, outcome: str, receivers: int = 1) -> None:
         """Receivers of an ambiguous call reconciled against OVH (``sent``, ``absent``...)."""
         self.metrics.reconciled_receivers.labels(outcome).inc(receivers)
+
+    def breaker_tripped(self) -> None:
+        """A bulk campaign paused by its circuit breaker (``worker.campaigns.control``)."""
+        self.metrics.breaker_trips.inc()
 
     def rate_limit_granted(self, grant: GrantLike) -> None:
         """``RateLimiter(on_grant=...)``: how long the slot was waited for."""

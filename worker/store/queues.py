@@ -24,9 +24,10 @@ the same layout.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import dramatiq
 import redis
@@ -35,7 +36,6 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
-from contracts.redis_connection import text
 from contracts.wire import DRAMATIQ_NAMESPACE
 from worker.retries import REDIS_OUTAGE
 from worker.store import keys, scripts
@@ -51,19 +51,34 @@ BUSY_PAUSE_S = 0.002
 RETRY_PAUSE_S = 1.0
 
 
-class _Poison(scripts.Script):
+class _PoisonKeys(TypedDict):
+    acks: str  # this broker's ack set for the queue
+    messages: str
+    dead_letters: str
+    dead_letter_messages: str
+
+
+class _PoisonDocument(TypedDict):
+    sha1: str  # of the unreadable body (it may not even be text: JSON cannot carry it)
+
+
+class _Poison(scripts.Script[_PoisonKeys, _PoisonDocument, list[str]]):
+    """The ids dead-lettered."""
+
     NAME = "poison"
-    KEYS = ("acks", "messages", "dead_letters", "dead_letter_messages")
+    Keys = _PoisonKeys
+
+    def reply(self, raw: Any) -> list[str]:
+        return [scripts.text(m) for m in raw]
 
     def dead_letter(self, broker_id: str, queue_name: str, body: bytes) -> list[str]:
-        names = [
-            keys.acks(broker_id, queue_name),
-            keys.queue_messages(queue_name),
-            keys.dead_letters(queue_name),
-            keys.dead_letter_messages(queue_name),
-        ]
-        moved = self._script(keys=names, args=[body])
-        return [text(m) for m in moved]
+        names: _PoisonKeys = {
+            "acks": keys.acks(broker_id, queue_name),
+            "messages": keys.queue_messages(queue_name),
+            "dead_letters": keys.dead_letters(queue_name),
+            "dead_letter_messages": keys.dead_letter_messages(queue_name),
+        }
+        return self(names, {"sha1": hashlib.sha1(body).hexdigest()})
 
 
 class Consumer(_RedisConsumer):  # type: ignore[misc]
@@ -93,7 +108,7 @@ class Consumer(_RedisConsumer):  # type: ignore[misc]
 
     def _put_back_unseen(self) -> None:
         """Requeue what this worker's ack set holds but dramatiq was never handed (see the module)."""
-        fetched = {text(m) for m in self.broker.client.smembers(keys.acks(self.broker.broker_id, self.queue_name))}
+        fetched = {m.decode() for m in self.broker.client.smembers(keys.acks(self.broker.broker_id, self.queue_name))}
         unseen = sorted(fetched - self._held)
         if unseen:
             # dramatiq's requeue moves an id only if it is still in the ack set: an ack racing

@@ -2,21 +2,21 @@
 -- stage its receivers into batch buffers, each request in one atomic step: a redelivered
 -- message changes nothing, and no two threads or replicas can both take a quota's last credits.
 --
--- KEYS[1] stats hash, KEYS[2] set of quota hashes; then the keys the document refers to by index.
+-- KEY: stats (hash), quotas (set of quota hashes); then the keys the document refers to by index.
 -- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap, queue_cap, result_actor,
 --   alert_sms_queue, alert_sms_actor, metas: {batch key: meta JSON},
 --   requests: [{id, seen, req, outcomes (key indexes), skeleton, reply_to, invalid, n_invalid,
 --     n_valid, credits,
 --     quota: {key, service, login, alert_queue, alert_q, alert_msgs, alert_sms, alert_sms_template,
 --             sms_q, sms_msgs} | absent,
---     batches: [{key, lane, buf, bufmeta, due, wake,
+--     batches: [{key, lane, buf, bufmeta, due, wake, not_before (unix ms held until, 0: not held),
 --                entries: ["<request id>|<E.164>|<credits>|<reply_to or empty>", ...]}]}]}
 --   (skeleton: the result's JSON without status, credits, receivers and finished_at;
 --    invalid: JSON objects of the receivers set aside, joined by ",")
 -- Returns one reply per request: "staged", "duplicate", or "quota:<credits left>" (refused by the
 -- user's quota: nothing changed, the caller publishes the rejection).
 local doc = cjson.decode(ARGV[1])
-local stats, quotas = KEYS[1], KEYS[2]
+local stats, quotas = KEY.stats, KEY.quotas
 local now = now_ms()
 local now_text = int(now)
 local EPSILON = 1e-9
@@ -108,7 +108,13 @@ for n, r in ipairs(doc.requests) do
                 if not due_set[batch.key] then  -- once per batch key and pack
                     redis.call("set", KEYS[batch.bufmeta], doc.metas[batch.key], "NX")
                 end
-                if linger == 0 or length >= doc.max_per_call then
+                if (batch.not_before or 0) > now then
+                    -- held by the worker (quiet hours): due at the window's end, full or not
+                    -- (its batch key is its own: nothing due sooner shares it)
+                    if redis.call("zadd", due, "NX", batch.not_before, batch.key) == 1 then
+                        wake(KEYS[batch.wake])
+                    end
+                elseif linger == 0 or length >= doc.max_per_call then
                     redis.call("zadd", due, "LT", now, batch.key)
                     wake(KEYS[batch.wake])
                     due_set[batch.key] = true
