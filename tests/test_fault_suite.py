@@ -31,6 +31,7 @@ import redis
 
 from contracts import CreditUsage, SendResult, SmsProducer
 from contracts.models import SendRequest
+from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis
 from tests.conftest import _die_with_parent, process_env
 from tests.helpers import read_events
@@ -157,7 +158,7 @@ def test_every_promise_holds_under_faults(sandbox, tmp_path) -> None:
     sandbox.control.set_faults(hold_s=4)
     sandbox.control.add_fault("503", probability=0.10)
     sandbox.control.add_fault("timeout_after_accept", probability=0.05)
-    client = redis.Redis.from_url(server.url)
+    client = connect(server.url)
     producer = SmsProducer(client=client)
     all_requests = list(requests())
     ids = [r.request_id for r in all_requests]
