@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from devstack.embedded_redis import EmbeddedRedis
+from tests.nemesis.proxy import FaultProxy, Protocol
 from worker.app import App, build_app
 from worker.settings import Settings
 
@@ -73,6 +75,26 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     yield factory
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """Factory of fault proxies (``tests.nemesis``) to a URL's host and port, closed after the test.
+
+    ``make_proxy("redis://127.0.0.1:6379/0", "resp")``; ``make_proxy(sandbox.base_url, "http")``.
+    """
+    proxies: list[FaultProxy] = []
+
+    def factory(url: str, protocol: Protocol, **options: Any) -> FaultProxy:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port, url
+        proxy = FaultProxy(parts.hostname, parts.port, protocol=protocol, **options)
+        proxies.append(proxy)
+        return proxy
+
+    yield factory
+    for proxy in proxies:
+        proxy.close()
 
 
 def _die_with_parent() -> None:
