@@ -9,7 +9,8 @@ of its own thread):
   reach the client only when that time is over, if the client still listens. Past the client's
   timeout (redis-py's is 5 s) the request was carried out and its reply is lost: what a Redis
   stall, a GC pause or a congested link does to a client.
-- ``drop_replies(count=1, matching=None, close=True)``: the next ``count`` replies are swallowed
+- ``drop_replies(count=1, matching=None, close=True, after=0)``: the next ``count`` replies
+  (past the first ``after``) are swallowed
   although the server carried their request out; with ``close`` the client's connection is then
   closed, so it learns at once that the reply is lost (else it waits for its own timeout).
 - ``reset()``: every open connection is closed with an RST, now.
@@ -88,6 +89,7 @@ class _Drop:
     left: int
     pattern: re.Pattern[str] | None
     close: bool
+    skip: int = 0  # matching replies let through first
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,11 @@ class FaultProxy:
             self._holds.append(_Window(time.monotonic() + seconds, _pattern(matching)))
             self.stats["hold_replies"] += 1
 
-    def drop_replies(self, count: int = 1, matching: str | None = None, close: bool = True) -> None:
-        """Swallow the next ``count`` replies (to requests ``matching``) after the server acted."""
+    def drop_replies(self, count: int = 1, matching: str | None = None, close: bool = True, after: int = 0) -> None:
+        """Swallow the next ``count`` replies (to requests ``matching``) after the server acted;
+        ``after``: let that many matching replies through first."""
         with self._lock:
-            self._drops.append(_Drop(count, _pattern(matching), close))
+            self._drops.append(_Drop(count, _pattern(matching), close, after))
             self.stats["drop_replies"] += 1
 
     def pending_drops(self) -> int:
@@ -263,6 +266,9 @@ class FaultProxy:
         with self._lock:
             for drop in self._drops:
                 if _matches(drop.pattern, label):
+                    if drop.skip > 0:
+                        drop.skip -= 1
+                        return None
                     drop.left -= 1
                     if drop.left <= 0:
                         self._drops.remove(drop)

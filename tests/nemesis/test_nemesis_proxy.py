@@ -62,6 +62,17 @@ def test_a_dropped_reply_leaves_the_script_run_once_and_the_client_told_nothing(
     assert redis_proxy.stats["replies_dropped"] == 1 and redis_proxy.pending_drops() == 0
 
 
+def test_a_drop_can_let_some_replies_through_first(redis_proxy, redis_client) -> None:
+    client = via(redis_proxy)
+    incr = client.register_script(INCR)
+    incr(keys=["n"])
+    redis_proxy.drop_replies(1, matching="EVALSHA", after=2)
+    assert [incr(keys=["n"]), incr(keys=["n"])] == [2, 3]
+    with pytest.raises(redis.ConnectionError):
+        incr(keys=["n"])
+    assert redis_client.get("n") == b"4"
+
+
 def test_a_dropped_reply_without_close_is_a_timeout(redis_proxy, redis_client) -> None:
     client = via(redis_proxy, socket_timeout=0.3)
     client.ping()
