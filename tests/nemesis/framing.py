@@ -62,16 +62,26 @@ def resp_message_end(buf: bytes | bytearray, start: int = 0) -> int | None:
     return pos
 
 
-def resp_command_name(message: bytes | bytearray) -> str:
-    """The command name (upper case) of a complete RESP command, an array of bulk strings."""
+def _bulk(message: bytes | bytearray, at: int) -> tuple[bytes, int]:
+    """The bulk string at ``at`` (its ``$<len>`` line) and the offset past it."""
+    length_end = message.find(b"\r\n", at)
+    if message[at : at + 1] != b"$" or length_end < 0:
+        raise FramingError(f"not a RESP command: {bytes(message[:40])!r}")
+    length = int(message[at + 1 : length_end])
+    return bytes(message[length_end + 2 : length_end + 2 + length]), length_end + 2 + length + 2
+
+
+def resp_command_label(message: bytes | bytearray) -> str:
+    """What a fault can match a complete RESP command (an array of bulk strings) on: its name in
+    upper case, and for ``EVALSHA`` the script's SHA1 (``"EVALSHA 1f0c..."``)."""
     if not message.startswith(b"*"):
         raise FramingError(f"not a RESP command: {bytes(message[:40])!r}")
-    first = message.find(b"\r\n") + 2  # the first element's "$<len>" line
-    length_end = message.find(b"\r\n", first)
-    if message[first : first + 1] != b"$" or length_end < 0:
-        raise FramingError(f"not a RESP command: {bytes(message[:40])!r}")
-    length = int(message[first + 1 : length_end])
-    return bytes(message[length_end + 2 : length_end + 2 + length]).decode("ascii", "replace").upper()
+    name, after = _bulk(message, message.find(b"\r\n") + 2)
+    label = name.decode("ascii", "replace").upper()
+    if label == "EVALSHA":
+        sha, _ = _bulk(message, after)
+        label += " " + sha.decode("ascii", "replace").lower()
+    return label
 
 
 def http_request_end(buf: bytes | bytearray) -> int | None:

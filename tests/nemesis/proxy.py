@@ -22,8 +22,9 @@ of its own thread):
   ``release_requests()`` delivers them, each on a connection of its own, or
   ``discard_requests()`` drops them: a call that reaches OVH only after the client gave up.
 
-``matching`` is a regular expression searched in the request a reply answers: the command name
-for RESP (``"EVALSHA"``), the request line for HTTP (``"POST .*/jobs"``). The proxy acts on
+``matching`` is a regular expression searched in the request a reply answers: for RESP the
+command name, with the script's SHA1 for ``EVALSHA`` (``"EVALSHA"``, or ``f"EVALSHA {sha}"`` for
+one script), the request line for HTTP (``"POST .*/jobs"``). The proxy acts on
 whole messages (``tests.nemesis.framing``): a fault takes exactly one reply and leaves the
 stream well framed, which a byte-level proxy could not promise.
 
@@ -51,7 +52,7 @@ from tests.nemesis.framing import (
     FramingError,
     http_request_end,
     http_request_line,
-    resp_command_name,
+    resp_command_label,
     resp_message_end,
 )
 
@@ -367,7 +368,7 @@ class _Connection:
                     return
 
     async def _forward(self, request: bytes) -> None:
-        label = resp_command_name(request) if self.resp else http_request_line(request)
+        label = resp_command_label(request) if self.resp else http_request_line(request)
         reset_client = self.proxy.gate(label)
         if reset_client is not None:
             self.proxy.hold(label, request)

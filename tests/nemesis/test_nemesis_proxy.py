@@ -14,7 +14,7 @@ import ovh.exceptions
 import pytest
 import redis
 
-from tests.nemesis.framing import http_request_end, http_request_line, resp_command_name, resp_message_end
+from tests.nemesis.framing import http_request_end, http_request_line, resp_command_label, resp_message_end
 from tests.nemesis.schedule import Fault, Nemesis, ScheduleBuilder, proxy_handler
 from worker.errors import AmbiguousError
 from worker.ovhcloud.client import make_client
@@ -98,6 +98,17 @@ def test_a_held_reply_past_the_client_timeout_is_lost_though_the_command_ran(red
     assert time.monotonic() - started >= 0.9
     assert client.incr("n") == 3  # after the hold: through again
     assert redis_proxy.stats["replies_held"] >= 2
+
+
+def test_a_drop_can_target_one_script(redis_proxy, redis_client) -> None:
+    client = via(redis_proxy)
+    incr, other = client.register_script(INCR), client.register_script("return 7")
+    assert incr(keys=["n"]) == 1
+    redis_proxy.drop_replies(1, matching=f"EVALSHA {incr.sha}")
+    assert other() == 7
+    with pytest.raises(redis.ConnectionError):
+        incr(keys=["n"])
+    assert redis_client.get("n") == b"2"
 
 
 def test_holds_can_target_one_command(redis_proxy) -> None:
@@ -204,7 +215,8 @@ def test_framing_splits_pipelined_resp_and_http() -> None:
         at = end
     assert ends == [b"+OK\r\n", b"$3\r\nabc\r\n", b"*2\r\n:1\r\n*-1\r\n", b"$-1\r\n", b"%1\r\n+k\r\n$1\r\nv\r\n"]
     assert resp_message_end(b"*2\r\n$3\r\nGET\r\n$1\r") is None
-    assert resp_command_name(b"*2\r\n$7\r\nevalsha\r\n$1\r\nx\r\n") == "EVALSHA"
+    assert resp_command_label(b"*3\r\n$7\r\nevalsha\r\n$2\r\nAB\r\n$1\r\n0\r\n") == "EVALSHA ab"
+    assert resp_command_label(b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n") == "GET"
     request = b"POST /1.0/sms/x/jobs HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
     assert http_request_end(request[:-1]) is None and http_request_end(request + b"GET") == len(request)
     assert http_request_line(request) == "POST /1.0/sms/x/jobs"
