@@ -66,6 +66,7 @@ from worker.app import App, build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
 from worker.attempts.reconcile import VISIBILITY_MS
+from worker.batching.buffers import Due
 from worker.retries import REDIS_OUTAGE
 from worker.settings import Settings
 from worker.store import keys
@@ -116,6 +117,7 @@ class World:
     sandbox: Any
     intake: App  # accepts requests directly (intake is not under attack here)
     rigs: list[Rig]
+    seen: Counter[str] = field(default_factory=Counter)  # what the examples did, over the whole run
 
     def reset(self) -> None:
         self.client.flushdb()
@@ -296,7 +298,7 @@ class AttemptProtocol(RuleBasedStateMachine):
             self._disarm(worker)
 
     def _due(self) -> bool:
-        return isinstance(self.world.intake.buffers.peek(list(LANES)), tuple)
+        return isinstance(self.world.intake.buffers.peek(list(LANES)), Due)
 
     def _live(self, n: int) -> Worker | None:
         worker = self.workers[n]
@@ -342,12 +344,12 @@ class AttemptProtocol(RuleBasedStateMachine):
         def claim() -> None:
             found = worker.rig.app.buffers.peek(list(LANES))
             owner = worker.lease.owner()
-            if not isinstance(found, tuple) or owner is None:
+            if not isinstance(found, Due) or owner is None:
                 return
             if lose_reply:
                 worker.rig.redis_proxy.drop_replies(1, matching="EVALSHA")
             attempt = worker.rig.app.attempts.claim(
-                owner, found[0], found[1], uuid.uuid4().hex, linger_ms=0, max_receivers=500
+                owner, found.lane, found.batch_key, uuid.uuid4().hex, linger_ms=0, max_receivers=500
             )
             if isinstance(attempt, Attempt):
                 worker.in_hand.append((attempt, owner))
@@ -372,8 +374,13 @@ class AttemptProtocol(RuleBasedStateMachine):
     def sweep(self, n: int, lose_reply_after: int | None) -> None:
         """The lease thread's sweep: take over the attempts of expired leases."""
         worker = self._live(n)
-        if worker is not None:
-            self._step(worker, None, lose_reply_after, lambda: worker.rig.app.attempts.sweep("lease expired"))
+        if worker is None:
+            return
+
+        def sweep() -> None:
+            self.world.seen["takeovers"] += len(worker.rig.app.attempts.sweep("lease expired"))
+
+        self._step(worker, None, lose_reply_after, sweep)
 
     @rule(n=st.integers(0, WORKERS - 1), lose_reply_after=st.one_of(st.none(), st.integers(0, 3)))
     def reconcile(self, n: int, lose_reply_after: int | None) -> None:
@@ -385,8 +392,8 @@ class AttemptProtocol(RuleBasedStateMachine):
 
         def look() -> None:
             found = worker.rig.app.attempts.next_ambiguous(VISIBILITY_MS)
-            if isinstance(found, Attempt):
-                reconciler.reconcile(found)
+            if isinstance(found, Attempt) and reconciler.reconcile(found):
+                self.world.seen["ambiguous calls reconciled"] += 1
 
         self._step(worker, None, lose_reply_after, look)
 
@@ -505,8 +512,22 @@ class AttemptProtocol(RuleBasedStateMachine):
                         break
                     self.dispatch(n, None, None)
 
+    def _count(self) -> None:
+        """What this example exercised (the test fails if the run as a whole missed one)."""
+        seen = self.world.seen
+        calls = self.sandbox.control.calls()
+        seen["jobs calls"] += len(calls)
+        seen["jobs calls refused"] += sum(1 for c in calls if c["status"] in (429, 502, 503))
+        for rig in self.world.rigs:
+            seen["Redis replies lost"] += rig.redis_proxy.stats["replies_dropped"]
+            seen["OVH answers lost"] += rig.ovh_proxy.stats["replies_dropped"]
+            seen["jobs calls carried out late"] += rig.ovh_proxy.stats["requests_delivered_late"]
+            for name in ("replies_dropped", "requests_delivered_late"):
+                rig.redis_proxy.stats[name] = rig.ovh_proxy.stats[name] = 0
+
     def teardown(self) -> None:
         self.quiesce()
+        self._count()
         results = self._results()
         unfinished = [
             self.client.hgetall(keys.attempt(c.decode()))
@@ -529,6 +550,7 @@ class AttemptProtocol(RuleBasedStateMachine):
 
 
 def test_the_attempt_protocol_keeps_its_promises(world: World) -> None:
+    world.seen.clear()
     run_state_machine_as_test(
         lambda: AttemptProtocol(world),
         settings=settings(
@@ -540,3 +562,13 @@ def test_the_attempt_protocol_keeps_its_promises(world: World) -> None:
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+    # The run exercised what it claims to: calls, refusals, lost replies and answers, late calls
+    print(f"\nstateful test: {EXAMPLES} examples of up to {STEPS} steps: {dict(world.seen)}")
+    wanted = (
+        "jobs calls",
+        "jobs calls refused",
+        "Redis replies lost",
+        "OVH answers lost",
+        "jobs calls carried out late",
+    )
+    assert all(world.seen[name] > 0 for name in wanted), world.seen
