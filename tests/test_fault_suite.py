@@ -333,6 +333,28 @@ def check(
     }
 
 
+def causes(figures: dict[str, Any], sent: list[dict[str, Any]], calls: list[dict[str, Any]]) -> dict[str, int]:
+    """Where broken invariants come from, read from the sandbox's records (printed, not asserted):
+    an SMS claimed twice whose call carried its number twice (the same number twice in one call)
+    or not (another call's SMS taken as proof); a receiver sent too many SMS by a call OVH carried
+    out late (a slow call sent again) or not."""
+    by_id = {s["id"]: s for s in sent}
+    slow = {c["call_id"] for c in calls if "delayed_s" in c}
+    per_call = Counter((s["call_id"], s["receiver"]) for s in sent)
+    twice = [by_id[i] for i in figures["sms_claimed_twice"] if i in by_id]
+    over = set(figures["more_sms_than_asked"])
+    return {
+        "claimed twice, number twice in its call": sum(1 for s in twice if per_call[s["call_id"], s["receiver"]] > 1),
+        "claimed twice, another call's SMS": sum(1 for s in twice if per_call[s["call_id"], s["receiver"]] == 1),
+        "too many SMS, one from a slow call": sum(
+            1 for n in over if any(s["call_id"] in slow for s in sent if s["receiver"] == n)
+        ),
+        "too many SMS, no slow call": sum(
+            1 for n in over if not any(s["call_id"] in slow for s in sent if s["receiver"] == n)
+        ),
+    }
+
+
 def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) -> None:
     plan = schedule(SEED)
     print(f"\n{plan}")
@@ -414,6 +436,8 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
         f"({sum(looks)} OVH lookups); statuses {Counter(r.status for r in finals)}; {elapsed:.0f} s"
     )
     print("invariants:", {name: len(value) for name, value in figures.items()})
+    if any(figures.values()):
+        print("causes:", causes(figures, sent, calls))
     for name, value in figures.items():
         if value:
             shown = list(value.items())[:5] if isinstance(value, dict) else list(value)[:5]
