@@ -164,8 +164,13 @@ class Fleet:
     def _pick(self, started: bool = False) -> subprocess.Popen[bytes]:
         """A running worker that is not paused (``rng``: the schedule's choices stay seeded);
         ``started``: one that finished starting (it logged that it consumes), if any."""
-        with self.lock:
-            candidates = [p for p in self.alive if p not in self.paused]
+        deadline = time.monotonic() + 10
+        while True:  # the others may be paused, or exited and being started again
+            with self.lock:
+                candidates = [p for p in self.alive if p not in self.paused]
+            if candidates or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if started:
             ready = [p for p in candidates if b"consuming lanes" in p.log_path.read_bytes()]  # type: ignore[attr-defined]
             candidates = ready or candidates
