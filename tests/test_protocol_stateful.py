@@ -11,9 +11,9 @@ step, no lease refresh), crash (forget what they held) and restart with a new le
 
 Time. The protocol reads Redis' clock, which a test cannot move, so the test moves the data
 instead: ``time_passes`` moves every Redis-millisecond timestamp stored in Redis (hash fields,
-sorted-set scores) back by that much, and the workers' own clocks (their local lease view)
-forward. Leases of paused workers expire by that time too (their key deleted); live workers'
-are refreshed, as their lease thread would.
+sorted-set scores) and the creation time of every SMS in OVH's records back by that much, and
+the workers' own clocks (their local lease view) forward. Leases of paused workers expire by
+that time too (their key deleted); live workers' are refreshed, as their lease thread would.
 
 What the test assumes, as the design does: OVH carries a call out within ``ALLOWANCE_S``
 (connect + read timeouts + the reconciliation grace, less a second) of its leaving, or never: a
@@ -27,7 +27,7 @@ faults stop and time passes (``teardown``): every request has exactly one result
 once; none ``unknown``; every SMS the sandbox made is claimed by a result; the user's quota
 balances (nothing reserved, spent = what the sandbox debited).
 
-In CI: a bounded number of examples, derandomized (the same every run). Longer, exploring new
+In CI: 200 examples of up to 50 steps, derandomized (the same every run). Longer, exploring new
 examples: ``STATEFUL_EXAMPLES=500 STATEFUL_STEPS=50 pytest tests/test_protocol_stateful.py``.
 """
 
@@ -72,10 +72,10 @@ from worker.settings import Settings
 from worker.store import keys
 
 LONG = "STATEFUL_EXAMPLES" in os.environ
-EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "25"))
-STEPS = int(os.environ.get("STATEFUL_STEPS", "30"))
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "200"))
+STEPS = int(os.environ.get("STATEFUL_STEPS", "50"))
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(max(300, EXAMPLES * 20))]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(max(600, EXAMPLES * 3))]
 
 WORKERS = 3
 NUMBERS = ["+33612340001", "+33612340002", "+33612340003"]
@@ -209,6 +209,18 @@ def move_stored_times_back(client: redis.Redis, shift_ms: int) -> None:
             }
             if scores:
                 client.zadd(key, scores)
+
+
+def move_sandbox_times_back(sandbox: Any, seconds: float) -> None:
+    """The same for OVH's records: every SMS the in-process sandbox made, ``seconds`` earlier
+    (reconciliation compares their creation times with the attempts' own)."""
+    state = sandbox.state
+    with state.lock:
+        for account in state.accounts.values():
+            for sms in account.sms.values():
+                sms.created_at -= seconds
+        for record in state.sent:
+            record["created_at"] -= seconds
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -398,13 +410,13 @@ class AttemptProtocol(RuleBasedStateMachine):
         self._step(worker, None, lose_reply_after, look)
 
     @precondition(lambda self: any(w.held_since for w in self.workers))
-    @rule(n=st.integers(0, WORKERS - 1))
-    def ovh_carries_out_late(self, n: int) -> None:
+    @rule()
+    def ovh_carries_out_late(self) -> None:
         """Jobs calls held back reach OVH now, still within the time OVH is assumed to take."""
-        worker = self.workers[n]
-        if worker.held_since and self.virtual_s - min(worker.held_since) < ALLOWANCE_S:
-            worker.rig.ovh_proxy.release_requests()
-            worker.held_since.clear()
+        for worker in self.workers:
+            if worker.held_since and self.virtual_s - min(worker.held_since) < ALLOWANCE_S:
+                worker.rig.ovh_proxy.release_requests()
+                worker.held_since.clear()
 
     @rule(n=st.integers(0, WORKERS - 1))
     def pause(self, n: int) -> None:
@@ -436,6 +448,7 @@ class AttemptProtocol(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.virtual_s += seconds
         move_stored_times_back(self.client, int(seconds * 1000))
+        move_sandbox_times_back(self.sandbox, seconds)
         for worker in self.workers:
             if worker.held_since and self.virtual_s - min(worker.held_since) >= ALLOWANCE_S:
                 worker.rig.ovh_proxy.discard_requests()  # too late: OVH never carries them out
@@ -572,3 +585,24 @@ def test_the_attempt_protocol_keeps_its_promises(world: World) -> None:
         "jobs calls carried out late",
     )
     assert all(world.seen[name] > 0 for name in wanted), world.seen
+
+
+def test_an_sms_made_for_one_user_is_never_proof_for_another_users_request(world: World) -> None:
+    """Found by the state machine (seed-free: these steps replay it), after issue 16's fixes."""
+    machine = AttemptProtocol(world)
+    machine.delivery_tracking(True)
+    # Given the same code to the same number, once for user alice and once for the account
+    machine.submit(receivers=[NUMBERS[0]], text=TEXTS[0], user="alice", lane="high")
+    machine.submit(receivers=[NUMBERS[0]], text=TEXTS[0], user=None, lane="high")
+    # When the account's call fails with a 502 (OVH did nothing), and alice's call reaches OVH
+    # only after its worker gave up on it (within the time OVH is assumed to take)
+    machine.dispatch(n=1, ovh="502", lose_reply_after=None)
+    machine.dispatch(n=2, ovh="late", lose_reply_after=None)
+    machine.ovh_carries_out_late()
+    machine.time_passes(6 * TICK_S)
+    machine.reconcile(n=0, lose_reply_after=None)
+    machine.reconcile(n=0, lose_reply_after=None)
+    # Then no request claims the SMS OVH made for the other's call (through users/alice/jobs,
+    # paid by alice's quota), and at the end each got an SMS of its own
+    machine.no_sms_claimed_twice_or_by_another_request()
+    machine.teardown()
