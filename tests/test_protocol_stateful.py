@@ -67,6 +67,7 @@ from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
 from worker.attempts.reconcile import VISIBILITY_MS
 from worker.batching.buffers import Due
+from worker.ovhcloud.client import make_client
 from worker.retries import REDIS_OUTAGE
 from worker.settings import Settings
 from worker.store import keys
@@ -606,3 +607,28 @@ def test_an_sms_made_for_one_user_is_never_proof_for_another_users_request(world
     # paid by alice's quota), and at the end each got an SMS of its own
     machine.no_sms_claimed_twice_or_by_another_request()
     machine.teardown()
+
+
+def hget_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+
+
+def test_a_look_reads_each_candidate_sms_mark_once(world: World) -> None:
+    """Found by the fault suite through the nemesis: every look read each candidate SMS's proof
+    mark once per candidate (n² Redis reads), which stalled the suite's Redis."""
+    # Given 60 SMS of other calls in OVH's records, from the same sender, in the call's window
+    machine = AttemptProtocol(world)
+    ovh = make_client(world.sandbox.base_url, **world.sandbox.credentials)
+    others = [f"+336123{n:05d}" for n in range(60)]
+    path = f"/sms/{world.sandbox.service_name}/jobs"
+    ovh.post(path, message="Other news", receivers=others, sender="SANDBOX", noStopClause=True)
+    # and a call of two receivers (so the listing is not filtered by receiver) that fails with
+    # a 502: ambiguous, nothing sent
+    machine.submit(receivers=NUMBERS[:2], text=TEXTS[0], user=None, lane="high")
+    machine.dispatch(n=0, ovh="502", lose_reply_after=None)
+    machine.time_passes(TICK_S)
+    # When a reconciler looks at it
+    before = hget_calls(world.client)
+    machine.reconcile(n=1, lose_reply_after=None)
+    # Then each candidate's proof mark is read about once, not once per candidate
+    assert hget_calls(world.client) - before < 3 * len(others)

@@ -286,7 +286,8 @@ class Reconciler:
     def _candidates(self, attempt: Attempt, ids: Iterable[int]) -> list[int]:
         """Ids not marked as another call's proof (those cannot be this call's), oldest first."""
         ids = sorted(int(i) for i in ids)
-        return [i for i in ids if i not in self._proof_of_others(attempt, ids)] if ids else []
+        others = self._proof_of_others(attempt, ids)  # once: one pipeline of len(ids) reads
+        return [i for i in ids if i not in others]
 
     def _read(self, path: str, ids: list[int], meta: CallMeta, wanted: set[str], sent: dict[str, Sent]) -> None:
         """Read each id until every wanted receiver is found; ids beyond ``max_lookups`` wait."""
