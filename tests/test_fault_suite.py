@@ -116,12 +116,17 @@ def schedule(seed: int) -> Schedule:
 
 
 class Fleet:
-    """The worker processes, each replaced when killed; their logs kept in ``directory``."""
+    """The worker processes, kept at ``size`` by a supervisor thread that starts a new one in the
+    place of each killed, stopped or exited one; their logs kept in ``directory``.
 
-    def __init__(self, env: dict[str, str], directory: Path, rng: random.Random) -> None:
+    Every process is started by the supervisor thread, which lives until ``stop_all``: a
+    worker gets SIGTERM when the thread that started it ends (``_die_with_parent``)."""
+
+    def __init__(self, env: dict[str, str], directory: Path, rng: random.Random, size: int) -> None:
         self.env = env
         self.directory = directory
         self.rng = rng
+        self.size = size
         self.alive: list[subprocess.Popen[bytes]] = []
         self.paused: set[subprocess.Popen[bytes]] = set()
         self.logs: list[Path] = []
@@ -132,24 +137,28 @@ class Fleet:
         self._stop = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
 
-    def start(self, n: int) -> None:
-        for _ in range(n):
-            self.spawn()
+    def start(self) -> None:
         self._supervisor.start()
+        deadline = time.monotonic() + 10
+        while len(self.alive) < self.size and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _supervise(self) -> None:
-        """Restart a worker that exited by itself, as Kubernetes restarts a pod: a worker that
-        starts while Redis does not answer exits 2 (``sms-worker run`` refuses to start)."""
-        while not self._stop.wait(0.5):
+        """Keep ``size`` workers; restart one that exited by itself, as Kubernetes restarts a pod
+        (a worker that starts while Redis does not answer exits 2: ``sms-worker run`` refuses)."""
+        while True:
             with self.lock:
                 exited = [p for p in self.alive if p.poll() is not None]
                 for process in exited:
                     self.alive.remove(process)
-            for _ in exited:
-                self.restarts += 1
-                self.spawn()
+                missing = self.size - len(self.alive)
+            self.restarts += len(exited)
+            for _ in range(missing):
+                self._spawn()
+            if self._stop.wait(0.2):
+                return
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> None:
         log_path = self.directory / f"worker-{len(self.logs)}.log"
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
@@ -159,22 +168,20 @@ class Fleet:
         process.log_path = log_path  # type: ignore[attr-defined]
         with self.lock:
             self.alive.append(process)
-        return process
 
     def _pick(self, started: bool = False) -> subprocess.Popen[bytes]:
         """A running worker that is not paused (``rng``: the schedule's choices stay seeded);
-        ``started``: one that finished starting (it logged that it consumes), if any."""
-        deadline = time.monotonic() + 10
-        while True:  # the others may be paused, or exited and being started again
+        ``started``: one that finished starting (it logged that it consumes). Waits for one: the
+        others may be paused, or exited and being started again."""
+        deadline = time.monotonic() + 30
+        while True:
             with self.lock:
                 candidates = [p for p in self.alive if p not in self.paused]
+            if started:
+                candidates = [p for p in candidates if b"consuming lanes" in p.log_path.read_bytes()]  # type: ignore[attr-defined]
             if candidates or time.monotonic() > deadline:
-                break
+                return self.rng.choice(candidates)
             time.sleep(0.1)
-        if started:
-            ready = [p for p in candidates if b"consuming lanes" in p.log_path.read_bytes()]  # type: ignore[attr-defined]
-            candidates = ready or candidates
-        return self.rng.choice(candidates)
 
     def _remove(self, process: subprocess.Popen[bytes]) -> None:
         with self.lock:
@@ -190,7 +197,6 @@ class Fleet:
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         self.kills += 1
-        self.spawn()
 
     def pause(self, seconds: float) -> None:
         """SIGSTOP one worker for ``seconds`` (past its lease), then SIGCONT."""
@@ -223,7 +229,6 @@ class Fleet:
         watcher = threading.Thread(target=exited)
         watcher.start()
         self._watchers.append(watcher)
-        self.spawn()
 
     def join_watchers(self) -> None:
         for watcher in self._watchers:
@@ -370,6 +375,7 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
         worker_env(redis_proxy.url("redis", "/0"), ovh_proxy.url("http", "/1.0"), sandbox),
         tmp_path,
         random.Random(SEED),
+        size=WORKERS,
     )
     create_user(sandbox, "alice")
     sandbox.control.set_faults(hold_s=4)
@@ -392,7 +398,7 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
     )
     started = time.monotonic()
     try:
-        fleet.start(WORKERS)
+        fleet.start()
         nemesis.start()
 
         # Publish in waves over ~20 s, while the nemesis works.
