@@ -28,7 +28,8 @@ once; none ``unknown``; every SMS the sandbox made is claimed by a result; the u
 balances (nothing reserved, spent = what the sandbox debited).
 
 In CI: 200 examples of up to 50 steps, derandomized (the same every run). Longer, exploring new
-examples: ``STATEFUL_EXAMPLES=500 STATEFUL_STEPS=50 pytest tests/test_protocol_stateful.py``.
+examples and shrinking what fails to its shortest steps: ``STATEFUL_EXAMPLES=500 STATEFUL_STEPS=50
+pytest tests/test_protocol_stateful.py`` (``STATEFUL_SHRINK=1`` shrinks in the CI mode too).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -73,6 +74,8 @@ from worker.settings import Settings
 from worker.store import keys
 
 LONG = "STATEFUL_EXAMPLES" in os.environ
+#: Shrink a failure to its shortest steps (minutes): in the long mode, or when asked.
+SHRINK = LONG or os.environ.get("STATEFUL_SHRINK") == "1"
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("STATEFUL_STEPS", "50"))
 
@@ -573,6 +576,7 @@ def test_the_attempt_protocol_keeps_its_promises(world: World) -> None:
             deadline=None,
             derandomize=not LONG,
             database=None,
+            phases=[p for p in Phase if SHRINK or p is not Phase.shrink],
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
