@@ -6,6 +6,7 @@ a bad one gets 400 ``{"error": "..."}``.
 =======  ===========================  =====================================================
 method   path                         body / query -> answer
 =======  ===========================  =====================================================
+GET      /_sandbox/                   -> {"service_name", "base_path", "routes": ["GET /_sandbox/sent", ...]}
 GET      /_sandbox/health             -> {"ok": true, "service_name", "base_path"}
 GET      /_sandbox/sent               ?receiver=&service= -> [accepted SMS]
 GET      /_sandbox/calls              -> [POST .../jobs calls]
@@ -66,6 +67,7 @@ class ControlApi:
         self.auth = auth
         self.callbacks = callbacks
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, list[str]]], Any]] = {
+            ("GET", "/"): lambda b, q: self._index(),
             ("GET", "/health"): lambda b, q: {"ok": True, "service_name": self.state.service_name, "base_path": "/1.0"},
             ("GET", "/sent"): self._sent,
             ("GET", "/calls"): lambda b, q: self.state.call_records(),
@@ -89,9 +91,16 @@ class ControlApi:
             ("POST", "/consumer-keys"): self._create_key,
         }
 
+    def _index(self) -> dict[str, Any]:
+        """What ``GET /_sandbox/`` answers: the account served and every control route."""
+        routes = sorted(
+            {f"{method} {PREFIX}{path}" for method, path in self._routes} | {f"DELETE {PREFIX}/consumer-keys/KEY"}
+        )
+        return {"service_name": self.state.service_name, "base_path": "/1.0", "routes": routes}
+
     def __call__(self, request: Request) -> Reply:
         path, _, query_string = request.target.partition("?")
-        path = path[len(PREFIX) :]
+        path = path[len(PREFIX) :] or "/"
         try:
             body = json.loads(request.body) if request.body else {}
         except ValueError:

@@ -71,7 +71,7 @@ class Dispatcher:
 
     def handle(self, request: Request) -> Reply:
         path = request.target.partition("?")[0]
-        if path.startswith("/_sandbox/"):
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
             reply = self.control(request)
         elif path.startswith(API_PREFIX + "/"):
             reply = self._ovh(request, path[len(API_PREFIX) :])

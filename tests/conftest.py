@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from devstack.embedded_redis import EmbeddedRedis
+from contracts.redis_connection import connect
+from devstack.embedded_redis import EmbeddedRedis, die_with_parent
 from tests.nemesis.proxy import FaultProxy, Protocol
 from worker.app import App, build_app
 from worker.settings import Settings
@@ -32,7 +33,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     client.flushdb()
     yield client
     client.close()
@@ -67,6 +68,8 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "rate_limit_burst": 20,
             # the sandbox lists a created SMS at once: no need to give its records time
             "reconcile_grace_s": 0.5,
+            # tests run at any hour: only the quiet hours' own tests turn them on (with a clock)
+            "quiet_hours_enabled": False,
         }
         values.update(overrides)
         app = build_app(Settings(**values), ovh_credentials=sandbox.credentials, client=client).start()
@@ -98,18 +101,8 @@ def make_proxy() -> Iterator[Callable[..., FaultProxy]]:
         proxy.close()
 
 
-def _die_with_parent() -> None:
-    """In a child process: get SIGTERM when the test process dies, even if it is killed (Linux).
-
-    Without it, a suite killed by a timeout leaves worker processes polling a Redis that is gone.
-    """
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the fixture's teardown still stops them
+#: Children started by tests get SIGTERM when the test process dies (a suite killed by a timeout).
+_die_with_parent = die_with_parent
 
 
 @pytest.fixture
@@ -128,6 +121,8 @@ def process_env(redis_url: str, sandbox: Any) -> dict[str, str]:
         "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
         "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
         "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+        # tests run at any hour: only the quiet hours' own tests turn them on
+        "SMS_WORKER_QUIET_HOURS_ENABLED": "false",
     }
 
 

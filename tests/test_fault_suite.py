@@ -49,6 +49,7 @@ import redis
 
 from contracts import CreditUsage, SendResult, SmsProducer
 from contracts.models import SendRequest
+from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis
 from tests.conftest import _die_with_parent, process_env
 from tests.helpers import read_events
@@ -382,7 +383,7 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
     sandbox.control.add_fault("503", probability=0.10)
     sandbox.control.add_fault("timeout_after_accept", probability=0.05)
     sandbox.control.add_fault("slow", probability=0.10, delay_s=4, delay_max_s=8)
-    client = redis.Redis.from_url(server.url)  # the test's own view: never through the proxy
+    client = connect(server.url)  # the test's own view: never through the proxy
     producer = SmsProducer(client=client)
     all_requests = list(requests())
     ids = [r.request_id for r in all_requests]

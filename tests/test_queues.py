@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-import redis
 from dramatiq import Worker
 
+from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis
 from tests.waiting import wait_until
 from worker.store import keys
@@ -28,7 +28,7 @@ def stallable_redis() -> Iterator[EmbeddedRedis]:
 
 def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis, caplog) -> None:
     # Given a message queued, and a worker whose Redis replies time out after 1 s
-    client = redis.Redis.from_url(stallable_redis.url, socket_timeout=1.0)
+    client = connect(stallable_redis.url, socket_timeout=1.0)
     broker = Broker(client=client, heartbeat_timeout_ms=60_000)
     handled: list[int] = []
 
@@ -58,7 +58,7 @@ def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis, 
 
 def test_an_ack_whose_reply_was_lost_is_retried_not_dropped(stallable_redis) -> None:
     # Given a worker handling a message while Redis stalls
-    client = redis.Redis.from_url(stallable_redis.url, socket_timeout=1.0)
+    client = connect(stallable_redis.url, socket_timeout=1.0)
     broker = Broker(client=client, heartbeat_timeout_ms=60_000)
     started, release = threading.Event(), threading.Event()
 

@@ -28,11 +28,11 @@ KEY = "test-consumer"
 #: One hammering process: threads acquire slots in turn, across lanes, between two Redis times.
 HAMMER = """
 import json, sys, threading, time
-import redis
+from contracts.redis_connection import connect
 from worker.ovhcloud.rate_limit import RateLimiter
 
 url, key, rate, burst, threads, start_s, end_s = sys.argv[1:8]
-client = redis.Redis.from_url(url)
+client = connect(url)
 grants, lock = [], threading.Lock()
 
 def record(grant):

@@ -206,3 +206,33 @@ def test_a_slow_call_taken_over_is_not_proven_absent_before_its_own_deadline(red
 def _no_faults_left(sandbox):
     yield
     sandbox.control.clear_faults()
+
+
+def test_a_look_reads_each_candidates_proof_mark_once(redis_url, redis_client, sandbox) -> None:
+    # Given a call of 30 receivers carried out by OVH whose answer was lost (found by the fault
+    # suite: the marks were read once per candidate per candidate, 900 reads for 30 SMS, and a
+    # large call's look never ended)
+    app = idle(redis_url, sandbox)
+    _, owner = owner_of(app, "w1")
+    requests = [
+        SendRequest(message="Flash sale", receivers=[f"+336{20_000_000 + n:08d}"], no_stop_clause=True)
+        for n in range(30)
+    ]
+    assert app.accept([r.model_dump(mode="json") for r in requests], lane="medium") == ["staged"] * 30
+    wait_until(lambda: isinstance(app.buffers.peek(["medium"]), Due), what="the buffer due")
+    found = app.buffers.peek(["medium"])
+    assert isinstance(found, Due)
+    attempt = app.attempts.claim(owner, "medium", found.batch_key, uuid.uuid4().hex, linger_ms=0, max_receivers=500)
+    assert isinstance(attempt, Attempt) and len(attempt.entries) == 30
+    sandbox.control.set_faults(hold_s=2)
+    sandbox.control.add_fault("timeout_after_accept", next=1)
+    app.dispatchers[0].send(attempt, owner)
+    loaded = app.attempts.load(attempt.call_id)
+    assert loaded is not None
+    # When it is reconciled
+    redis_client.config_resetstat()
+    assert app.reconcilers[0].reconcile(loaded)
+    # Then each SMS's mark was read once (and the 30 found)
+    reads = redis_client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0)
+    assert reads <= 3 * 30, reads  # once at the look, once in the settle step, and a few others
+    assert app.reconcilers[0].calls == 1 + 30

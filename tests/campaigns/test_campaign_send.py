@@ -167,6 +167,10 @@ def test_dry_run_estimates_parts_and_credits_and_queues_nothing(
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["rejected"], summary["parts"]) == (10, 0, 20)
     assert summary["estimated_credits"] == 9 * 2 * 1 + 2 * 2
+    # And it shows the first row's SMS as merged, as the README says, in JSON and in the table
+    assert summary["example"] == {"line": 2, "text": merged(0) + " " + "x" * 60}
+    table = sms_worker("campaign", "send", str(contacts), "--message", message, "--dry-run", env=sandbox_env)
+    assert f"line 2             {merged(0)} {'x' * 60}" in table.stdout.splitlines()
     # Then nothing was queued or sent, and no request id was taken
     assert sandbox.control.sent() == []
     assert [k for k in redis_client.keys() if not k.startswith(b"sms-worker:rates")] == []
@@ -258,3 +262,23 @@ def test_another_encoding_is_read_when_named(sandbox_env, tmp_path: Path) -> Non
     done = sms_worker(*args, "--encoding", "latin-1", env=sandbox_env)
     assert done.returncode == 0, done.stderr
     assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (1, 0)
+
+
+def test_the_campaign_id_as_the_summary_prints_it_resumes_that_campaign(
+    sandbox_env, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a campaign queued with no worker running, whose summary prints its id
+    contacts = write_contacts(tmp_path / "contacts.csv", 30)
+    args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait"]
+    first = sms_worker(*args, env=sandbox_env)
+    assert first.returncode == 0, first.stderr
+    (printed,) = [line.split()[1] for line in first.stdout.splitlines() if line.startswith("CAMPAIGN")]
+    assert printed.startswith("campaign-")
+    # When a row is added to the file (a new digest) and the campaign resumed with the id as printed
+    write_contacts(contacts, 31)
+    again = json.loads(sms_worker(*args, "--campaign-id", printed, "--json", env=sandbox_env).stdout)
+    # Then it is the same campaign: only the new row is queued, under the same tag
+    assert (again["campaign_id"], again["tag"]) == (printed.removeprefix("campaign-"), printed)
+    assert (again["queued"], again["earlier"]) == (1, 30)
+    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 31

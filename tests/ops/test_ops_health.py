@@ -103,9 +103,17 @@ def test_health_command_asks_the_worker(make_app, redis_url) -> None:
     assert (alive.returncode, alive.stdout) == (0, "alive\n"), alive.stderr
     ready = health("--ready", SMS_WORKER_METRICS_PORT=port)
     assert (ready.returncode, ready.stdout) == (0, "ready\n"), ready.stderr
-    # without a metrics port there is no worker to ask: Redis is checked instead
+    # without a metrics port there is no worker to ask: Redis is asked whether a worker holds a lease
     redis_only = health(REDIS_URL=redis_url)
-    assert redis_only.returncode == 0 and redis_only.stdout.startswith("Redis answers")
+    assert (redis_only.returncode, redis_only.stdout.split(" (")[0]) == (0, "1 worker(s) hold a lease in Redis")
+
+
+def test_health_without_a_metrics_port_fails_when_no_worker_runs(redis_client, redis_url) -> None:
+    # Given a Redis that answers, and no worker running against it
+    done = health(REDIS_URL=redis_url)
+    # Then health does not say healthy
+    assert done.returncode == 1
+    assert done.stdout == "no worker is running: Redis answers, but no sms-worker run holds a lease in it\n"
 
 
 def test_health_command_fails_with_one_line_when_nothing_answers() -> None:

@@ -286,7 +286,7 @@ class Reconciler:
     def _candidates(self, attempt: Attempt, ids: Iterable[int]) -> list[int]:
         """Ids not marked as another call's proof (those cannot be this call's), oldest first."""
         ids = sorted(int(i) for i in ids)
-        others = self._proof_of_others(attempt, ids)  # once: one pipeline of len(ids) reads
+        others = self._proof_of_others(attempt, ids)  # one round trip for the whole listing
         return [i for i in ids if i not in others]
 
     def _read(self, path: str, ids: list[int], meta: CallMeta, wanted: set[str], sent: dict[str, Sent]) -> None:

@@ -84,11 +84,22 @@ def outage(exc: BaseException) -> str | None:
     return None
 
 
+def chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose (``campaign send``), so that a mistake is
+    answered with that command's own usage, not the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return chosen(action.choices[name], args)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "passes_on", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.tool_args = unknown  # a developer tool's own arguments (worker.cli.devtools)
     _configure_logging(args.verbose)
     try:

@@ -15,7 +15,6 @@ import sys
 from typing import Any
 
 from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
-from worker.cli.users import check_ovh_credentials
 from worker.errors import UsageError
 
 
@@ -29,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     service = args.service or settings.service_name
     if service is None:
         raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
-    check_ovh_credentials(settings)
     client = ovh_client(settings)
     account = client.get(f"/sms/{service}")
     senders = [client.get(f"/sms/{service}/senders/{name}") for name in client.get(f"/sms/{service}/senders")]

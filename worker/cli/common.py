@@ -14,6 +14,7 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from contracts.redis_connection import connect
 from worker.errors import ConfigurationError
 
 #: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
@@ -49,7 +50,7 @@ def require_redis(settings: Any, command: str) -> str:
         raise ConfigurationError(f"REDIS_URL is not set: sms-worker {command} needs the worker's Redis")
     url = str(settings.redis_url)
     try:
-        redis.Redis.from_url(url).close()
+        connect(url).close()
     except ValueError as exc:
         raise ConfigurationError(f"REDIS_URL is malformed: {_without_password(str(exc), url)}") from None
     return url
@@ -65,31 +66,55 @@ def _without_password(text: str, url: str) -> str:
 
 def redis_for(settings: Any, command: str) -> redis.Redis:
     """A client of the worker's Redis that gives up connecting after ``REDIS_CONNECT_TIMEOUT_S``."""
-    return redis.Redis.from_url(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+    return connect(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+
+
+#: What to set when OVH credentials are missing.
+_CREDENTIALS_HELP = (
+    "set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), "
+    "or provide an ovh.conf"
+)
 
 
 def ovh_client(settings: Any) -> Any:
-    """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup."""
-    from worker.ovhcloud.client import make_client
+    """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup.
 
-    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
-    return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
+    ``ConfigurationError`` with one line when ``OVH_ENDPOINT`` is not an endpoint python-ovh
+    knows (nor a base URL) or when credentials are missing: which variable, never its value.
+    """
+    import difflib
 
-
-def check_production_config(settings: Any) -> None:
-    """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
+    import ovh.client
     import ovh.exceptions
 
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: sms-worker run needs the Redis broker the producers use")
-    require_redis(settings, "run")
-    try:
-        ovh_client(settings)
-    except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
+    from worker.ovhcloud.client import is_base_url, make_client
+
+    endpoint = settings.ovh_endpoint
+    if not is_base_url(endpoint) and endpoint not in ovh.client.ENDPOINTS:
+        names = [name for name in ovh.client.ENDPOINTS if not is_base_url(name)]
+        close = difflib.get_close_matches(endpoint, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigurationError(
-            f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
-            "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
-        ) from None
+            f"OVH_ENDPOINT {endpoint!r} is not an OVH endpoint{hint}: give one of {', '.join(names)}, "
+            "or a base URL such as http://127.0.0.1:8080/1.0 (the sandbox)"
+        )
+    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
+    try:
+        client = make_client(endpoint, timeout=timeout, **settings.ovh_credentials())
+    except ovh.exceptions.InvalidConfiguration as exc:
+        raise ConfigurationError(f"OVH credentials are missing or incomplete ({exc}): {_CREDENTIALS_HELP}") from None
+    if client._application_key and not client._consumer_key:
+        raise ConfigurationError(
+            "OVH_CONSUMER_KEY is not set (nor in ovh.conf): the application key needs a consumer key, "
+            "which OVH gives when the application's access is granted"
+        )
+    return client
+
+
+def check_production_config(settings: Any, command: str) -> None:
+    """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
+    require_redis(settings, command)
+    ovh_client(settings)
 
 
 def preflight(settings: Any) -> None:

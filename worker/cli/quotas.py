@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         service = args.service or settings.service_name
         if service is None:
             raise ConfigurationError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
-        check_production_config(settings)
+        check_production_config(settings, "quotas sync")
         synced = sync_from_ovh(store, ovh_client(settings), service, args.user, alert_sms=settings.quota_alert_sms)
         print(f"synced {len(synced)} user(s) of {service} from OVH", file=sys.stderr)
     states = store.all()

@@ -30,6 +30,7 @@ from typing import Any, TypedDict
 import dramatiq
 import redis
 
+from contracts.redis_connection import text
 from contracts.wire import LANES, lane_queue, request_message, result_key
 from worker.errors import UnreadablePayload
 from worker.intake.accept import read_payload
@@ -111,10 +112,6 @@ class DeadLetter:
         }
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def _last_line(traceback: str) -> str:
     lines = [line.strip() for line in traceback.splitlines() if line.strip()]
     return lines[-1] if lines else traceback
@@ -154,11 +151,11 @@ class DeadLetters:
             )
             if not entries:
                 continue
-            ids = [_text(member) for member, _ in entries]
+            ids = [text(member) for member, _ in entries]
             bodies: list[bytes | None] = self.redis.hmget(keys.dead_letter_messages(queue), ids)  # type: ignore[assignment]
             for (member, score), body in zip(entries, bodies, strict=True):
                 if body is not None:
-                    found.append(self._read(queue, _text(member), int(score), body))
+                    found.append(self._read(queue, text(member), int(score), body))
         return found
 
     def find(self, prefix: str, lanes: Iterable[str] = LANES) -> list[DeadLetter]:

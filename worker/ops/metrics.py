@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from contracts.redis_connection import text
 from contracts.wire import lane_queue, queue_key
 from worker.accounting.quotas import QuotaStore
 from worker.store import keys
@@ -70,6 +71,11 @@ class Metrics:
         )
         self.ambiguous_calls = Counter(
             "sms_worker_ambiguous_calls", "Jobs calls whose outcome is unknown (may have been sent)", registry=r
+        )
+        self.breaker_trips = Counter(
+            "sms_worker_campaign_breaker_trips",
+            "Bulk campaigns paused by the circuit breaker (failure share over its window)",
+            registry=r,
         )
         self.reconciled_receivers = Counter(
             "sms_worker_reconciled_receivers",
@@ -127,7 +133,7 @@ class RedisGauges(Collector):
         with self.client.pipeline(transaction=False) as pipe:
             for lane in self.lanes:
                 for batch_key in buffers[lane]:
-                    pipe.llen(keys.buffer(batch_key.decode()))
+                    pipe.llen(keys.buffer(text(batch_key)))
             lengths = iter(pipe.execute())
         for n, lane in enumerate(self.lanes):
             depth.add_metric([lane], replies[2 * n])

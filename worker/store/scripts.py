@@ -34,6 +34,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import redis
 import redis.asyncio
 
+from contracts.redis_connection import text as text  # the one decoder; the wrappers' callers use scripts.text
+
 #: The package whose ``lua/`` folder holds the shared files.
 SHARED = "worker.store"
 #: Prelude of most scripts: Redis time, dramatiq's envelope, result keeping.
@@ -49,11 +51,6 @@ ReplyT = TypeVar("ReplyT")
 def source(package: str, name: str) -> str:
     """The text of ``<package>/lua/<name>.lua``."""
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
-
-
-def text(raw: object) -> str:
-    """A Redis reply as text (clients may or may not decode replies)."""
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def key_table(names: tuple[str, ...]) -> str:

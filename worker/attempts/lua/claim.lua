@@ -29,12 +29,16 @@ if a[1] then
     return {"gone"}
 end
 local score = redis.call("zscore", due, doc.batch_key)
-local meta = redis.call("get", bufmeta)
-if not score or tonumber(score) > now or not meta then
+if not score or tonumber(score) > now then
     return {"empty"}
 end
-local popped = redis.call("lpop", buf, doc.max)
+local meta = redis.call("get", bufmeta)
+local popped = meta and redis.call("lpop", buf, doc.max)
 if not popped then
+    -- nothing to send from here (an empty buffer, or entries without their call's meta, which no
+    -- step writes): stop pointing dispatchers at it, or they would come back to it forever
+    if redis.call("llen", buf) == 0 then redis.call("del", bufmeta) end
+    redis.call("zrem", due, doc.batch_key)
     return {"empty"}
 end
 -- One entry per receiver: "<arrival>|<request>|<receiver>|<credits>|<reply_to>".
