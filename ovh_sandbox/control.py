@@ -13,7 +13,8 @@ GET      /_sandbox/calls              -> [POST .../jobs calls]
 GET      /_sandbox/counters           -> {jobs_calls, jobs_accepted, sms_sent, ...}
 GET      /_sandbox/faults             -> current fault settings
 PUT      /_sandbox/faults             {latency_ms, jitter_ms, faults, rate_limit_per_s, ...}
-POST     /_sandbox/faults             one fault {kind, probability | next, scope, retry_after}
+POST     /_sandbox/faults             one fault {kind, probability | next, scope, retry_after,
+                                      delay_s, delay_max_s}
 DELETE   /_sandbox/faults             no latency, no fault, no rate limit
 POST     /_sandbox/reset              {accounts: bool}
 PUT      /_sandbox/credits            {service, credits}
@@ -343,8 +344,15 @@ class SandboxControl:
         next: int | None = None,
         scope: str = "jobs",
         retry_after: float = 1.0,
+        delay_s: float | None = None,
+        delay_max_s: float | None = None,
     ) -> dict[str, Any]:
+        """One fault rule (see ``ovh_sandbox.faults``); ``delay_s``/``delay_max_s`` for ``slow``."""
         rule: dict[str, Any] = {"kind": kind, "scope": scope, "retry_after": retry_after}
+        if delay_s is not None:
+            rule["delay_s"] = delay_s
+        if delay_max_s is not None:
+            rule["delay_max_s"] = delay_max_s
         if probability is not None:
             rule["probability"] = probability
         if next is not None:

@@ -85,6 +85,9 @@ class Dispatcher:
         if request.method == "GET" and api_path == "/auth/time":
             self._sleep(self.faults.latency_s())
             decision = self.faults.pick(False)  # faults of scope "all" cover the clock too
+            if decision is not None and decision.kind == "slow":
+                self._sleep(decision.delay_s)
+                decision = None
             if decision is None:
                 return Reply(200, int(self.clock()))
             if decision.kind == "reset":
@@ -142,6 +145,11 @@ class Dispatcher:
                         429, "Too many requests for this consumer key", headers={"Retry-After": str(retry_after)}
                     )
             decision = self.faults.pick(route.is_jobs_post)
+            if decision is not None and decision.kind == "slow":
+                # OVH takes its time, then carries the call out whether the client waited or not.
+                call.state.note_delay(call.call_id, decision.delay_s)
+                self._sleep(decision.delay_s)
+                decision = None
             if decision is not None:
                 if decision.kind == "reset":
                     return Reply(0, action="reset")

@@ -339,6 +339,13 @@ class SandboxState:
             call["ended"] = self.clock()
             self.by_status[str(status)] += 1
 
+    def note_delay(self, call_id: int | None, delay_s: float) -> None:
+        """A ``slow`` fault made this jobs call wait ``delay_s`` seconds before it was carried out."""
+        with self.lock:
+            call = self.calls.get(call_id) if call_id is not None else None
+            if call is not None:
+                call["delayed_s"] = round(delay_s, 3)
+
     def sent_records(self, receiver: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [

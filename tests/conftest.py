@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis, die_with_parent
+from tests.nemesis.proxy import FaultProxy, Protocol
 from worker.app import App, build_app
 from worker.settings import Settings
 
@@ -77,6 +79,26 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     yield factory
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """Factory of fault proxies (``tests.nemesis``) to a URL's host and port, closed after the test.
+
+    ``make_proxy("redis://127.0.0.1:6379/0", "resp")``; ``make_proxy(sandbox.base_url, "http")``.
+    """
+    proxies: list[FaultProxy] = []
+
+    def factory(url: str, protocol: Protocol, **options: Any) -> FaultProxy:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port, url
+        proxy = FaultProxy(parts.hostname, parts.port, protocol=protocol, **options)
+        proxies.append(proxy)
+        return proxy
+
+    yield factory
+    for proxy in proxies:
+        proxy.close()
 
 
 #: Children started by tests get SIGTERM when the test process dies (a suite killed by a timeout).

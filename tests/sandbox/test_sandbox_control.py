@@ -94,6 +94,10 @@ def test_cli_flags() -> None:
     ]
     with pytest.raises(SystemExit):
         parser.parse_args(["--fault", "teapot:0.5"])
+    assert parser.parse_args(["--fault", "slow:0.1", "--slow-s", "4-8"]).slow_s == (4.0, 8.0)
+    assert parser.parse_args([]).slow_s == (5.0, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--slow-s", "soon"])
 
 
 def test_python_m_worker_sandbox_serves_and_prints_what_to_export(tmp_path) -> None:
