@@ -32,6 +32,7 @@ from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
 from worker.accounting.refresher import Refresher
+from worker.accounting.usage import UsageRecorder
 from worker.attempts.dispatcher import Dispatcher
 from worker.attempts.lease import Lease, LeaseKeeper
 from worker.attempts.lifecycle import Attempts
@@ -197,8 +198,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
-    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
+def build_app(
+    settings: Settings,
+    *,
+    ovh_credentials: dict[str, Any] | None = None,
+    usage_clock: Callable[[], float] | None = None,
+) -> App:
+    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
+
+    ``usage_clock`` (unix seconds) decides which day a settled call is counted on in
+    ``sms-worker usage`` instead of Redis' clock: a seam for tests that spread sends over a month.
+    """
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
     client = redis.Redis.from_url(settings.redis_url)
@@ -221,6 +231,7 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         queue_cap=settings.results_queue_max_length,
         tracking_ttl_s=settings.delivery_tracking_ttl_s,
         campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+        usage=UsageRecorder(client, ttl_s=settings.usage_ttl_s, timezone=settings.usage_timezone, clock=usage_clock),
         grace_ms=int(settings.reconcile_grace_s * 1000),
         deadline_ms=int(settings.reconcile_deadline_s * 1000),
     )

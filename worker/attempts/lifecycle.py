@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME
+from worker.accounting.usage import UsageRecorder
 from worker.batching.buffers import Entry
 from worker.store import keys, scripts
 
@@ -144,7 +145,7 @@ class _Takeover(scripts.Script):
 
 class _Settle(scripts.Script):
     NAME = "settle"
-    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    PRELUDE = scripts.SETTLE_PRELUDE
     KEYS = (
         "attempt",
         "lease",
@@ -171,7 +172,8 @@ class Attempts:
 
     ``attempt_ttl_s`` is a safety net only (an attempt is settled long before); ``grace_ms``
     and ``deadline_ms`` are given to every attempt that becomes ambiguous (see ``reconcile``);
-    ``campaign_stats_ttl_s`` is how long a tag's campaign statistics live (0: not kept).
+    ``campaign_stats_ttl_s`` is how long a tag's campaign statistics live (0: not kept);
+    ``usage`` counts each settled call's SMS and credits per day, user, tag and sender (None: not kept).
     """
 
     def __init__(
@@ -187,6 +189,7 @@ class Attempts:
         grace_ms: int,
         deadline_ms: int,
         campaign_stats_ttl_s: int = 0,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.redis = client
         self.default_queue = default_queue
@@ -198,6 +201,7 @@ class Attempts:
         self.grace_ms = grace_ms
         self.deadline_ms = deadline_ms
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
+        self.usage = usage
         self._claim = _Claim(client)
         self._transition = _Transition(client)
         self._release = _Release(client)
@@ -372,6 +376,19 @@ class Attempts:
                 "credits": sum(s.credits for s in done),
             }
         # -- end of campaign statistics -----------------------------------------------------------
+        # -- consumption per day, user, tag and sender (lua/_usage.lua, worker.accounting.usage) --
+        if self.usage is not None:
+            usage = self.usage.document(
+                refs,
+                service=attempt.service,
+                login=attempt.login,
+                body=attempt.meta["body"],
+                sms=sum(s.n_sent for s in outcome.settlements),
+                credits=sum(s.credits for s in outcome.settlements),
+                unknown=sum(s.n_unknown for s in outcome.settlements),
+            )
+            if usage is not None:
+                document["usage"] = usage
         fixed = {
             "attempt": keys.attempt(attempt.call_id),
             "lease": keys.lease(owner.token if owner else ""),

@@ -233,6 +233,21 @@ def campaign_queued(campaign_id: str) -> str:
 #: kept for reports (bounded: one field per code OVH has).
 PTTS = PREFIX + "ptts"
 
+# -- consumption per period (worker.accounting.usage, sms-worker usage) ------------------------
+
+#: Most distinct values of one dimension (users, tags or senders) counted apart in one day of
+#: ``usage``; the SMS of further values that day are counted together (``<metric>|<dimension>``).
+USAGE_MAX_VALUES = 1000
+
+
+def usage(service: str, day: str) -> str:
+    """Hash per SMS account and day (``YYYY-MM-DD`` in ``usage_timezone``): the SMS and credits
+    settled that day, per user, tag and sender (fields in ``lua/_usage.lua``), written by
+    ``settle.lua``. TTL ``usage_ttl_s`` (400 days by default) from the day's last settlement;
+    bounded: 3 metrics for at most ``USAGE_MAX_VALUES`` + 1 values of each of 3 dimensions."""
+    return f"{PREFIX}usage:{service}:{day}"
+
+
 # -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 
 

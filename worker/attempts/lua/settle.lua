@@ -17,6 +17,7 @@
 --   events: [{q, msgs, queue, message_id, payload}],
 --   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
 --   campaign: {key (index), service, tag, ttl_s, sent, failed, invalid, unknown, credits} | absent,
+--   usage: {key (index), user, tag, sender, sms, credits, unknown, ttl_s, max_values} | absent,
 --   resend: ["<entry>", ...]}
 -- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
@@ -133,6 +134,8 @@ end
 
 -- campaign statistics of the attempt's tag (lua/_campaign.lua) --------------------------------
 if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, published, now) end
+-- consumption per day, user, tag and sender (lua/_usage.lua)
+if doc.usage then usage_settled(KEYS[doc.usage.key], doc.usage) end
 
 requeue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], a[3], a[4], doc.resend, now)
 return published
