@@ -237,7 +237,7 @@ PTTS = PREFIX + "ptts"
 
 #: Most distinct values of one dimension (users, tags or senders) counted apart in one day of
 #: ``usage``; the SMS of further values that day are counted together (``<metric>|<dimension>``).
-USAGE_MAX_VALUES = 1000
+USAGE_MAX_VALUES = 500
 
 
 def usage(service: str, day: str) -> str:
