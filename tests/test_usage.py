@@ -81,6 +81,22 @@ def test_a_settlement_whose_reply_was_lost_is_counted_once(redis_url, redis_clie
     assert row.credits == 2.5  # France 1, Belgium 1.5: the sandbox's rates
 
 
+def test_a_call_settled_by_a_reconciler_is_counted_once(make_app, redis_client, sandbox) -> None:
+    # Given OVH carries a call out and its answer never reaches the worker: a reconciler finds the
+    # SMS in OVH's records and settles the call
+    make_app(ovh_read_timeout_s=1.0, rates_prefetch=["be"])
+    sandbox.control.set_faults(hold_s=5)
+    sandbox.control.add_fault("timeout_after_accept", next=1)
+    producer = SmsProducer(client=redis_client)
+    request_id = producer.send(["+33612345678", "+32470123456"], "Code 1", priority="high", no_stop_clause=True)
+    assert producer.wait(request_id, timeout=30).status == "sent"
+    # Then its SMS and OVH's credits are counted once, for the account (no user) and its sender
+    [row] = UsageStore(redis_client).report(sandbox.service_name, _today_period(), "sender")
+    billed = sandbox.control.sent()
+    assert len(billed) == 2 and len(sandbox.control.calls()) == 1
+    assert (row.value, row.sms, row.credits, row.unknown) == ("SANDBOX", 2, sum(s["credits"] for s in billed), 0)
+
+
 def _today_period() -> Period:
     """Yesterday to tomorrow in Paris (Redis' clock chose the day; midnight may have passed since)."""
     today = datetime.now(PARIS).date()

@@ -10,10 +10,10 @@ SMS, within the 6 months OVH keeps; the worker counts instead, as it settles eac
 - **what**: the SMS OVH accepted (one per receiver) and OVH's own credits for them
   (``totalCreditsRemoved``, apportioned), plus the SMS whose outcome stayed unknown (OVH may have
   sent and billed them: they are listed apart, never in ``sms`` or ``credits``);
-- **when**: the day, in ``usage_timezone`` (Europe/Paris by default), of the settlement by Redis'
-  clock: seconds after OVH created the SMS (``creationDatetime``), or, for a call that had to be
-  reconciled, up to ``reconcile_deadline_s`` after. A call made just before midnight can be
-  counted on the next day where OVH lists it the day before;
+- **when**: the day, in ``usage_timezone`` (Europe/Paris by default), by Redis' clock, of the
+  settlement (seconds after OVH created the SMS, its ``creationDatetime``), or, for a call that
+  had to be reconciled, of its last try (the attempt's ``called_at``). A call made just before
+  midnight and settled after it is counted on the next day, where OVH lists it the day before;
 - **where**: one hash per account and day (``keys.usage``), kept ``usage_ttl_s`` (400 days by
   default: a monthly invoice, its corrections and a year-on-year comparison) after the day's last
   settlement.
@@ -85,14 +85,18 @@ class UsageRecorder:
         sms: int,
         credits: float,
         unknown: int,
+        called_at_s: float | None = None,
     ) -> dict[str, Any] | None:
         """What ``usage_settled`` adds for one settled call; ``None`` when there is nothing to count.
 
-        ``refs`` gives the index of a key in the script's ``KEYS`` (``worker.store.scripts.KeyRefs``).
+        ``refs`` gives the index of a key in the script's ``KEYS`` (``worker.store.scripts.KeyRefs``);
+        ``called_at_s`` (Redis' unix time of the call's last try, when the attempt knows it) dates
+        the call; else the settlement does.
         """
         if self.ttl_s <= 0 or (sms == 0 and unknown == 0):
             return None
-        day = day_of(self.now(), self.tz)
+        at = called_at_s if called_at_s and self.clock is None else self.now()
+        day = day_of(at, self.tz)
         return {
             "key": refs(keys.usage(service, day)),
             "user": login or "",

@@ -386,6 +386,7 @@ class Attempts:
                 sms=sum(s.n_sent for s in outcome.settlements),
                 credits=sum(s.credits for s in outcome.settlements),
                 unknown=sum(s.n_unknown for s in outcome.settlements),
+                called_at_s=attempt.called_at_ms / 1000 if attempt.called_at_ms else None,
             )
             if usage is not None:
                 document["usage"] = usage
