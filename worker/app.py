@@ -32,7 +32,6 @@ from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
 from worker.accounting.refresher import Refresher
-from worker.accounting.usage import UsageRecorder
 from worker.attempts.dispatcher import Dispatcher
 from worker.attempts.lease import Lease, LeaseKeeper
 from worker.attempts.lifecycle import Attempts
@@ -213,28 +212,8 @@ def build_app(
         raise ValueError("build_app needs settings.redis_url")
     client = redis.Redis.from_url(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
-    buffers = Buffers(
-        client,
-        max_receivers_per_call=settings.max_receivers_per_call,
-        dedupe_ttl_s=settings.dedupe_ttl_s,
-        result_ttl_s=settings.result_ttl_s,
-        request_ttl_s=settings.request_ttl_s,
-        queue_cap=settings.results_queue_max_length,
-        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
-    )
-    attempts = Attempts(
-        client,
-        default_queue=settings.results_queue,
-        result_ttl_s=settings.result_ttl_s,
-        request_ttl_s=settings.request_ttl_s,
-        attempt_ttl_s=settings.request_ttl_s,
-        queue_cap=settings.results_queue_max_length,
-        tracking_ttl_s=settings.delivery_tracking_ttl_s,
-        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
-        usage=UsageRecorder(client, ttl_s=settings.usage_ttl_s, timezone=settings.usage_timezone, clock=usage_clock),
-        grace_ms=int(settings.reconcile_grace_s * 1000),
-        deadline_ms=int(settings.reconcile_deadline_s * 1000),
-    )
+    buffers = Buffers.from_settings(client, settings)
+    attempts = Attempts.from_settings(client, settings, usage_clock=usage_clock)
     credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
     telemetry = Telemetry()
 

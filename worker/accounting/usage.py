@@ -29,7 +29,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
@@ -52,6 +52,20 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
 def day_of(unix_s: float, tz: zoneinfo.ZoneInfo) -> str:
     """The day (``YYYY-MM-DD``) an instant falls on in ``tz``."""
     return datetime.fromtimestamp(unix_s, tz).date().isoformat()
+
+
+class UsageDocument(TypedDict):
+    """The ``usage`` part of settle.lua's document (``usage_settled`` in ``lua/_usage.lua``)."""
+
+    key: int  # index of keys.usage(service, day) in KEYS
+    user: str  # the API user's login, "" for the account itself
+    tag: str  # "" for none
+    sender: str  # "" for OVH's short number
+    sms: int  # SMS OVH accepted
+    credits: float  # OVH's credits for them
+    unknown: int  # SMS whose outcome stayed unknown
+    ttl_s: int
+    max_values: int  # keys.USAGE_MAX_VALUES
 
 
 class UsageRecorder:
@@ -81,12 +95,13 @@ class UsageRecorder:
         *,
         service: str,
         login: str | None,
-        body: dict[str, Any],
+        tag: str | None,
+        sender: str | None,
         sms: int,
         credits: float,
         unknown: int,
         called_at_s: float | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> UsageDocument | None:
         """What ``usage_settled`` adds for one settled call; ``None`` when there is nothing to count.
 
         ``refs`` gives the index of a key in the script's ``KEYS`` (``worker.store.scripts.KeyRefs``);
@@ -100,8 +115,8 @@ class UsageRecorder:
         return {
             "key": refs(keys.usage(service, day)),
             "user": login or "",
-            "tag": body.get("tag") or "",
-            "sender": body.get("sender") or "",
+            "tag": tag or "",
+            "sender": sender or "",
             "sms": sms,
             "credits": credits,
             "unknown": unknown,
