@@ -6,6 +6,7 @@ becomes one line; ``worker.cli.main`` prints it and exits non-zero, never with a
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -75,6 +76,31 @@ def ovh_client(settings: Any) -> Any:
 
     timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
     return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
+
+
+def service_of(given: str | None, settings: Any) -> str:
+    """The SMS account a command works on: ``--service``, else ``SMS_WORKER_SERVICE_NAME``."""
+    from contracts.models import SERVICE_NAME_PATTERN
+
+    service = given or settings.service_name
+    if service is None:
+        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    if not re.match(SERVICE_NAME_PATTERN, service):
+        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    return str(service)
+
+
+def check_ovh_credentials(settings: Any) -> None:
+    """One line when OVH credentials are missing (Redis is optional for the admin commands)."""
+    import ovh.exceptions
+
+    try:
+        ovh_client(settings)
+    except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
+        raise UsageError(
+            f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
+            "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
+        ) from None
 
 
 def check_production_config(settings: Any) -> None:

@@ -23,7 +23,16 @@ import sys
 from typing import Any
 
 from contracts.models import SERVICE_NAME_PATTERN
-from worker.cli.common import confirmed, credits_cell, ensure_confirmable, load_settings, ovh_client, print_table
+from worker.cli.common import (
+    check_ovh_credentials,
+    confirmed,
+    credits_cell,
+    ensure_confirmable,
+    load_settings,
+    ovh_client,
+    print_table,
+    service_of,
+)
 from worker.errors import UsageError
 
 #: Credits OVH sells in one order (its Control Panel's bounds; the API documents none).
@@ -71,14 +80,8 @@ def _quantity(quantity: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.cli.users import check_ovh_credentials
-
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
-    if not re.match(SERVICE_NAME_PATTERN, service):
-        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    service = service_of(args.service, settings)
     command = args.credits_command
     # mistakes first: nothing is asked of OVH for a command that cannot be carried out
     if command in ("price", "order"):

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from contracts.models import SENDER_PATTERN
-from worker.cli.common import load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import check_ovh_credentials, load_settings, ovh_client, print_table, redis_for, service_of
 from worker.errors import UsageError
 
 #: The longest alphanumeric sender OVH takes.
@@ -83,12 +83,8 @@ def check_sender(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.cli.users import check_ovh_credentials
-
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    service = service_of(args.service, settings)
     command = args.senders_command
     if command in ("show", "delete"):
         _check_path_segment(args.sender)

@@ -13,13 +13,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from datetime import date, timedelta
 from typing import Any
 
-from contracts.models import SERVICE_NAME_PATTERN
-from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import (
+    check_ovh_credentials,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 from worker.errors import UsageError
 
 #: How a row without a value is shown, per dimension.
@@ -67,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.accounting.usage import Period, UsageStore, today, totals, zone
 
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
-    if not re.match(SERVICE_NAME_PATTERN, service):
-        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    service = service_of(args.service, settings)
     if args.check is not None and not 0 <= args.check <= MAX_SAMPLE:
         raise UsageError(f"--check takes 0 to {MAX_SAMPLE:,} SMS to read from OVH")
     tz = zone(settings.usage_timezone)
@@ -87,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     check = None
     if args.check is not None:
         from worker.accounting.usage_check import cross_check
-        from worker.cli.users import check_ovh_credentials
 
         check_ovh_credentials(settings)
         by_value = rows if not args.per_day else store.report(service, period, args.by)

@@ -20,7 +20,15 @@ import sys
 from typing import Any
 
 from contracts.models import LOGIN_PATTERN
-from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import (
+    check_ovh_credentials,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 from worker.errors import UsageError
 
 #: OVH accepts at most this many IP restrictions per user.
@@ -134,9 +142,7 @@ def view(user: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    service = service_of(args.service, settings)
     check_ovh_credentials(settings)
     client = ovh_client(settings)
     base = f"/sms/{service}/users"
@@ -176,19 +182,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return _print([view(user)], args.json)
-
-
-def check_ovh_credentials(settings: Any) -> None:
-    """One line when OVH credentials are missing (Redis is optional for these commands)."""
-    import ovh.exceptions
-
-    try:
-        ovh_client(settings)
-    except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
-        raise UsageError(
-            f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
-            "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
-        ) from None
 
 
 def _sync(settings: Any, service: str, login: str, user: dict[str, Any]) -> bool:
