@@ -150,14 +150,27 @@ class SendRequest(_Model):
         return self.priority.value
 
 
+#: Every ``ErrorInfo.code`` the worker writes: the request's own faults (``rejected``), refusals
+#: that go away (``rate_unknown``: send it again), OVH's (``ovh_error``) and ours.
+ERROR_CODES: tuple[str, ...] = (
+    "invalid_request",
+    "no_valid_receivers",
+    "message_too_long",
+    "quota_exceeded",
+    "account_credits_exhausted",
+    "rate_unknown",
+    "sender_not_allowed",
+    "blacklisted",
+    "internal_error",
+    "ovh_error",
+    "outcome_unknown",
+)
+
+
 class ErrorInfo(_Model):
     """Why a request (or a receiver) was not sent."""
 
-    code: str = Field(
-        description="machine-readable: invalid_request, no_valid_receivers, message_too_long, quota_exceeded, "
-        "account_credits_exhausted, rate_unknown, sender_not_allowed, blacklisted, internal_error, ovh_error, "
-        "outcome_unknown"
-    )
+    code: str = Field(description="machine-readable: " + ", ".join(ERROR_CODES))
     message: str
     field: str | None = Field(default=None, description="the request field at fault, dotted")
     ovh_class: str | None = Field(default=None, description="python-ovh exception class name")

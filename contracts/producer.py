@@ -2,9 +2,9 @@
 
 A request is validated here first (a bad one raises ``pydantic.ValidationError`` naming the
 field, before anything is queued), then written as a dramatiq message onto its lane's queue.
-Enqueueing uses dramatiq's own message encoding and its Redis ``enqueue`` layout (message body
-in ``<queue>.msgs``, id pushed on the list) in one pipeline, so thousands of requests cost one
-round trip; ``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
+Enqueueing writes the queue layout of ``contracts.wire`` (dramatiq's envelope and Redis
+``enqueue``) in one pipeline, so thousands of requests cost one round trip;
+``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
 
 ``publish`` packs consecutive requests of the same lane into one queue message (a JSON array,
 up to ``PACK_MAX_REQUESTS`` requests and ``PACK_MAX_RECEIVERS`` receivers): the worker then
@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import Any
 
-import dramatiq
 import redis
 
 from .models import BASE_REQUEST_ID_PATTERN, ErrorInfo, SendRequest, SendResult, new_request_id
 from .wire import (
     DRAMATIQ_NAMESPACE,
     MAX_RECEIVERS_PER_REQUEST,
-    accept_actor_name,
+    enqueue,
     group_key,
-    lane_queue,
     part_id,
-    queue_key,
+    request_message,
     result_key,
     result_ready_key,
 )
@@ -126,19 +123,9 @@ class SmsProducer:
         ids: list[str] = []
         with self.redis.pipeline(transaction=False) as pipe:
             for pack in _packs(requests):
-                lane = pack[0].lane
-                queue = lane_queue(lane)
                 payloads = [request.model_dump(mode="json", exclude_none=True) for request in pack]
-                redis_message_id = str(uuid.uuid4())
-                message: dramatiq.Message[Any] = dramatiq.Message(
-                    queue_name=queue,
-                    actor_name=accept_actor_name(lane),
-                    args=(payloads[0] if len(payloads) == 1 else payloads,),
-                    kwargs={},
-                    options={"redis_message_id": redis_message_id},
-                )
-                pipe.hset(queue_key(queue, self.namespace) + ".msgs", redis_message_id, message.encode())
-                pipe.rpush(queue_key(queue, self.namespace), redis_message_id)
+                message = request_message(pack[0].lane, payloads[0] if len(payloads) == 1 else payloads)
+                enqueue(pipe, message, self.namespace)
                 ids += [request.request_id for request in pack]
             pipe.execute()
         return ids

@@ -7,9 +7,7 @@ SIGKILL and paused with SIGSTOP as a node failure, an OOM kill or a VM pause wou
 from __future__ import annotations
 
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from contracts import SmsProducer
 from contracts.models import SendRequest
 from tests.quota_fixtures import create_user, sandbox_spent
+from tests.waiting import wait_until
 from worker.accounting.quotas import QuotaStore
 from worker.app import build_app
 from worker.attempts.lease import Lease
@@ -26,16 +25,6 @@ from worker.settings import Settings
 from worker.store import keys
 
 LEASE = {"SMS_WORKER_LEASE_S": "2", "SMS_WORKER_RECONCILE_GRACE_S": "1"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout_s} s")
 
 
 def statuses(sandbox: Any) -> list[Any]:
@@ -101,7 +90,8 @@ def test_a_paused_worker_sends_nothing_when_it_wakes(worker_processes, redis_cli
     assert producer.wait(request_id, timeout=30).status == "sent"
     # and the paused worker then wakes up, where it was: about to try its call again
     paused.send_signal(signal.SIGCONT)
-    time.sleep(6)  # its 3 s backoff, a slot, and the call it must not make
+    # (after its 3 s backoff, it finds the attempt taken over when it marks its retry: no call)
+    wait_until(lambda: b"lost its lease" in paused.log_path.read_bytes(), what="the woken worker to see it was fenced")
     # Then the receiver got one SMS, and the user's quota was spent once, never negative
     assert statuses(sandbox) == [503, 200]
     assert [s["receiver"] for s in sandbox.control.sent()] == ["+33612345678"]

@@ -20,8 +20,9 @@ import redis
 import requests
 
 from contracts import SmsProducer
-from tests.after_send.conftest import TOKEN, free_port, wait_until
+from tests.after_send.conftest import TOKEN, free_port
 from tests.conftest import _die_with_parent
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPER_PACKAGES = ("ovh_sandbox", "devstack")

@@ -27,7 +27,7 @@ from typing import Any
 import dramatiq
 import redis
 
-from contracts.wire import LANES, accept_actor_name, lane_queue
+from contracts.wire import LANES, accept_actor_name, delay_queue, lane_queue
 from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
@@ -94,7 +94,7 @@ class App:
         """The lease keeper's round: take over dead workers' attempts, requeue their messages."""
         for call_id, what in self.attempts.sweep(TAKEOVER_REASON):
             log.warning("took over call %s of a worker whose lease expired: %s", call_id, what)
-        self.broker.maintain([*self.queues, *(f"{q}.DQ" for q in self.queues)])
+        self.broker.maintain([*self.queues, *(delay_queue(q) for q in self.queues)])
 
     def start(self) -> App:
         """Take a lease, then run the worker's threads and dramatiq's in this process."""

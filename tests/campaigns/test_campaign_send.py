@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from contracts.wire import result_key
+from contracts.wire import lane_queue, messages_key, result_key
 from tests.campaigns.cli import (
     COOKBOOK_CSV,
     COOKBOOK_MESSAGE,
@@ -26,6 +25,7 @@ from tests.campaigns.cli import (
     sms_worker,
     write_contacts,
 )
+from tests.waiting import wait_until
 from worker.campaigns.rows import request_id
 
 
@@ -80,12 +80,7 @@ def test_the_cookbook_file_as_written_is_read_with_its_spaces_and_sent(
 
 
 def _wait_for_results(client: redis.Redis, ids: list[str], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(client.mget([result_key(i) for i in ids])):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the worker did not answer the first rows")
+    wait_until(lambda: all(client.mget([result_key(i) for i in ids])), timeout_s, "the results of the first rows")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
@@ -252,7 +247,7 @@ def test_without_a_worker_running_it_again_queues_nothing_twice(
     args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait", "--json"]
     first, again = (json.loads(sms_worker(*args, env=sandbox_env).stdout) for _ in range(2))
     assert (first["queued"], again["queued"], again["earlier"], again["waiting"]) == (30, 0, 30, 30)
-    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    packs = [json.loads(body) for body in redis_client.hvals(messages_key(lane_queue("low")))]
     assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 30
 
 

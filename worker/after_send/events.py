@@ -16,8 +16,9 @@ from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 from contracts.models import DeliveryReport, IncomingSms, OptOut
 from contracts.wire import RESULT_ACTOR_NAME
-from worker.after_send.receipts import PttTable, classify
-from worker.phones import normalize
+from worker.after_send.ptts import PttTable
+from worker.after_send.receipts import classify
+from worker.phones import e164
 from worker.store import keys, scripts
 
 #: Fields of the tracking hash (``keys.sms``) a report needs, in this order.
@@ -265,9 +266,9 @@ class InvalidNumber(ValueError):
     """The number of a reply or a STOP is not a phone number."""
 
 
-def e164(number: str, default_region: str) -> str:
+def reply_number(number: str, default_region: str) -> str:
     """The number of a reply in E.164; ``InvalidNumber`` when it is not one."""
-    found = normalize(number, default_region).e164
+    found = e164(number, default_region)
     if found is None:
         raise InvalidNumber("not a valid phone number")
     return found

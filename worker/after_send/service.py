@@ -43,8 +43,8 @@ from worker.after_send import params
 from worker.after_send.events import InvalidNumber, Receipt
 from worker.after_send.http import QuietAppRunner
 from worker.after_send.metrics import CONTENT_TYPE, InboundMetrics
+from worker.after_send.ptts import PttTable, ask_for_wanted
 from worker.after_send.publish import AsyncPublisher
-from worker.after_send.receipts import PttTable, ask_for_wanted
 from worker.settings import Settings
 from worker.store import keys
 

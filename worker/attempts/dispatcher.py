@@ -32,7 +32,7 @@ from worker.errors import AmbiguousError, PermanentError, RetryableError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.gateway import OvhGateway
 from worker.ovhcloud.jobs import JobCall, SendingReport
-from worker.ovhcloud.rate_limit import RateLimiter
+from worker.ovhcloud.rate_limit import ACQUIRE_TIMEOUT_S, RateLimiter
 from worker.retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
 from worker.settings import Settings
 
@@ -42,9 +42,6 @@ T = TypeVar("T")
 
 #: Longest a dispatcher sleeps before looking at the buffers again (seconds).
 MAX_IDLE_S = 2.0
-
-#: Longest a dispatcher waits for a rate-limit slot before looking again (seconds).
-ACQUIRE_TIMEOUT_S = 30.0
 
 
 def liveness_interval_s(settings: Settings) -> float:

@@ -35,11 +35,12 @@ from zoneinfo import ZoneInfo
 import redis
 
 from worker.attempts.lifecycle import Attempt, Attempts, Outcome
-from worker.attempts.settlement import Sent, e164, from_findings, from_report
+from worker.attempts.settlement import Sent, from_findings, from_report
 from worker.errors import GatewayError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.jobs import JobBody
+from worker.phones import e164
 from worker.store import keys
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,8 @@ class Reconciler:
             if not wanted - set(sent):
                 return
             record = self._get(f"{path}/{sms_id}")
-            receiver = e164(str(record.get("receiver") or ""))
+            reported = str(record.get("receiver") or "")
+            receiver = e164(reported) or reported
             message = str(record.get("message") or "")
             if receiver in wanted and receiver not in sent and message.startswith(text):
                 sent[receiver] = Sent(int(record["id"]), float(record.get("credits") or 0.0))

@@ -222,8 +222,8 @@ def _summary_rows(s: Any) -> list[tuple[str, str]]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from worker.after_send.ptts import PttLookup
     from worker.campaigns import html, report
-    from worker.campaigns.ptt import PttMeanings
     from worker.campaigns.stats import CampaignStats
 
     if args.html is not None:
@@ -242,7 +242,7 @@ def _report(args: argparse.Namespace) -> int:
         )
         return 1
     fetch = _fetch(settings) if settings.ovh_credentials() else None
-    built = report.build(stats, PttMeanings(client, fetch))
+    built = report.build(stats, PttLookup(client, fetch, ttl_s=settings.ptt_cache_ttl_s))
     if args.check:
         try:
             built = built.with_check(report.cross_check(built, fetch or _fetch(settings), args.check))

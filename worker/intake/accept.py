@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,22 +33,21 @@ from contracts.models import (
     MAX_METADATA_BYTES,
     REQUEST_ID_PATTERN,
     SERVICE_NAME_PATTERN,
-    ErrorInfo,
     QueueName,
     ReceiverOutcome,
     SendRequest,
     SendResult,
     describe_validation_error,
 )
-from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, accept_actor_name, lane_queue
+from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, lane_queue, request_message
 from worker import phones
 from worker.accounting import credits
 from worker.accounting.quotas import EPSILON as QUOTA_EPSILON
 from worker.accounting.quotas import QuotaStore
 from worker.batching.buffers import Batch, Buffers, Entry, Fragment, QuotaRequest, Skeleton, Staging, encode_meta
-from worker.errors import UnreadablePayload
+from worker.errors import Rejection, UnreadablePayload
 from worker.intake import mailmerge
-from worker.intake.policy import Policy, PolicyRefusal
+from worker.intake.policy import Policy
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.jobs import JobBody
 from worker.retries import REDIS_OUTAGE, until_redis_answers
@@ -59,26 +58,6 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 _QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
-
-
-class Rejection(Exception):
-    """The request cannot be sent; carries what its ``rejected`` result says."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        outcomes: Sequence[ReceiverOutcome] = (),
-        credits_needed: float | None = None,
-        credits_left: float | None = None,
-    ):
-        super().__init__(message)
-        self.error = ErrorInfo(
-            code=code, message=message, field=field, credits_needed=credits_needed, credits_left=credits_left
-        )
-        self.outcomes = list(outcomes)
 
 
 def _parsed(payload: Any) -> Any:
@@ -282,9 +261,7 @@ class AcceptStage:
         return reply
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str) -> None:
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
-        )
+        message = request_message(lane, item)
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
         if self.dead_letter is not None:
             self.dead_letter(lane_queue(lane), message)
@@ -383,9 +360,9 @@ class AcceptStage:
         if self.policy is not None and valid:  # sender and blacklist, before any credit is reserved
             try:
                 valid, blocked = self.policy.screen(request, service, valid)
-            except PolicyRefusal as refusal:
-                outcomes = invalid + refusal.outcomes
-                raise Rejection(refusal.code, refusal.message, field=refusal.field, outcomes=outcomes) from None
+            except Rejection as rejection:
+                rejection.outcomes[:0] = invalid  # the invalid ones were set aside first
+                raise
             invalid += blocked
         if not valid:
             raise Rejection(

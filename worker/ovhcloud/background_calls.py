@@ -21,13 +21,10 @@ import redis
 
 from worker.errors import GatewayError, NoSlot
 from worker.ovhcloud.gateway import OvhGateway
-from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
+from worker.ovhcloud.rate_limit import ACQUIRE_TIMEOUT_S, BACKGROUND_LANE, RateLimiter
 from worker.store import keys
 
 log = logging.getLogger(__name__)
-
-#: Longest a background call waits for its rate-limit slot (seconds); then the round gives up.
-ACQUIRE_TIMEOUT_S = 30.0
 
 
 class BackgroundCalls:

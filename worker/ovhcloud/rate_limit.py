@@ -61,6 +61,9 @@ DEFAULT_DECREASE_FACTOR = 0.5
 #: The limiter's lane below every send lane: reconciliation lookups, delivery-receipt polling,
 #: balance and rate refreshes. It is granted a slot only when no send lane is waiting.
 BACKGROUND_LANE = "background"
+#: Longest a caller waits for a slot before giving up this round (seconds): a dispatcher then
+#: looks at the buffers again, a background job tries again next period.
+ACQUIRE_TIMEOUT_S = 30.0
 #: Every lane the limiter orders, highest priority first.
 LIMITER_LANES: tuple[str, ...] = (*LANES, BACKGROUND_LANE)
 

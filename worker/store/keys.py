@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from contracts.wire import KEY_PREFIX, group_key, queue_key, result_key, result_ready_key
+from contracts import wire
+from contracts.wire import KEY_PREFIX
 
 PREFIX = KEY_PREFIX
 
@@ -39,12 +40,13 @@ def outcomes(request_id: str) -> str:
     return f"{PREFIX}outcomes:{{{request_id}}}"
 
 
+# The keys a producer reads, defined with the rest of the queue layout in ``contracts.wire``:
 #: String: a request's final result, read by ``SmsProducer.wait`` (TTL ``result_ttl_s``).
-result = result_key
-#: List pushed when a request's result is written: ``SmsProducer.wait`` blocks on it.
-result_ready = result_ready_key
-#: String: the number of parts a split send has (written by the producer).
-group = group_key
+result = wire.result_key
+#: List pushed when a request's result is written: ``SmsProducer.wait`` blocks on it (TTL ``result_ttl_s``).
+result_ready = wire.result_ready_key
+#: String: the number of parts a split send has (written by the producer, TTL a day).
+group = wire.group_key
 
 # -- batch buffers ----------------------------------------------------------------------------
 
@@ -229,10 +231,6 @@ def campaign_queued(campaign_id: str) -> str:
     return f"{PREFIX}campaign-queued:{{{campaign_id}}}"
 
 
-#: Hash of ptt code -> JSON of OVH's ``sms.PttDetails`` (``GET /sms/ptts?ptt=``), read once and
-#: kept for reports (bounded: one field per code OVH has).
-PTTS = PREFIX + "ptts"
-
 # -- consumption per period (worker.accounting.usage, sms-worker usage) ------------------------
 
 #: Most distinct values of one dimension (users, tags or senders) counted apart in one day of
@@ -262,25 +260,14 @@ def rate_waiters(limiter_key: str, lane: str) -> str:
     return f"{PREFIX}ratewait:{{{limiter_key}}}:{lane}"
 
 
-# -- dramatiq's layout (its Redis broker owns these; we read and write them the same way) -----
-
-queue = queue_key
-
-
-def queue_messages(queue_name: str) -> str:
-    """Hash: message id -> encoded message, for a queue's list."""
-    return queue_key(queue_name) + ".msgs"
-
-
-def dead_letters(queue_name: str) -> str:
-    """Sorted set of a queue's dead-lettered message ids, by when (ms)."""
-    return queue_key(queue_name) + ".XQ"
-
-
-def dead_letter_messages(queue_name: str) -> str:
-    return queue_key(queue_name) + ".XQ.msgs"
-
-
-def acks(broker_id: str, queue_name: str) -> str:
-    """Set of message ids one dramatiq broker fetched from a queue and has not acked yet."""
-    return queue_key(f"__acks__.{broker_id}.{queue_name}")
+# -- dramatiq's layout (its Redis broker owns these; written down once in ``contracts.wire``) ----
+#: List of a queue's message ids (bounded by producers; results queues by ``results_queue_max_length``).
+queue = wire.queue_key
+#: Hash of a queue's messages, id -> envelope; an entry leaves when its message is acked or dead-lettered.
+queue_messages = wire.messages_key
+#: Sorted set of a queue's dead-lettered ids by time (ms); dramatiq drops them after 7 days.
+dead_letters = wire.dead_letters_key
+#: Hash of a queue's dead letters, id -> envelope (bounded as ``dead_letters``).
+dead_letter_messages = wire.dead_letter_messages_key
+#: Set of the ids one broker fetched from a queue and has not acked (at most its prefetch).
+acks = wire.acks_key
