@@ -204,3 +204,10 @@ def test_the_checker_catches_drift() -> None:
     assert conforms({"charactersClass": "8bits"}, "sms.JobEstimate", "e") != []
     assert conforms({"quotaLeft": "3", "quotaStatus": "active"}, "sms.Quota", "q") != []
     assert conforms({"quotaLeft": 3.0, "quotaStatus": "active"}, "sms.Quota", "q") == []
+    # and the transcription of order.json is read the same way
+    price = {"currencyCode": "EUR", "text": "1.00 \u20ac", "value": 1.0}
+    prices = {"originalWithoutTax": None, "reduction": None, "tax": price, "withTax": price, "withoutTax": price}
+    order = {"contracts": [], "details": [], "orderId": None, "prices": prices, "url": None}
+    assert conforms(order, "order.Order", "o") == []
+    assert conforms({**order, "orderId": "90000001"}, "order.Order", "o") != []
+    assert conforms({**order, "prices": {**prices, "tax": None}}, "order.Order", "o") != []
