@@ -49,7 +49,8 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     """Factory of started in-process workers against the sandbox; stopped after the test."""
     apps: list[App] = []
 
-    def factory(**overrides: Any) -> App:
+    def factory(client: redis.Redis | None = None, **overrides: Any) -> App:
+        """``client``: the Redis client the worker uses (default: its own for ``redis_url``)."""
         values: dict[str, Any] = {
             "redis_url": redis_url,
             "ovh_endpoint": sandbox.base_url,
@@ -66,7 +67,7 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "reconcile_grace_s": 0.5,
         }
         values.update(overrides)
-        app = build_app(Settings(**values), ovh_credentials=sandbox.credentials).start()
+        app = build_app(Settings(**values), ovh_credentials=sandbox.credentials, client=client).start()
         apps.append(app)
         return app
 

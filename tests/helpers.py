@@ -40,3 +40,9 @@ def dead_letters(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
 def enqueue_raw(client: redis.Redis, lane: str, payload: Any) -> None:
     """Publish a message the way a careless producer would: any payload, no validation."""
     enqueue(client, request_message(lane, payload))
+
+
+def redis_ms(client: redis.Redis) -> int:
+    """The Redis server's clock (ms): the one attempts and leases are timed with."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000

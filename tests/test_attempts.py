@@ -20,6 +20,7 @@ from worker.accounting.quotas import QuotaStore
 from worker.app import build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
+from worker.attempts.steps import Step
 from worker.batching.buffers import Due
 from worker.settings import Settings
 from worker.store import keys
@@ -144,7 +145,8 @@ def test_a_worker_whose_local_lease_ran_out_does_not_call(idle_app, redis_client
     # Then nothing reached OVH, and the receiver is back in its buffer for any worker to send
     assert sandbox.control.calls() == []
     assert redis_client.llen(keys.buffer(attempt.batch_key)) == 1
-    assert not redis_client.exists(keys.attempt(attempt.call_id))
+    assert idle_app.attempts.load(attempt.call_id) is None  # released (a tombstone answers a repeat)
+    assert redis_client.hget(keys.attempt(attempt.call_id), "state") == b"released"
 
 
 def test_transitions_are_fenced_by_owner_and_lease(idle_app, redis_client) -> None:
@@ -155,14 +157,19 @@ def test_transitions_are_fenced_by_owner_and_lease(idle_app, redis_client) -> No
     assert owner is not None
     _, attempt = stage_and_claim(idle_app, owner, ["+33612345678"])
     stranger = Owner("w2", uuid.uuid4().hex)
-    # Only the owner may move its attempt
-    assert not attempts.uncall(stranger, attempt.call_id)
-    assert attempts.uncall(owner, attempt.call_id)
-    assert attempts.call(owner, attempt.call_id)
+    # Only the owner may move its attempt; each step is tokened by its try number, so the same
+    # step sent again (its reply lost) answers "already", never fences its owner out
+    assert attempts.call(stranger, attempt.call_id, 1) is Step.TAKEN
+    assert attempts.call(owner, attempt.call_id, 1) is Step.APPLIED
+    assert attempts.call(owner, attempt.call_id, 1) is Step.ALREADY
+    assert attempts.uncall(stranger, attempt.call_id, 1) is Step.TAKEN
+    assert attempts.uncall(owner, attempt.call_id, 1) is Step.APPLIED
+    assert attempts.uncall(owner, attempt.call_id, 1) is Step.ALREADY
+    assert attempts.call(owner, attempt.call_id, 2) is Step.APPLIED
     # Once its lease is gone, not even the owner may
     redis_client.delete(keys.lease(owner.token))
-    assert not attempts.uncall(owner, attempt.call_id)
-    assert not attempts.ambiguous(owner, attempt.call_id, "late")
+    assert attempts.uncall(owner, attempt.call_id, 2) is Step.NOLEASE
+    assert attempts.ambiguous(owner, attempt.call_id, 2, "late") is Step.NOLEASE
     # but OVH's answer, if it has one, is still recorded for whoever takes it over
     assert attempts.answer(attempt.call_id, {"ids": [1]}) == "calling"
     # and the sweep hands it to the reconcilers (it was calling: it may have left)

@@ -195,19 +195,33 @@ def test_oversized_metadata_is_refused_and_not_echoed(make_app, redis_client, sa
     assert len(redis_client.get(keys.result("big"))) < 1000
 
 
-def test_an_unknown_destination_rate_is_refused_clearly_then_learned(make_app, redis_client, sandbox) -> None:
+def test_an_unknown_destination_rate_is_waited_for_never_guessed(make_app, redis_client, sandbox) -> None:
     # Given nobody has read Belgium's credit rate yet
     make_app()
     producer = SmsProducer(client=redis_client)
+    # When a code is sent there, it waits for the rate (read at once), then goes out, reserved
+    # at OVH's rate, not at a guess
     first = producer.wait(producer.send("+32470123456", "Hi", priority="high"), timeout=20)
-    # Then the request is refused rather than reserved at a guess, and says to send it again
+    assert first.status == "sent" and first.credits == 1.5
+    assert json.loads(redis_client.hget(keys.RATES, "be"))["credit"] == 1.5
+
+
+def test_a_rate_that_cannot_be_read_in_time_is_refused_and_the_id_may_be_sent_again(
+    make_app, redis_client, sandbox
+) -> None:
+    # Given OVH does not answer the rate lookup, and a request waits for a rate 2 s at most
+    sandbox.control.add_fault("503", probability=1.0, scope="all")
+    make_app(rate_wait_s=2.0)
+    producer = SmsProducer(client=redis_client)
+    first = producer.wait(producer.send("+32470123456", "Hi", priority="high", request_id="be-1"), timeout=20)
+    # Then it is refused, saying so, and not for good: once OVH answers, the same id goes through
     assert first.status == "rejected" and first.error is not None and first.error.code == "rate_unknown"
     assert "send it again" in first.error.message
-    # and a moment later the refresher has read it: the same send goes through
-    wait_until(lambda: redis_client.hexists(keys.RATES, "be"), timeout=10, what="Belgium's rate to be read")
-    again = producer.wait(producer.send("+32470123456", "Hi", priority="high"), timeout=20)
-    assert again.status == "sent" and again.credits == 1.5
-    assert json.loads(redis_client.hget(keys.RATES, "be"))["credit"] == 1.5
+    sandbox.control.clear_faults()
+    wait_until(lambda: redis_client.hexists(keys.RATES, "be"), what="the rate read")
+    producer.send("+32470123456", "Hi", priority="high", request_id="be-1")
+    again = wait_until(lambda: (r := producer.result("be-1")) is not None and r.status == "sent" and r, what="sent")
+    assert again.credits == 1.5
 
 
 def test_merging_a_split_sends_results_keeps_unknown() -> None:

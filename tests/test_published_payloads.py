@@ -83,9 +83,11 @@ def published(client: redis.Redis) -> list[dict[str, Any]]:
         queue = key.decode().removeprefix(f"{DRAMATIQ_NAMESPACE}:").removesuffix(".msgs")
         if queue == dead_letter_queue(queue):
             continue  # dead letters are bodies moved as they were, not published
-        listed = {i.decode() for i in client.lrange(queue_key(queue), 0, -1)}
+        with client.pipeline(transaction=True) as pipe:  # one snapshot: the worker may still be publishing
+            ids, bodies = pipe.lrange(queue_key(queue), 0, -1).hgetall(key).execute()
+        listed = {i.decode() for i in ids}
         lane = queue.removeprefix("sms.") if queue.startswith("sms.") else None
-        for message_id, body in client.hgetall(key).items():
+        for message_id, body in bodies.items():
             message = dramatiq.Message.decode(body)
             where = f"message {message_id.decode()} on {queue}"
             assert json.loads(body) == json.loads(message.encode()), f"{where}: fields dramatiq does not write"

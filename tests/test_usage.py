@@ -9,6 +9,7 @@ through ``--check``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -16,7 +17,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,10 +26,12 @@ from contracts import SmsProducer
 from ovh_sandbox import Sandbox
 from tests.campaigns.cli import one_line_error, sms_worker
 from tests.conftest import process_env
-from tests.lost_reply import LostReplyProxy
+from tests.lossy import LostReplies, lossy_client
 from tests.quota_fixtures import create_user
+from tests.waiting import wait_until
 from worker.accounting.usage import Period, UsageStore
 from worker.app import App, build_app
+from worker.attempts import steps
 from worker.settings import Settings
 from worker.store import keys, scripts
 
@@ -57,23 +59,35 @@ def worker_settings(redis_url: str, sandbox: Sandbox, **overrides: Any) -> Setti
 # -- exactly once ----------------------------------------------------------------------------------
 
 
-def test_a_settlement_whose_reply_was_lost_is_counted_once(redis_url, redis_client, sandbox) -> None:
-    # Given a worker whose Redis connection loses the reply of its first settlement, after Redis
-    # carried it out (the worker then retries the step, as it does through any Redis outage)
-    with LostReplyProxy(urlsplit(redis_url).port or 6379) as proxy:
-        proxy.lose_reply_to(b'"settlements":')
-        app = build_app(worker_settings(proxy.url, sandbox), ovh_credentials=sandbox.credentials).start()
-        try:
-            # When one request is sent
-            producer = SmsProducer(redis_url)
-            request_id = producer.send(
-                ["+33612345678", "+32470123456"], "Hello", tag="lost-reply", sender="SANDBOX", no_stop_clause=True
-            )
-            result = producer.wait(request_id, timeout=30)
-        finally:
-            app.stop()
+class SettleReplies(LostReplies):
+    """Loses what it is told to, and counts the settle steps Redis answered (lost or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settle_sha = hashlib.sha1(steps.Settle.text().encode()).hexdigest()
+        self.settles_answered = 0
+
+    def take(self, command: tuple[Any, ...]) -> bool:
+        if len(command) > 1 and str(command[0]).upper() == "EVALSHA" and scripts.text(command[1]) == self.settle_sha:
+            self.settles_answered += 1
+        return super().take(command)
+
+
+def test_a_settlement_whose_reply_was_lost_is_counted_once(make_app, redis_url, redis_client, sandbox) -> None:
+    # Given a worker whose first settlement runs on Redis but whose reply is lost (the worker then
+    # runs the step again, as it does through any Redis outage)
+    lost = SettleReplies()
+    lost.lose(steps.Settle)
+    make_app(client=lossy_client(redis_url, lost), rates_prefetch=["be"])
+    # When one request is sent
+    producer = SmsProducer(client=redis_client)
+    request_id = producer.send(
+        ["+33612345678", "+32470123456"], "Hello", tag="lost-reply", sender="SANDBOX", no_stop_clause=True
+    )
+    result = producer.wait(request_id, timeout=30)
+    wait_until(lambda: lost.settles_answered >= 2, what="the settlement sent again after its lost reply")
     # Then the reply was lost, and the request's SMS and credits are counted once, as OVH billed them
-    assert proxy.dropped == 1
+    assert lost.lost == ["settle"]
     assert result.status == "sent"
     [row] = UsageStore(redis_client).report(sandbox.service_name, _today_period(), "tag")
     billed = sandbox.control.sent()

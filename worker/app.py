@@ -26,6 +26,7 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.middleware import CurrentMessage
 
 from contracts.wire import LANES, accept_actor_name, delay_queue, lane_queue
 from worker import background_jobs
@@ -38,7 +39,7 @@ from worker.attempts.lifecycle import Attempts
 from worker.attempts.reconcile import Reconciler
 from worker.batching.buffers import Buffers
 from worker.errors import UnreadablePayload
-from worker.intake.accept import AcceptStage
+from worker.intake.accept import AcceptStage, Delivery
 from worker.ops.endpoints import OpsServer, ops_server
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
@@ -59,10 +60,13 @@ TAKEOVER_REASON = "the worker making the call lost its lease (stopped, paused or
 
 
 def _retry_when(retries: int, exc: BaseException) -> bool:
-    """Unreadable payloads go straight to the dead-letter queue; other failures retry."""
+    """Unreadable payloads go straight to the dead-letter queue; a message whose requests wait for
+    a destination's rate comes back (accept bounds that wait by time); other failures retry."""
     if isinstance(exc, UnreadablePayload):
         log.error("dead-lettering a message: %s", exc)
         return False
+    if isinstance(exc, dramatiq.Retry):
+        return True
     return retries < ACCEPT_MAX_RETRIES
 
 
@@ -201,16 +205,19 @@ def build_app(
     settings: Settings,
     *,
     ovh_credentials: dict[str, Any] | None = None,
+    client: redis.Redis | None = None,
     usage_clock: Callable[[], float] | None = None,
 ) -> App:
     """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
 
+    ``client``: the Redis client every part of the process shares (default: one for
+    ``settings.redis_url``); tests pass one whose connections lose replies on purpose.
     ``usage_clock`` (unix seconds) decides which day a settled call is counted on in
     ``sms-worker usage`` instead of Redis' clock: a seam for tests that spread sends over a month.
     """
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client if client is not None else redis.Redis.from_url(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
     buffers = Buffers.from_settings(client, settings)
     attempts = Attempts.from_settings(client, settings, usage_clock=usage_clock)
@@ -284,12 +291,15 @@ def build_app(
         _stop=stop,
     )
     broker.add_middleware(telemetry.dramatiq_middleware())
+    broker.add_middleware(CurrentMessage())
 
     def accept_actor(lane: str) -> Callable[..., None]:
         def accept_request(*args: Any, **kwargs: Any) -> None:
             if len(args) != 1 or kwargs:
                 raise UnreadablePayload(f"an accept message takes one argument, not {len(args)} and {sorted(kwargs)}")
-            accept(args[0], lane=lane)
+            message = CurrentMessage.get_current_message()
+            delivery = None if message is None else Delivery(message.message_id, message.message_timestamp / 1000)
+            accept(args[0], lane=lane, delivery=delivery)
 
         return accept_request
 

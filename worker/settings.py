@@ -23,6 +23,9 @@ from worker.accounting.quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
 DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
+#: Per-lane retry budget (s): a one-time code is worth little after a quarter of a minute; bulk
+#: sends can wait out an OVH incident of minutes.
+DEFAULT_RETRY_BUDGET_S = {"high": 15.0, "medium": 120.0, "low": 300.0, "veryLow": 600.0}
 
 
 class Settings(BaseSettings):
@@ -85,7 +88,14 @@ class Settings(BaseSettings):
     )
     ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
     ovh_read_timeout_s: float = Field(default=30.0, gt=0)
-    retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")
+    retry_budget_s: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RETRY_BUDGET_S),
+        description="per lane: how long a jobs call keeps retrying failures that surely sent nothing "
+        "(429, 503, connect errors), from its first try (seconds)",
+    )
+    retry_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="tries of one jobs call at most, besides the budget (None: no count)"
+    )
     retry_max_wait_s: float = Field(default=30.0, gt=0)
     dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
     # Accept is CPU-bound Python (validation, phonenumbers, JSON) and a pack costs one Redis round
@@ -105,6 +115,12 @@ class Settings(BaseSettings):
         default=86_400.0,
         gt=0,
         description="after how long a destination's credit rate is read again (it is used meanwhile)",
+    )
+    rate_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a request whose destination's credit rate OVH has not told yet waits for it "
+        "(its message retried while the rate is read) before it is refused with rate_unknown (seconds)",
     )
     rates_prefetch: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -205,6 +221,12 @@ class Settings(BaseSettings):
         "poll waits twice as long as the one before, up to an hour",
     )
     pull_max_polls: int = Field(default=10, ge=1, le=100, description="pull mode: polls of one SMS's receipt at most")
+    pull_max_pending: int = Field(
+        default=50_000,
+        ge=1,
+        description="pull mode: SMS whose receipt is awaited, at most; past it the oldest are no longer "
+        "polled (counted in sms_worker_pull_receipts_dropped_total)",
+    )
     pull_calls_per_min: int = Field(
         default=30,
         ge=1,
@@ -268,6 +290,16 @@ class Settings(BaseSettings):
         if unknown or not value:
             raise ValueError(f"lanes must be a non-empty subset of {', '.join(LANES)}; got {unknown or value}")
         return value
+
+    @field_validator("retry_budget_s")
+    @classmethod
+    def _complete_budget(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(LANES)
+        if unknown:
+            raise ValueError(f"retry_budget_s: unknown lane {sorted(unknown)[0]!r}")
+        if any(s < 0 for s in value.values()):
+            raise ValueError("retry_budget_s: must be >= 0")
+        return {**DEFAULT_RETRY_BUDGET_S, **value}
 
     @field_validator("linger_ms")
     @classmethod

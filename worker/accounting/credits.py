@@ -116,6 +116,8 @@ class RateTable:
         self._known: dict[str, tuple[float | str, float]] = {}  # country -> (rate or refusal, read at unix s)
         self._wanted: set[str] = set()
         self._lock = threading.Lock()
+        #: Set when a destination nobody has priced is asked for: the refresher reads it at once.
+        self.wanted = threading.Event()
 
     def rate(self, country: str) -> float:
         """Credits per part towards ``country`` (ISO 3166 alpha-2, any case)."""
@@ -124,9 +126,9 @@ class RateTable:
         if known is None:
             with self._lock:
                 self._wanted.add(country)
+            self.wanted.set()
             raise RateUnknown(
-                f"the credit rate of destination {country.upper()!r} is not known yet (it is being read from "
-                "OVH): send it again in a few seconds"
+                f"the credit rate of destination {country.upper()!r} is not known yet (it is read from OVH)"
             )
         value, at = known
         if self._clock() - at >= self.ttl_s:

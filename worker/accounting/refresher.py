@@ -52,7 +52,12 @@ class Refresher:
             self.balance.credits_left(service)  # asked again by the refresher's next round
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(EVERY_S):
+        while not stop.is_set():
+            # every EVERY_S, or at once when a destination nobody has priced is asked for
+            self.rates.wanted.wait(EVERY_S)
+            self.rates.wanted.clear()
+            if stop.is_set():
+                return
             try:
                 self.refresh()
             except Exception:

@@ -59,9 +59,21 @@ def from_failure(attempt: Attempt, exc: GatewayError, default_queue: str) -> Out
 def from_report(attempt: Attempt, report: SendingReport, default_queue: str) -> Outcome:
     """Map OVH's ``SmsSendingReport`` back onto each request of the call.
 
+    Receivers missing from the report are neither sent nor refused: they are ``unknown`` (their
+    credits kept as spent).
+    """
+    sent, refused = from_report_findings(attempt, report)
+    return from_findings(
+        attempt, sent, refused=refused, unknown_reason="not in OVH's report", default_queue=default_queue
+    )
+
+
+def from_report_findings(attempt: Attempt, report: SendingReport) -> tuple[dict[str, Sent], dict[str, str]]:
+    """What OVH's ``SmsSendingReport`` says of each receiver: sent (with its id, in the order of
+    ``validReceivers``: a call carries each receiver once) or refused.
+
     ``totalCreditsRemoved`` is apportioned to the receivers OVH accepted by their estimated
-    credits, so the shares add up to OVH's figure exactly. Receivers missing from the report
-    are neither sent nor refused: they are ``unknown`` (their credits kept as spent).
+    credits, so the shares add up to OVH's figure exactly.
     """
     # OVH reports receivers as sent (E.164); another spelling is normalized, an invalid one kept
     valid = [e164(r) or r for r in report.get("validReceivers") or []]
@@ -78,10 +90,7 @@ def from_report(attempt: Attempt, report: SendingReport, default_queue: str) -> 
         share = total - shared if n == len(accepted) - 1 else total * entry.credits / weight
         shared += share
         sent[entry.receiver] = Sent(id_of.get(entry.receiver), share)
-    refused = {r: "refused by OVH" for r in invalid}
-    return from_findings(
-        attempt, sent, refused=refused, unknown_reason="not in OVH's report", default_queue=default_queue
-    )
+    return sent, {r: "refused by OVH" for r in invalid}
 
 
 def from_findings(

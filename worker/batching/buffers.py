@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
+from worker.accounting.credits import STOP_MENTION
 from worker.ovhcloud.jobs import JobBody
 from worker.settings import Settings
 from worker.store import keys, scripts
@@ -60,30 +62,57 @@ class Entry:
         return cls(int(arrival), request_id, receiver, float(credits), reply_to)
 
 
+def stored_text(body: JobBody) -> str:
+    """The text OVH keeps in its records for an SMS of this call: the message, and the STOP
+    mention OVH appends to a commercial one (``noStopClause`` false)."""
+    return body["message"] if body["noStopClause"] else body["message"] + STOP_MENTION
+
+
+def proof_key(service: str, body: JobBody) -> str:
+    """What OVH's records tell apart: two calls with the same proof key and receiver leave SMS
+    that look alike in ``GET /sms/{sn}/outgoing`` (same account, stored text, sender and tag,
+    whatever the user, lane or priority), so reconciliation counts them against each other."""
+    parts = (service, stored_text(body), body.get("sender") or "", body.get("tag") or "")
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class CallMeta:
     """What the receivers of one batch key share: the OVH account and user the call goes
-    through, its lane, and the jobs call body without receivers. Stored as canonical JSON with
-    the buffer and the attempt (``keys.buffer_meta``, the attempt's ``meta``), read back here only."""
+    through, its lane, the jobs call body without receivers, and its proof key (``proof_key``).
+    Stored as canonical JSON with the buffer and the attempt (``keys.buffer_meta``, the attempt's
+    ``meta``; ``settle.lua`` reads ``proof``), read back here only."""
 
     service: str
     login: str | None
     lane: str
     body: JobBody
+    proof: str
 
     def encode(self) -> str:
         """Canonical JSON (sorted keys): equal metas encode equal, so they share a batch key."""
-        value = {"service": self.service, "login": self.login, "lane": self.lane, "body": self.body}
+        value = {
+            "service": self.service,
+            "login": self.login,
+            "lane": self.lane,
+            "body": self.body,
+            "proof": self.proof,
+        }
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> CallMeta:
         value = json.loads(raw)
-        return cls(service=value["service"], login=value["login"], lane=value["lane"], body=value["body"])
+        return cls(value["service"], value["login"], value["lane"], value["body"], value["proof"])
 
     @property
     def tag(self) -> str | None:
         return self.body.get("tag")
+
+    @property
+    def text(self) -> str:
+        """The text OVH keeps in its records for the call's SMS."""
+        return stored_text(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +126,8 @@ class Meta:
 
 @functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
 def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
-    value = CallMeta(service, login, lane, dict(body))  # type: ignore[arg-type]  # a JobBody's items
+    job: JobBody = dict(body)  # type: ignore[assignment]  # a JobBody's items
+    value = CallMeta(service, login, lane, job, proof_key(service, job))
     canonical = value.encode()
     return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
 
@@ -201,6 +231,8 @@ class StageRequest(TypedDict):
     seen: int
     req: int
     outcomes: int
+    result: int  # cleared when a request refused for a transient cause is sent again
+    ready: int
     skeleton: str  # JSON
     reply_to: str
     invalid: str  # Fragment JSON objects joined by ","
@@ -212,6 +244,8 @@ class StageRequest(TypedDict):
 
 
 class StageDocument(TypedDict):
+    token: str  # this stage call's (sent again after a lost reply: "staged" again)
+    delivery: str  # the queue message's delivery (a redelivery is not a resend)
     dedupe_ttl_s: int
     request_ttl_s: int
     max_per_call: int
@@ -253,6 +287,9 @@ class CampaignRejected(TypedDict):
 
 class RejectDocument(TypedDict):
     id: str
+    token: str
+    delivery: str
+    transient: bool  # not the request's own fault: the same id may be sent again
     dedupe_ttl_s: int
     result: str  # the SendResult JSON
     result_ttl_s: int
@@ -350,16 +387,20 @@ class Buffers:
             campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
         )
 
-    def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
+    def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int], delivery: str = "") -> list[str]:
         """Stage several requests in one round trip (each request its own atomic step).
 
         One reply per request: ``staged``, ``duplicate`` or ``quota:<credits left>`` (refused by
-        its user's quota; nothing changed: the caller publishes the rejection).
+        its user's quota; nothing changed: the caller publishes the rejection). ``delivery``
+        names the queue message they came in (a redelivery of it is not a resend). Each call is
+        tokened: run again with the same arguments (its reply lost), it answers the same.
         """
         if not stagings:
             return []
         refs = self._stage.refs()
         document: StageDocument = {
+            "token": uuid.uuid4().hex,
+            "delivery": delivery or uuid.uuid4().hex,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "request_ttl_s": self.request_ttl_s,
             "max_per_call": self.max_receivers_per_call,
@@ -383,6 +424,8 @@ class Buffers:
             "seen": refs(keys.seen(rid)),
             "req": refs(keys.request(rid)),
             "outcomes": refs(keys.outcomes(rid)),
+            "result": refs(keys.result(rid)),
+            "ready": refs(keys.result_ready(rid)),
             "skeleton": json.dumps(staging.skeleton, separators=(",", ":")),
             "reply_to": staging.reply_to,
             "invalid": ",".join(json.dumps(o, separators=(",", ":")) for o in staging.invalid_outcomes),
@@ -423,14 +466,27 @@ class Buffers:
         return request
 
     def reject(
-        self, request_id: str, result_json: str, reply_to: str, *, service: str | None = None, tag: str | None = None
+        self,
+        request_id: str,
+        result_json: str,
+        reply_to: str,
+        *,
+        service: str | None = None,
+        tag: str | None = None,
+        transient: bool = False,
+        delivery: str = "",
     ) -> bool:
         """Publish the result of a request refused before staging; ``False`` for a repeat.
 
-        A tagged request is counted ``rejected`` in its campaign's statistics (same step)."""
+        ``transient``: refused for a cause that is not the request's own (``delivery`` names the
+        queue message): the same id may be sent again. A tagged request is counted ``rejected``
+        in its campaign's statistics (same step)."""
         refs = self._reject.refs()
         document: RejectDocument = {
             "id": request_id,
+            "token": uuid.uuid4().hex,
+            "delivery": delivery or uuid.uuid4().hex,
+            "transient": transient,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "result": result_json,
             "result_ttl_s": self.result_ttl_s,

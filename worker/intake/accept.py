@@ -6,6 +6,13 @@ check the account can pay (best effort, cached); then dedupe, reserve the user's
 stage in one atomic Redis step per request. A request that cannot be sent gets its one
 ``rejected`` result here.
 
+Rejections are final only for the request's own faults (``FINAL_REJECTIONS``); one refused
+for a cause that is not its own (``TRANSIENT_REJECTIONS``: its user's quota, the account's
+credits, a fault of ours) does not burn its id: the same id sent again in a new message is
+taken as a new try. A request whose destination's credit rate OVH has not told yet is not
+refused: its message is retried (``dramatiq.Retry``) while the rate is read in the background,
+for up to ``rate_wait_s``, and only then refused with ``rate_unknown`` (transient).
+
 Nothing is lost and nothing stalls: each request of a pack is prepared on its own (an unexpected
 error gives that request a ``rejected`` result with code ``internal_error``, its neighbours go
 on); staging is retried through a Redis outage of minutes (it is idempotent); an item whose
@@ -20,6 +27,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,9 +63,39 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Delays of a message whose requests wait for a destination's rate (ms): about as long as it
+#: has waited, within these bounds.
+RATE_RETRY_MIN_MS, RATE_RETRY_MAX_MS = 1_000, 30_000
+
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 _QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
+
+
+#: Rejections for the request's own faults: its id is spent (a repeat changes nothing).
+FINAL_REJECTIONS = frozenset(
+    {"invalid_request", "no_valid_receivers", "message_too_long", "sender_not_allowed", "blacklisted"}
+)
+#: Rejections for a cause that is not the request's own: the same id may be sent again.
+TRANSIENT_REJECTIONS = frozenset({"quota_exceeded", "account_credits_exhausted", "rate_unknown", "internal_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The queue message a payload came in: its dramatiq id (a redelivery of it is not a resend)
+    and when it was first queued (unix s: how long its requests have waited for a rate)."""
+
+    message_id: str
+    first_at_s: float
+
+    @classmethod
+    def now(cls) -> Delivery:
+        """A payload handed over directly (no queue message): a delivery of its own."""
+        return cls(uuid.uuid4().hex, time.time())
+
+
+class _WaitForRate(Exception):
+    """A destination's credit rate is not known yet: the request waits for it."""
 
 
 def _parsed(payload: Any) -> Any:
@@ -149,13 +187,15 @@ class AcceptStage:
         self.telemetry = telemetry or Telemetry()
         self.policy = policy
 
-    def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
+    def __call__(self, payload: Any, *, lane: str | None = None, delivery: Delivery | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
 
         Outcomes are ``staged``, ``duplicate`` or ``rejected``, in the order of the readable
-        requests. The requests of a pack are staged in one round trip.
+        requests. The requests of a pack are staged in one round trip. Raises ``dramatiq.Retry``
+        after staging the others when a request waits for a destination's rate.
         """
         lane = lane or DEFAULT_LANE
+        delivery = delivery or Delivery.now()
         items = _items(payload)
         if self.policy is not None:  # the blacklist is re-read (if it moved) once per message
             self.policy.new_pack()
@@ -175,24 +215,40 @@ class AcceptStage:
         outcomes: dict[int, str] = {}
         prepared: list[_Prepared] = []
         held: dict[str, float] = defaultdict(float)  # credits this pack already asked of each account
+        waiting: dict[int, str] = {}  # request index -> which rate it waits for
         for n, (request_id, data) in enumerate(readable):
             try:
                 ready = self._prepare_through_outage(n, request_id, data, held)
             except Rejection as rejection:
-                outcomes[n] = self._reject(request_id, data, rejection, lane)
+                outcomes[n] = self._reject(request_id, data, rejection, lane, delivery)
+                continue
+            except _WaitForRate as exc:
+                waiting[n] = str(exc)
                 continue
             except REDIS_OUTAGE:
                 raise
             except Exception as exc:  # a fault of ours on this one request: its neighbours go on
                 log.exception("request %s could not be prepared", request_id, extra={"request_id": request_id})
                 failure = Rejection("internal_error", f"the worker failed on this request ({type(exc).__name__})")
-                outcomes[n] = self._reject(request_id, data, failure, lane)
+                outcomes[n] = self._reject(request_id, data, failure, lane, delivery)
                 continue
             if ready.account_checked:
                 held[ready.service] += ready.needed
             prepared.append(ready)
-        for ready, reply in zip(prepared, self._stage(prepared), strict=True):
-            outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane)
+        for ready, reply in zip(prepared, self._stage(prepared, delivery), strict=True):
+            outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane, delivery)
+        if waiting:
+            waited_s = time.time() - delivery.first_at_s
+            if waited_s < self.settings.rate_wait_s:
+                self.telemetry.requests_accepted(lane, outcomes.values())
+                # The whole message comes back (the others are then repeats: nothing changes);
+                # the rate is being read at once meanwhile (RateTable asked the refresher).
+                delay_ms = int(min(max(waited_s * 1000, RATE_RETRY_MIN_MS), RATE_RETRY_MAX_MS))
+                raise dramatiq.Retry(f"{len(waiting)} request(s) wait for a destination's rate", delay=delay_ms)
+            for n, why in waiting.items():
+                request_id, data = readable[n]
+                unknown = Rejection("rate_unknown", f"receivers: {why}; send it again later", field="receivers")
+                outcomes[n] = self._reject(request_id, data, unknown, lane, delivery)
         self.telemetry.requests_accepted(lane, outcomes.values())
         return [outcomes[n] for n in range(len(readable))]
 
@@ -213,7 +269,7 @@ class AcceptStage:
 
     # -- staging ----------------------------------------------------------------------------------
 
-    def _stage(self, prepared: list[_Prepared]) -> list[str]:
+    def _stage(self, prepared: list[_Prepared], delivery: Delivery) -> list[str]:
         """Stage the pack in one round trip, through a Redis outage; one by one if the pack fails."""
         if not prepared:
             return []
@@ -221,7 +277,7 @@ class AcceptStage:
 
         def stage(batch: list[Staging]) -> list[str]:
             return until_redis_answers(
-                lambda: self.buffers.stage_many(batch, linger_ms=self.settings.linger_ms),
+                lambda: self.buffers.stage_many(batch, linger_ms=self.settings.linger_ms, delivery=delivery.message_id),
                 outage_s=self.settings.redis_outage_s,
                 what="stage requests",
             )
@@ -239,12 +295,11 @@ class AcceptStage:
                 replies.append("error")
         return replies
 
-    def _after_stage(self, ready: _Prepared, reply: str, data: dict[str, Any], lane: str) -> str:
+    def _after_stage(self, ready: _Prepared, reply: str, data: dict[str, Any], lane: str, delivery: Delivery) -> str:
         request = ready.request
         if reply == "error":
-            return self._reject(
-                request.request_id, data, Rejection("internal_error", "the worker could not stage this request"), lane
-            )
+            failure = Rejection("internal_error", "the worker could not stage this request")
+            return self._reject(request.request_id, data, failure, lane, delivery)
         if reply.startswith("quota:"):
             left = float(reply.split(":", 1)[1])
             message = (
@@ -255,7 +310,7 @@ class AcceptStage:
                 "quota_exceeded", message, field="user", credits_needed=ready.needed, credits_left=left,
                 outcomes=[ReceiverOutcome.model_validate(o) for o in ready.staging.invalid_outcomes],
             )  # fmt: skip
-            return self._reject(request.request_id, data, rejection, lane)
+            return self._reject(request.request_id, data, rejection, lane, delivery)
         if reply == "staged" and ready.account_checked and self.balance is not None:
             self.balance.debit(ready.service, ready.needed)
         return reply
@@ -377,7 +432,7 @@ class AcceptStage:
             except credits.UnknownDestination as exc:
                 invalid.append(ReceiverOutcome(receiver=receiver.given, status="invalid", reason=str(exc)))
             except credits.RateUnknown as exc:
-                raise Rejection("rate_unknown", f"receivers: {exc}", field="receivers") from None
+                raise _WaitForRate(str(exc)) from None
         if not priced:
             raise Rejection("no_valid_receivers", "receivers: none can be sent to", field="receivers", outcomes=invalid)
         by_text: dict[str, list[phones.Receiver]] = defaultdict(list)
@@ -403,7 +458,11 @@ class AcceptStage:
 
     # -- rejecting ----------------------------------------------------------------------------------
 
-    def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection, lane: str) -> str:
+    def _reject(
+        self, request_id: str, data: dict[str, Any], rejection: Rejection, lane: str, delivery: Delivery
+    ) -> str:
+        """Publish the request's ``rejected`` result (once: a repeat publishes nothing); a
+        transient rejection leaves its id free to be sent again."""
         try:  # the contract's own rule for queue names (lane queues are refused)
             reply_to = _QUEUE_NAME.validate_python(data.get("reply_to"))
         except ValidationError:
@@ -429,6 +488,8 @@ class AcceptStage:
                 reply_to,
                 service=service if service and _SERVICE_NAME.fullmatch(service) else None,
                 tag=result.tag,
+                transient=rejection.error.code in TRANSIENT_REJECTIONS,
+                delivery=delivery.message_id,
             ),
             outage_s=self.settings.redis_outage_s,
             what="publish a rejection",

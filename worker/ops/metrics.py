@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from contracts.wire import lane_queue, queue_key
@@ -134,6 +134,13 @@ class RedisGauges(Collector):
             staged.add_metric([lane], sum(next(lengths) for _ in buffers[lane]))
         yield depth
         yield staged
+        # counted by settle.lua for every replica (keys.STATS): a counter of the whole deployment
+        dropped = CounterMetricFamily(
+            "sms_worker_pull_receipts_dropped",
+            "SMS pull mode stopped polling the receipt of, past SMS_WORKER_PULL_MAX_PENDING (all replicas)",
+        )
+        dropped.add_metric([], float(self.client.hget(keys.STATS, "dropped:receipts") or 0))
+        yield dropped
         if self.current_rate is not None:
             rate = GaugeMetricFamily(
                 "sms_worker_rate_limit_current_per_second",

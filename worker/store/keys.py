@@ -25,7 +25,9 @@ PREFIX = KEY_PREFIX
 
 
 def seen(request_id: str) -> str:
-    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``)."""
+    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``):
+    ``s:<stage token>`` staged, ``r:<token>`` rejected for good, ``t:<queue message id>`` refused
+    for a cause that was not the request's own (a new message with that id is a resend)."""
     return f"{PREFIX}seen:{{{request_id}}}"
 
 
@@ -76,7 +78,10 @@ def wake(lane: str) -> str:
 
 
 def attempt(call_id: str) -> str:
-    """Hash per OVH jobs call: state, owner lease, what was claimed, OVH's answer once known."""
+    """Hash per OVH jobs call: state, owner lease, what was claimed, tries, when the last try left
+    and its deadline, when it goes stale, OVH's answer once known. TTL ``attempt_ttl_s`` (a safety
+    net); once settled, released or taken over, a tombstone (state, by whom, what was published)
+    with TTL ``Timing.tombstone_ttl_s`` (``redis_outage_s`` plus a minute)."""
     return f"{PREFIX}attempt:{call_id}"
 
 
@@ -109,10 +114,13 @@ QUOTAS = PREFIX + "quotas"
 
 
 def sms(ovh_id: int | str) -> str:
-    """Hash per OVH SMS id, written at settlement, TTL ``delivery_tracking_ttl_s``: the request
-    and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
-    ``service``, ``login``, ``call_id``, ``sent_at`` unix s), for delivery reports and replies;
-    ``campaign_dlr``: the delivery status counted in its campaign's statistics (lua/_campaign.lua)."""
+    """Hash per OVH SMS id the worker knows of: ``call_id``, the one call whose proof it is (written
+    when OVH's answer names it, or a reconciliation found it; whatever the tracking setting), and
+    when tracked the request and receiver it was sent for (``request_id``, ``receiver``,
+    ``reply_to``, ``tag``, ``service``, ``login``, ``sent_at`` unix s), for delivery reports and
+    replies; ``campaign_dlr``: the delivery status counted in its campaign's statistics
+    (lua/_campaign.lua). TTL the longer of ``delivery_tracking_ttl_s`` and
+    ``Timing.owned_ttl_s`` (about ``reconcile_deadline_s`` plus 12 minutes with the defaults)."""
     return f"{PREFIX}sms:{ovh_id}"
 
 
@@ -125,9 +133,13 @@ RATES = PREFIX + "rates"
 
 #: Sorted set (pull mode): OVH ids of SMS whose final receipt is still awaited, scored by their
 #: next poll (unix ms). settle.lua adds each SMS while ``PULL`` exists; an id leaves on its final
-#: receipt, when its poll budget is spent or its ``sms`` hash expired. Key TTL refreshed by the
-#: poller (a day), so it is bounded by the SMS sent in a day of pull mode.
+#: receipt, when its poll budget is spent or its ``sms`` hash expired, or when more than
+#: ``pull_max_pending`` newer ones came (``RECEIPTS_ORDER``). Key TTL refreshed by the poller (a day).
 RECEIPTS = PREFIX + "receipts"
+#: List (pull mode): OVH ids in the order settle.lua indexed them into ``RECEIPTS``, at most
+#: ``pull_max_pending``: past it the oldest are dropped from both (counted in ``STATS`` under
+#: ``dropped:receipts``), so ``RECEIPTS`` never holds more. TTL a day, renewed by each settlement.
+RECEIPTS_ORDER = PREFIX + "receipts-order"
 #: Hash (pull mode) present while a receipt poller runs: ``first_poll_delay_ms``. settle.lua
 #: indexes SMS into ``RECEIPTS`` only while it exists; TTL a few poll rounds, renewed each round.
 PULL = PREFIX + "pull"
@@ -204,7 +216,9 @@ def pull_budget(minute: int) -> str:
     return f"{PREFIX}pull-budget:{minute}"
 
 
-#: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap).
+#: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap),
+#: ``dropped:receipts`` (SMS pull mode stopped polling, past ``pull_max_pending``). Bounded: one
+#: field per queue.
 STATS = PREFIX + "stats"
 
 # -- campaigns (worker.campaigns, sms-worker campaign) -----------------------------------------
