@@ -120,6 +120,7 @@ def test_every_payload_the_worker_publishes_matches_its_schema_file(make_app, re
         pull_incoming_s=0.5,
         pull_calls_per_min=10_000,
         retry_attempts=1,
+        rate_wait_s=0.001,  # a destination's rate unknown is refused (rate_unknown) without waiting for it
         reconcile_grace_s=5.0,
         reconcile_deadline_s=2.0,
         quotas={"alice": {"quota": 10, "alert_threshold": 9, "alert_number": ALERT_NUMBER}, "bob": {"quota": 1}},

@@ -38,6 +38,8 @@ from worker.ovhcloud.jobs import SendingReport
 from worker.settings import Settings
 from worker.store import keys, scripts
 
+#: The stale time of an attempt an older version claimed (it set none): only its lease counts.
+NEVER_STALE = 2**62
 #: The reason recorded on an attempt taken over from a live owner that made no progress.
 STALLED_REASON = "the worker making the call made no progress past the call's deadline (it lost track of it)"
 
@@ -525,7 +527,7 @@ class Attempts:
                 # gone (settled meanwhile, or expired): drop it from the index
                 self.redis.zrem(keys.INFLIGHT, call_id)
                 continue
-            stale = int(stale_at or 0)
+            stale = int(stale_at) if stale_at is not None else NEVER_STALE  # claimed by an older version
             held.append(Held(call_id, scripts.text(owner), scripts.text(batch_key), scripts.text(lane), stale))
         return held
 

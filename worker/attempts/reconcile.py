@@ -263,7 +263,8 @@ class Reconciler:
         service = attempt.service
         offset_s = self.gateway.ovh_now() - self._redis_ms() / 1000
         called_s = attempt.called_at_ms / 1000 + offset_s
-        until_s = min(called_s + attempt.try_ms / 1000, self.gateway.ovh_now())
+        try_s = (attempt.try_ms or self.attempts.timing.try_ms) / 1000  # an older version recorded none
+        until_s = min(called_s + try_s, self.gateway.ovh_now())
         params: dict[str, str] = {
             "creationDatetime.from": _iso(called_s - WINDOW_MARGIN_S),
             "creationDatetime.to": _iso(until_s + WINDOW_MARGIN_S),
@@ -277,7 +278,7 @@ class Reconciler:
         sent: dict[str, Sent] = {}
         ids = self._get(f"/sms/{service}/outgoing", **params)
         self._read(f"/sms/{service}/outgoing", self._candidates(attempt, ids), attempt.meta, wanted, sent)
-        if wanted - set(sent) and may_be_pending(body, called_s, called_s + attempt.try_ms / 1000):
+        if wanted - set(sent) and may_be_pending(body, called_s, called_s + try_s):
             jobs = f"/sms/{service}/jobs" if attempt.login is None else f"/sms/{service}/users/{attempt.login}/jobs"
             self._read(jobs, self._candidates(attempt, self._get(jobs)), attempt.meta, wanted, sent)
         return sent

@@ -17,7 +17,8 @@ if not a[1] or a[2] ~= doc.owner or a[3] ~= doc.batch_key then
     return ""
 end
 local now = now_ms()
-if redis.call("exists", owner_lease) == 1 and now < tonumber(a[6] or "0") then
+local stale_at = tonumber(a[6] or "")  -- absent on an attempt claimed by an older version: lease only
+if redis.call("exists", owner_lease) == 1 and (not stale_at or now < stale_at) then
     return ""
 end
 if a[1] == "claimed" then
