@@ -238,6 +238,7 @@ class Stack:
             **self.sandbox.env,
             "REDIS_URL": self.redis_url,
             "SMS_WORKER_SENDER": "SANDBOX",
+            "SMS_WORKER_QUIET_HOURS_ENABLED": "false",  # benchmarks run at any hour
             "SMS_WORKER_RATE_LIMIT": str(self.rate_limit or 1000),
             "SMS_WORKER_MAX_RECEIVERS_PER_CALL": str(RECEIVERS_PER_CALL),
             "PYTHONUNBUFFERED": "1",

@@ -28,7 +28,10 @@ from typing import Any, Final
 import dramatiq
 from dramatiq.common import dq_name, xq_name
 
-#: Version of the models in ``contracts.models``; bumped on any incompatible change.
+#: Version of the models in ``contracts.models``; bumped on any incompatible change: a field
+#: removed, renamed or retyped, a request made stricter. Additions that a consumer can ignore
+#: stay in the version: an optional field, or a status value that only a feature's own users
+#: meet (``cancelled``, for rows of a campaign its owner cancelled).
 CONTRACT_VERSION: Final = 1
 
 #: Lanes, highest priority first. Each lane is its own queue (``sms.<lane>``) because

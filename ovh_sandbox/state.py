@@ -361,7 +361,15 @@ class SandboxState:
         with self.lock:
             view: dict[str, Any] = {
                 name: self.counters[name]
-                for name in ("jobs_calls", "jobs_accepted", "sms_sent", "sms_cancelled", "requests")
+                for name in (
+                    "jobs_calls",
+                    "jobs_accepted",
+                    "sms_sent",
+                    "sms_cancelled",
+                    "requests",
+                    "bulk_jobs",  # jobs calls with a receivers document (ovh_sandbox.bulk)
+                    "bulk_rows_refused",  # rows of such documents not sent (credits, length)
+                )
             }
             view["credits_debited"] = self.credits_debited
             view["credits_refunded"] = self.credits_refunded
@@ -656,41 +664,56 @@ class SandboxState:
 
     # -- OVH surface: jobs and outgoing ----------------------------------------------------------
 
-    def send(self, service: str, login: str | None, params: dict[str, Any], call_id: int | None) -> dict[str, Any]:
-        """``POST .../jobs``: check, pay, record one SMS per valid receiver; the SmsSendingReport."""
-        message: str = params["message"]
-        if not message:
-            raise bad_request("[message] The message is empty")
-        if "receiversDocumentUrl" in params or "receiversSlotId" in params:
-            raise OvhError(501, "The sandbox takes receivers only from 'receivers'")
-        receivers: list[str] = params.get("receivers") or []
-        if not receivers:
-            raise bad_request("[receivers] No receiver given")
+    def check_send(self, service: str, login: str | None, params: dict[str, Any]) -> None:
+        """What a jobs call is refused for whatever its receivers: the account, the user, the
+        sender, the text's length (``ovh_sandbox.bulk`` checks a document's call with it)."""
         no_stop = bool(params.get("noStopClause", False))
-        cost = billing.estimate(message, no_stop)
+        cost = billing.estimate(params["message"], no_stop)
         if cost.parts > billing.MAX_PARTS:
             raise bad_request(
                 f"[message] Message too long: {cost.parts} SMS parts ({cost.characters} {cost.characters_class} "
                 f"characters), at most {billing.MAX_PARTS}"
             )
-        sender = params.get("sender")
-        for_response = bool(params.get("senderForResponse", False))
-        checked = [(raw, phones.normalize(raw)) for raw in receivers]
-        text = billing.full_text(message, no_stop)
-        differed = int(params.get("differedPeriod") or 0)
-        if differed < 0:
+        if int(params.get("differedPeriod") or 0) < 0:
             raise bad_request("[differedPeriod] Must not be negative")
+        sender = params.get("sender")
         with self.lock:
             account = self._account(service)
-            user = self._user(account, login) if login is not None else None
+            if login is not None:
+                self._user(account, login)
             if sender is not None:
                 known = account.senders.get(sender)
                 if known is None:
                     raise bad_request(f"[sender] The sender {sender!r} does not exist on {service}")
                 if known.status != "enable":
                     raise bad_request(f"[sender] The sender {sender!r} is not enabled (status {known.status})")
-            elif not for_response:
+            elif not params.get("senderForResponse", False):
                 raise bad_request("[sender] A sender is required when senderForResponse is false")
+
+    def send(
+        self, service: str, login: str | None, params: dict[str, Any], call_id: int | None, *, bulk: bool = False
+    ) -> dict[str, Any]:
+        """``POST .../jobs``: check, pay, record one SMS per valid receiver; the SmsSendingReport.
+
+        ``bulk``: SMS created from a receivers document (``ovh_sandbox.bulk``), not a call of its own.
+        """
+        message: str = params["message"]
+        if not message:
+            raise bad_request("[message] The message is empty")
+        receivers: list[str] = params.get("receivers") or []
+        if not receivers:
+            raise bad_request("[receivers] No receiver given")
+        no_stop = bool(params.get("noStopClause", False))
+        cost = billing.estimate(message, no_stop)
+        self.check_send(service, login, params)
+        sender = params.get("sender")
+        for_response = bool(params.get("senderForResponse", False))
+        checked = [(raw, phones.normalize(raw)) for raw in receivers]
+        text = billing.full_text(message, no_stop)
+        differed = int(params.get("differedPeriod") or 0)
+        with self.lock:
+            account = self._account(service)
+            user = self._user(account, login) if login is not None else None
             valid: list[tuple[str, float]] = []
             invalid: list[str] = []
             for raw, normalized in checked:
@@ -780,7 +803,8 @@ class SandboxState:
             for sms in created:
                 account.sms[sms.id] = sms
             self.sent.extend(records)
-            self.counters["jobs_accepted"] += 1
+            if not bulk:
+                self.counters["jobs_accepted"] += 1
             self.counters["sms_sent"] += len(valid)
             self.credits_debited += total
         if self.listener is not None:

@@ -65,6 +65,8 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "rate_limit_burst": 20,
             # the sandbox lists a created SMS at once: no need to give its records time
             "reconcile_grace_s": 0.5,
+            # tests run at any hour: only the quiet hours' own tests turn them on (with a clock)
+            "quiet_hours_enabled": False,
         }
         values.update(overrides)
         app = build_app(Settings(**values), ovh_credentials=sandbox.credentials, client=client).start()
@@ -106,6 +108,8 @@ def process_env(redis_url: str, sandbox: Any) -> dict[str, str]:
         "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
         "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
         "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+        # tests run at any hour: only the quiet hours' own tests turn them on
+        "SMS_WORKER_QUIET_HOURS_ENABLED": "false",
     }
 
 

@@ -103,7 +103,52 @@ def published(client: redis.Redis) -> list[dict[str, Any]]:
     return payloads
 
 
-def test_every_payload_the_worker_publishes_matches_its_schema_file(make_app, redis_client, sandbox) -> None:
+def cancel_a_bulk_campaign(client: redis.Redis, settings: Any, tmp_path: Any) -> None:
+    """``campaign send --via bulk --at <in an hour>``, then ``campaign cancel``, in-process."""
+    from datetime import UTC, datetime, timedelta
+
+    from worker.campaigns import control
+    from worker.campaigns.bulk import BulkRun
+    from worker.campaigns.contacts import ContactsFile
+    from worker.campaigns.outcomes import CampaignRecord, RowResults
+    from worker.campaigns.pricing import Pricing
+    from worker.campaigns.progress import CampaignProgress
+    from worker.campaigns.rejects import RejectsFile
+    from worker.campaigns.rows import Campaign
+
+    path = tmp_path / "contacts.csv"
+    path.write_text("number;name\n+33612345670;Ann\n", encoding="utf-8")
+    campaign = Campaign(
+        campaign_id="payloads",
+        message="Hi #name#",
+        tag="payloads",
+        default_region="FR",
+        no_stop_clause=True,
+        start_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    with (
+        ContactsFile(path) as contacts,
+        RejectsFile(tmp_path / "rejects.csv", contacts.header, contacts.delimiter, contacts.number_index) as rejects,
+        CampaignProgress(enabled=False) as progress,
+    ):
+        BulkRun(
+            campaign,
+            contacts,
+            client=client,
+            pricing=Pricing(client, None, ttl_s=3600),
+            rejects=rejects,
+            progress=progress,
+            numbers_ttl_s=3600,
+            settings=settings.model_copy(update={"inbound_public_url": "http://127.0.0.1:9", "inbound_token": "t"}),
+            check_url=False,
+        ).queue()
+    record = CampaignRecord.read(client, "payloads")
+    assert record is not None
+    results = RowResults(client, result_ttl_s=3600, queue_cap=0, tracking_ttl_s=3600, stats_ttl_s=3600)
+    assert control.cancel(client, record, results, None).rows_cancelled == 1
+
+
+def test_every_payload_the_worker_publishes_matches_its_schema_file(make_app, redis_client, sandbox, tmp_path) -> None:
     # Given a worker in pull mode (receipts and replies polled) that does not consume the high
     # lane (the alert SMS request a quota crossing queues there stays readable), OVH refusals not
     # retried, an ambiguous call given up after 2 s, an account of 100 credits, two API users with
@@ -178,6 +223,8 @@ def test_every_payload_the_worker_publishes_matches_its_schema_file(make_app, re
     unknown = producer.wait(request_id, timeout=30)
     sandbox.control.clear_faults()
     assert unknown.status == "unknown"
+    # and a bulk campaign cancelled before its document was due: its row ends cancelled
+    cancel_a_bulk_campaign(redis_client, app.settings, tmp_path)
 
     # Then every payload published matches the schema file of its kind
     payloads = published(redis_client)

@@ -33,11 +33,14 @@ from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
 from worker.accounting.refresher import Refresher
+from worker.attempts.bulk import BulkAttempts
 from worker.attempts.dispatcher import Dispatcher
 from worker.attempts.lease import Lease, LeaseKeeper
 from worker.attempts.lifecycle import Attempts
 from worker.attempts.reconcile import Reconciler
 from worker.batching.buffers import Buffers
+from worker.campaigns.bulk_dispatch import BulkDispatcher
+from worker.campaigns.outcomes import RowResults
 from worker.errors import UnreadablePayload
 from worker.intake.accept import AcceptStage, Delivery
 from worker.ops.endpoints import OpsServer, ops_server
@@ -84,6 +87,7 @@ class App:
     telemetry: Telemetry = field(default_factory=Telemetry)
     ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
     background: Background | None = None  # senders, blacklist, ptts, pull pollers (background_jobs)
+    bulk: BulkDispatcher | None = None  # bulk campaigns' documents (worker.campaigns.bulk_dispatch)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -121,6 +125,8 @@ class App:
         for n, reconciler in enumerate(self.reconcilers):
             self._threads.append(self._thread(reconciler.run, f"sms-reconcile-{n}", self._stop))
         self._threads.append(self._thread(self.refresher.run, "sms-refresh", self._stop))
+        if self.bulk is not None:
+            self._threads.append(self._thread(self.bulk.run, "sms-bulk", self._stop))
         if self.background is not None:
             self.background.start()
         self._worker = dramatiq.Worker(
@@ -206,12 +212,14 @@ def build_app(
     *,
     ovh_credentials: dict[str, Any] | None = None,
     client: redis.Redis | None = None,
+    clock: Callable[[], float] = time.time,
     usage_clock: Callable[[], float] | None = None,
 ) -> App:
     """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
 
     ``client``: the Redis client every part of the process shares (default: one for
     ``settings.redis_url``); tests pass one whose connections lose replies on purpose.
+    ``clock``: the wall clock (unix s) the quiet hours are read with (a seam for tests).
     ``usage_clock`` (unix seconds) decides which day a settled call is counted on in
     ``sms-worker usage`` instead of Redis' clock: a seam for tests that spread sends over a month.
     """
@@ -219,7 +227,7 @@ def build_app(
         raise ValueError("build_app needs settings.redis_url")
     client = client if client is not None else redis.Redis.from_url(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
-    buffers = Buffers.from_settings(client, settings)
+    buffers = Buffers.from_settings(client, settings, clock=clock)
     attempts = Attempts.from_settings(client, settings, usage_clock=usage_clock)
     credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
     telemetry = Telemetry()
@@ -256,6 +264,8 @@ def build_app(
         dead_letter=broker.dead_letter,
         telemetry=telemetry,
         policy=policy,
+        quiet=settings.quiet_hours(),
+        clock=clock,
     )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
@@ -288,6 +298,29 @@ def build_app(
         telemetry=telemetry,
         ops=ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory),
         background=background,
+        bulk=BulkDispatcher(
+            settings,
+            client,
+            BulkAttempts(
+                client,
+                attempt_ttl_s=settings.bulk_document_ttl_s,
+                grace_ms=int(settings.reconcile_grace_s * 1000),
+                deadline_ms=int(settings.reconcile_deadline_s * 1000),
+            ),
+            gateway,
+            limiter,
+            lease,
+            calls,
+            RowResults(
+                client,
+                result_ttl_s=settings.result_ttl_s,
+                queue_cap=settings.results_queue_max_length,
+                tracking_ttl_s=settings.delivery_tracking_ttl_s,
+                stats_ttl_s=settings.campaign_stats_ttl_s,
+            ),
+            on_breaker=lambda campaign_id: telemetry.breaker_tripped(),
+            clock=clock,
+        ),
         _stop=stop,
     )
     broker.add_middleware(telemetry.dramatiq_middleware())

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
+from worker import quiet_hours
 from worker.accounting.quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
@@ -245,6 +246,58 @@ class Settings(BaseSettings):
     sender_check: bool = Field(
         default=True, description="reject requests naming a sender OVH lists as missing or not enabled"
     )
+
+    # quiet hours of commercial sends (see worker.quiet_hours); campaigns (see worker.campaigns.bulk)
+    quiet_hours_enabled: bool = Field(
+        default=True, description="hold commercial sends (no_stop_clause false) due in the quiet hours"
+    )
+    quiet_hours_window: str = Field(default="20:00-08:00", description="local times no commercial SMS leaves")
+    quiet_hours_closed_days: str = Field(default="sun", description="weekdays closed all day: mon,...,sun or empty")
+    quiet_hours_holidays: str = Field(
+        default="FR", description="country (ISO code, or CC-SUBDIVISION such as FR-57) whose public holidays are closed"
+    )
+    quiet_hours_timezone: str = Field(default="Europe/Paris", description="the zone the window is read in")
+    bulk_document_rows: int = Field(
+        default=50_000,
+        ge=1,
+        le=500_000,
+        description="rows per receivers document of a bulk campaign (one OVH jobs call each)",
+    )
+    bulk_document_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=600,
+        description="how long a bulk campaign's documents and records live in Redis (and its document URLs work)",
+    )
+    inbound_public_url: str | None = Field(
+        default=None,
+        description="the URL OVH reaches sms-worker inbound at (https://host[:port]); bulk campaigns' "
+        "receivers documents are served under it",
+    )
+
+    breaker_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of failed SMS over the window at which a bulk campaign is paused (1: never)",
+    )
+    breaker_window_s: float = Field(default=300.0, gt=0, description="the circuit breaker's window (seconds)")
+    breaker_min_outcomes: int = Field(
+        default=50, ge=1, description="outcomes in the window before the circuit breaker may trip"
+    )
+
+    def quiet_hours(self) -> quiet_hours.QuietHours:
+        """The quiet-hours rule these settings describe (``QuietHoursError`` when it cannot be used)."""
+        start, end = quiet_hours.parse_window(self.quiet_hours_window)
+        country, _, subdivision = self.quiet_hours_holidays.strip().upper().partition("-")
+        return quiet_hours.QuietHours(
+            enabled=self.quiet_hours_enabled,
+            timezone=self.quiet_hours_timezone,
+            start=start,
+            end=end,
+            closed_days=quiet_hours.parse_days(self.quiet_hours_closed_days),
+            country=country,
+            subdivision=subdivision or None,
+        )
 
     def ovh_credentials(self) -> dict[str, str]:
         """The OVH credentials set here, as python-ovh's keyword arguments (secrets revealed: pass, never log)."""

@@ -118,7 +118,7 @@ def conforms(value: Any, type_name: str, where: str, nullable: bool = False) -> 
     return errors
 
 
-def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
+def test_every_answer_fits_its_response_model(make_sandbox, clients, documents) -> None:
     # Given a sandbox with something behind every route
     sb = make_sandbox(delivery_delay_s=(0.01, 0.02))
     client = clients(sb)
@@ -132,6 +132,8 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
     client.put(f"/sms/{sn}/users/alice", quotaInformations={"quotaStatus": "active", "quotaLeft": 100})
     differed = client.post(f"/sms/{sn}/jobs", differedPeriod=30, **job)["ids"][0]
     user_differed = client.post(f"/sms/{sn}/users/alice/jobs", differedPeriod=30, **job)["ids"][0]
+    csv_url = documents.put("/slot.csv", "number;name\n+33612345679;Ann\n")
+    slot = {"slotId": 1, "description": "d", "autoUpdate": False, "csvUrl": csv_url}
     time.sleep(0.1)  # the jobs below have their final receipts when read
     # When every route is called (deletions last)
     samples: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -168,6 +170,19 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
         ("GET", "/order/sms/{serviceName}/credits", f"/order/sms/{sn}/credits", {"quantity": 1000}),
         ("POST", "/order/sms/{serviceName}/credits", f"/order/sms/{sn}/credits", {"quantity": 1000}),
         ("PUT", "/sms/{serviceName}/users/{login}", f"/sms/{sn}/users/bob", {"callBack": "https://example.com"}),
+        ("POST", "/sms/{serviceName}/receivers", f"/sms/{sn}/receivers", slot),
+        ("POST", "/sms/{serviceName}/users/{login}/receivers", f"/sms/{sn}/users/alice/receivers", slot),
+        ("GET", "/sms/{serviceName}/receivers", f"/sms/{sn}/receivers", {}),
+        ("GET", "/sms/{serviceName}/users/{login}/receivers", f"/sms/{sn}/users/alice/receivers", {}),
+        ("GET", "/sms/{serviceName}/receivers/{slotId}", f"/sms/{sn}/receivers/1", {}),
+        ("GET", "/sms/{serviceName}/users/{login}/receivers/{slotId}", f"/sms/{sn}/users/alice/receivers/1", {}),
+        ("GET", "/sms/{serviceName}/receivers/{slotId}/csv", f"/sms/{sn}/receivers/1/csv", {}),
+        (
+            "GET",
+            "/sms/{serviceName}/users/{login}/receivers/{slotId}/csv",
+            f"/sms/{sn}/users/alice/receivers/1/csv",
+            {},
+        ),
     ]
     answers = {}
     for method, template, path, kwargs in samples:
@@ -184,6 +199,8 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
         ("DELETE", "/sms/{serviceName}/users/{login}/outgoing/{id}", alice_outgoing, {}),
         ("DELETE", "/sms/{serviceName}/users/{login}", f"/sms/{sn}/users/bob", {}),
         ("DELETE", "/sms/{serviceName}/senders/{sender}", f"/sms/{sn}/senders/NewShop", {}),
+        ("DELETE", "/sms/{serviceName}/receivers/{slotId}", f"/sms/{sn}/receivers/1", {}),
+        ("DELETE", "/sms/{serviceName}/users/{login}/receivers/{slotId}", f"/sms/{sn}/users/alice/receivers/1", {}),
     ]
     for method, template, path, kwargs in more:
         answers[(method, template)] = getattr(client, method.lower())(path, **kwargs)

@@ -158,6 +158,7 @@ class Receipt:
     source: Source
     dlr_description: str | None = None
     reported_at: float | None = None
+    receiver: str | None = None  # the account's callbacks name it (API users' do not)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,5 +11,7 @@ Read in this order:
 - ``settlement``: what a call did for each request (from OVH's answer, a refusal, or what
   reconciliation found);
 - ``reconcile``: what OVH really did with an ambiguous call, from its records, before anything
-  is sent again.
+  is sent again;
+- ``bulk``: the same lifecycle for a call whose receivers are a document (bulk campaigns):
+  keyed by the document, proof by the campaign's tag.
 """

@@ -14,8 +14,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 import redis
@@ -23,12 +26,17 @@ import redis
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
 from worker.accounting.credits import STOP_MENTION
 from worker.ovhcloud.jobs import JobBody
+from worker.quiet_hours import QuietHours
 from worker.settings import Settings
 from worker.store import keys, scripts
 
 #: A buffer still filling is due a linger after its newest entry, and at most this many lingers
 #: after its oldest: a steady stream of identical sends goes out in whole calls, a lull at once.
 LINGER_CAP = 10
+
+#: Commercial buffers ``peek`` moves past the quiet hours in one look at most (then it answers
+#: "nothing due before the window's end"; the next look goes on).
+PEEK_SKIPS = 100
 
 #: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
 ALERT_SMS_LANE = "high"
@@ -88,16 +96,19 @@ class CallMeta:
     lane: str
     body: JobBody
     proof: str
+    hold_until_ms: int = 0  # held by the worker until then (the quiet hours): never shares a key with sends due now
 
     def encode(self) -> str:
         """Canonical JSON (sorted keys): equal metas encode equal, so they share a batch key."""
-        value = {
+        value: dict[str, Any] = {
             "service": self.service,
             "login": self.login,
             "lane": self.lane,
             "body": self.body,
             "proof": self.proof,
         }
+        if self.hold_until_ms:
+            value["hold_until_ms"] = self.hold_until_ms
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -105,7 +116,8 @@ class CallMeta:
         value = json.loads(raw)
         body: JobBody = value["body"]
         proof = value.get("proof") or proof_key(value["service"], body)  # staged by an older version
-        return cls(value["service"], value["login"], value["lane"], body, proof)
+        hold_until_ms = int(value.get("hold_until_ms") or 0)
+        return cls(value["service"], value["login"], value["lane"], body, proof, hold_until_ms)
 
     @property
     def tag(self) -> str | None:
@@ -127,16 +139,17 @@ class Meta:
 
 
 @functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
-def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
+def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...], hold_ms: int = 0) -> Meta:
     job: JobBody = dict(body)  # type: ignore[assignment]  # a JobBody's items
-    value = CallMeta(service, login, lane, job, proof_key(service, job))
+    value = CallMeta(service, login, lane, job, proof_key(service, job), hold_ms)
     canonical = value.encode()
     return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
 
 
-def encode_meta(service: str, login: str | None, lane: str, body: JobBody) -> Meta:
-    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
-    return _encode(service, login, lane, tuple(sorted(body.items())))
+def encode_meta(service: str, login: str | None, lane: str, body: JobBody, *, hold_ms: int = 0) -> Meta:
+    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key;
+    ``hold_ms``: held by the worker until then (Redis ms, the quiet hours), a key of its own."""
+    return _encode(service, login, lane, tuple(sorted(body.items())), hold_ms)
 
 
 class Fragment(TypedDict):
@@ -159,6 +172,7 @@ class Skeleton(TypedDict):
     user: NotRequired[str]
     tag: NotRequired[str]
     metadata: NotRequired[dict[str, object]]
+    deferred_until: NotRequired[float]  # unix s: held by the worker for the quiet hours until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +182,7 @@ class Batch:
     lane: str
     meta: Meta
     entries: list[Entry]
+    not_before_ms: int = 0  # held by the worker until then (unix ms): the quiet hours of commercial sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +227,7 @@ class StageBatch(TypedDict):
     bufmeta: int
     due: int
     wake: int
+    not_before: int  # Redis ms the batch is held until (the quiet hours); 0: not held
     entries: list[str]  # Entry.staged()
 
 
@@ -364,8 +380,12 @@ class Buffers:
         request_ttl_s: int,
         queue_cap: int,
         campaign_stats_ttl_s: int = 0,
+        quiet: QuietHours | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
+        self.quiet = quiet
+        self.clock = clock
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self.max_receivers_per_call = max_receivers_per_call
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -377,8 +397,11 @@ class Buffers:
         self._peek = _Peek(client)
 
     @classmethod
-    def from_settings(cls, client: redis.Redis, settings: Settings) -> Buffers:
-        """The buffers as ``settings`` configure them (every process builds them this way)."""
+    def from_settings(
+        cls, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> Buffers:
+        """The buffers as ``settings`` configure them (every process builds them this way);
+        ``clock``: the wall clock the quiet hours are read with (a seam for tests)."""
         return cls(
             client,
             max_receivers_per_call=settings.max_receivers_per_call,
@@ -387,6 +410,8 @@ class Buffers:
             request_ttl_s=settings.request_ttl_s,
             queue_cap=settings.results_queue_max_length,
             campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+            quiet=settings.quiet_hours(),
+            clock=clock,
         )
 
     def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int], delivery: str = "") -> list[str]:
@@ -446,6 +471,7 @@ class Buffers:
                     "bufmeta": refs(keys.buffer_meta(key)),
                     "due": refs(keys.due(batch.lane)),
                     "wake": refs(keys.wake(batch.lane)),
+                    "not_before": batch.not_before_ms,
                     "entries": [entry.staged() for entry in batch.entries],
                 }
             )
@@ -515,13 +541,31 @@ class Buffers:
         return self._reject(fixed, document, refs)
 
     def peek(self, lanes: list[str]) -> Due | Idle:
-        """The buffer to send next (highest lane first, most overdue first), or when one is due."""
-        refs = self._peek.refs()
-        index, value = self._peek({}, {"dues": [refs(keys.due(lane)) for lane in lanes]}, refs)
-        if index == 0:
-            next_due = int(value)
-            return Idle(None if next_due < 0 else next_due)
-        return Due(lanes[index - 1], value)
+        """The buffer to send next (highest lane first, most overdue first), or when one is due.
+
+        In the quiet hours, a due commercial buffer (staged before they began, and waiting for a
+        rate-limit slot since: a requests-mode campaign) is not sent: it is due again at the
+        next allowed time, and the next buffer is looked at. Outside them this costs nothing.
+        """
+        held_ms = 0  # in Redis' time base
+        if self.quiet is not None:
+            now = self.clock()
+            held = self.quiet.held_until(datetime.fromtimestamp(now, UTC), commercial=True)
+            held_ms = int((time.time() + held.timestamp() - now) * 1000) if held is not None else 0
+        for _ in range(PEEK_SKIPS):
+            refs = self._peek.refs()
+            index, value = self._peek({}, {"dues": [refs(keys.due(lane)) for lane in lanes]}, refs)
+            if index == 0:
+                next_due = int(value)
+                return Idle(None if next_due < 0 else next_due)
+            lane = lanes[index - 1]
+            if not held_ms:
+                return Due(lane, value)
+            meta = self.redis.get(keys.buffer_meta(value))
+            if meta is None or CallMeta.decode(meta).body.get("noStopClause", False):
+                return Due(lane, value)
+            self.redis.zadd(keys.due(lane), {value: held_ms}, xx=True)
+        return Idle(held_ms)
 
     def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
         """Block until a buffer of one of ``lanes`` becomes due (or the timeout passes).

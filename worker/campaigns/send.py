@@ -117,6 +117,9 @@ class Summary:
     differed_period: int = 0  # minutes, for the first rows queued
     rejects_file: str | None = None
     elapsed_s: float = 0.0
+    via: str = "requests"  # how the rows are sent: requests, or bulk (receivers documents)
+    documents: int = 0  # bulk: receivers documents (one jobs call each)
+    held_until: str | None = None  # bulk: commercial rows held for the quiet hours until then (ISO)
 
     def as_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -223,6 +226,11 @@ class CampaignRun:
             s.estimated_credits += row.parts * (rate or 0.0)
         if self.dry_run:
             return
+        self._queue_rows(unique, fields)
+
+    def _queue_rows(self, unique: list[Ready], fields: dict[int, tuple[str, ...]]) -> None:
+        """Queue the chunk's rows to send (requests mode: one request each, unless an earlier run did)."""
+        s = self.summary
         publish = self._earlier(unique, fields)
         self.producer.publish(row.request for row in publish)
         if publish:

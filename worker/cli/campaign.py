@@ -1,10 +1,14 @@
-"""``sms-worker campaign send|report``: send a mail-merge contacts file; report on a tag.
+"""``sms-worker campaign send|report|status|pause|resume|cancel``: send a mail-merge contacts file;
+report on a tag; control a bulk campaign.
 
 ``send CONTACTS.csv --message "Hello #firstname# ..."`` queues one request per row (ids derived
 from the campaign and the line: run the same command again after a crash or Ctrl-C and it
 resumes, sending nothing twice), lists refused rows in a rejects file, shows progress on a
 terminal and ends with a summary. ``report --tag T`` reads the worker's own counters for the tag
 (no OVH call; ``--check N`` compares with OVH on a sample), as a table, ``--json`` or ``--html``.
+``--via bulk`` sends the rows as OVH receivers documents, one jobs call per document
+(``worker.campaigns.bulk``); ``pause|resume|cancel|status`` act on such a campaign by ``--tag``
+or by its id (``worker.campaigns.control``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ from worker.errors import ConfigurationError, GatewayError, UsageError
 
 #: Most minutes ahead ``--at`` may be (the contract's bound on ``differed_period``: a year).
 MAX_DIFFERED_MIN = 60 * 24 * 365
+#: ``--via auto`` sends in bulk a mail merge (one text per row, so one jobs call per row in
+#: requests mode) of at least this many rows: 1,000 calls are ~17 minutes at OVH's fair use.
+AUTO_BULK_MERGE_ROWS = 1_000
+#: ... and a broadcast (one text: 500 receivers per call) of at least this many rows (200 calls).
+AUTO_BULK_BROADCAST_ROWS = 100_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="campaign_command", required=True, metavar="{send,report}")
+    commands = parser.add_subparsers(
+        dest="campaign_command", required=True, metavar="{send,report,status,pause,resume,cancel}"
+    )
     send = commands.add_parser("send", help="queue one SMS per row of a mail-merge contacts file")
     send.add_argument("contacts", type=Path, metavar="CONTACTS.csv", help="header row, a number column, ; , or tab")
     send.add_argument("--message", required=True, help="the text; #column# is replaced by the row's value")
@@ -51,7 +62,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--timeout", type=float, help="longest wait for results, seconds (default: until all are in)")
     send.add_argument("--no-progress", action="store_true", help="no progress bars (off anyway when not a terminal)")
     send.add_argument("--json", action="store_true", help="print the summary as JSON")
+    send.add_argument(
+        "--via",
+        choices=("auto", "bulk", "requests"),
+        default="auto",
+        help="bulk: OVH receivers documents, one jobs call each; requests: one request per row; auto (default): "
+        f"bulk for a mail merge of {AUTO_BULK_MERGE_ROWS:,}+ rows or a broadcast of {AUTO_BULK_BROADCAST_ROWS:,}+ "
+        "when SMS_WORKER_INBOUND_PUBLIC_URL is set",
+    )
     send.set_defaults(campaign_func=_send)
+    for name, what in (
+        ("status", "a bulk campaign's state, documents and rows"),
+        ("pause", "stop a bulk campaign's new jobs calls (within one slot interval)"),
+        ("resume", "let a paused bulk campaign go on"),
+        ("cancel", "stop a bulk campaign for good: delete its pending OVH jobs, end unsent rows cancelled"),
+    ):
+        control = commands.add_parser(name, help=what)
+        which = control.add_mutually_exclusive_group(required=True)
+        which.add_argument("campaign_id", nargs="?", help="the campaign id (campaign-<id> as the summary shows it)")
+        which.add_argument("--tag", help="the campaign's tag")
+        control.add_argument("--service", help="OVH SMS account (default: the worker's)")
+        control.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        control.set_defaults(campaign_func=_control)
     report = commands.add_parser("report", help="a tag's figures from the worker's own records")
     report.add_argument("--tag", required=True)
     report.add_argument("--service", help="OVH SMS account (default: the worker's)")
@@ -122,6 +154,7 @@ def _service(given: str | None, settings: Any) -> str:
 
 
 def _send(args: argparse.Namespace) -> int:
+    from worker.campaigns.bulk import BulkRun
     from worker.campaigns.contacts import ContactsFile
     from worker.campaigns.pricing import Pricing
     from worker.campaigns.progress import CampaignProgress
@@ -151,13 +184,18 @@ def _send(args: argparse.Namespace) -> int:
         )
         campaign.check_columns(contacts.variables, args.contacts)
         campaign.check()
+        via = _via(args.via, args.contacts, campaign, settings)
         rejects_path = args.rejects or args.contacts.with_name(f"{args.contacts.stem}.rejects.csv")
         pricing = Pricing(client, _fetch(settings), ttl_s=settings.rates_ttl_s)
         with (
             RejectsFile(rejects_path, contacts.header, contacts.delimiter, contacts.number_index) as rejects,
             CampaignProgress(enabled=not args.no_progress) as progress,
         ):
-            run = CampaignRun(
+            kind: Any = CampaignRun
+            extra: dict[str, Any] = {}
+            if via == "bulk":
+                kind, extra = BulkRun, {"settings": settings}
+            run = kind(
                 campaign,
                 contacts,
                 client=client,
@@ -167,6 +205,7 @@ def _send(args: argparse.Namespace) -> int:
                 numbers_ttl_s=settings.dedupe_ttl_s,
                 dry_run=args.dry_run,
                 chunk_rows=args.chunk_rows,
+                **extra,
             )
             try:
                 run.queue()
@@ -196,8 +235,22 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _via(asked: str, path: Path, campaign: Any, settings: Any) -> str:
+    """``bulk`` or ``requests``: as asked, or for ``auto`` by the file's rows (see the thresholds)."""
+    if asked != "auto":
+        return asked
+    if not (settings.inbound_public_url and settings.inbound_token) or not path.is_file():
+        return "requests"
+    with path.open("rb") as f:
+        rows = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    threshold = AUTO_BULK_MERGE_ROWS if campaign.placeholders else AUTO_BULK_BROADCAST_ROWS
+    return "bulk" if rows >= threshold else "requests"
+
+
 def _summary_rows(s: Any) -> list[tuple[str, str]]:
-    rows = [("tag", s.tag)]
+    rows = [("tag", s.tag), ("via", s.via + (f" ({s.documents:,} documents)" if s.via == "bulk" else ""))]
+    if s.held_until:
+        rows.append(("held", f"commercial SMS: held by the quiet hours until {s.held_until}"))
     if s.differed_period:
         rows.append(("starts", f"in {s.differed_period} min for the first rows (OVH differedPeriod)"))
     rows.append(("rows", f"{s.rows:,} read, {s.rejected:,} rejected before queueing"))
@@ -216,6 +269,91 @@ def _summary_rows(s: Any) -> list[tuple[str, str]]:
         rows.append(("rejects", s.rejects_file))
     rows.append(("elapsed", f"{s.elapsed_s:.1f} s"))
     return rows
+
+
+# -- status, pause, resume, cancel --------------------------------------------------------------
+
+
+def _control(args: argparse.Namespace) -> int:
+    from worker.campaigns import control
+    from worker.campaigns.outcomes import CampaignRecord, RowResults
+
+    settings = load_settings()
+    client = redis_for(settings, f"campaign {args.campaign_command}")
+    by_tag = args.tag is not None
+    service = _service(args.service, settings) if by_tag else ""
+    record = control.find(client, service, args.tag if by_tag else args.campaign_id, by_tag=by_tag)
+    command = args.campaign_command
+    done = ""
+    if command == "pause":
+        done = "paused" if control.pause(client, record) else f"not paused: it is {record.state}"
+    elif command == "resume":
+        done = "resumed" if control.resume(client, record) else f"not resumed: it is {record.state}"
+    elif command == "cancel":
+        results = RowResults(
+            client,
+            result_ttl_s=settings.result_ttl_s,
+            queue_cap=settings.results_queue_max_length,
+            tracking_ttl_s=settings.delivery_tracking_ttl_s,
+            stats_ttl_s=settings.campaign_stats_ttl_s,
+        )
+        try:
+            report = control.cancel(client, record, results, _calls(settings))
+        except GatewayError as exc:
+            print(f"sms-worker: cancelled, but OVH's pending jobs were not all deleted: {exc.message}", file=sys.stderr)
+            return 1
+        done = (
+            f"cancelled: {report.documents_stopped} documents never sent, {report.jobs_deleted} pending OVH jobs "
+            f"deleted, {report.rows_cancelled:,} rows ended cancelled"
+        )
+        if report.jobs_left:
+            done += f"; {report.jobs_left} pending jobs not read (run cancel again)"
+    record = CampaignRecord.read(client, record.campaign_id) or record
+    figures = {
+        "campaign": f"campaign-{record.campaign_id}",
+        "tag": record.tag,
+        "state": record.state + (f" (by {record.fields['paused_by']})" if record.fields.get("paused_by") else ""),
+        "documents": f"{record.documents}: {record.count('docs_sent')} sent, {record.count('docs_failed')} failed",
+        "rows": f"{record.rows:,}: "
+        + ", ".join(f"{record.count('rows_' + s):,} {s}" for s in ("sent", "failed", "unknown", "cancelled")),
+    }
+    if record.fields.get("breaker_reason"):
+        figures["breaker"] = record.fields["breaker_reason"]
+    if record.fields.get("deferred_until"):
+        when = datetime.fromtimestamp(float(record.fields["deferred_until"])).astimezone()
+        figures["held"] = f"quiet hours: goes at {when:%Y-%m-%d %H:%M %Z}"
+    if done:
+        figures["done"] = done
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print_table([("FIGURE", "VALUE"), *figures.items()])
+    return 0
+
+
+def _calls(settings: Any) -> Any:
+    """Rate-limited OVH calls (the background lane of the shared limiter), or ``None`` without credentials."""
+    if not settings.ovh_credentials():
+        return None
+    import redis
+
+    from worker.app import consumer_key_id
+    from worker.ovhcloud.background_calls import BackgroundCalls
+    from worker.ovhcloud.client import make_client
+    from worker.ovhcloud.gateway import OvhGateway
+    from worker.ovhcloud.rate_limit import RateLimiter
+
+    def factory() -> Any:
+        timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
+        return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
+
+    limiter = RateLimiter(
+        redis.Redis.from_url(settings.redis_url),
+        key=consumer_key_id(settings.ovh_endpoint, factory()),
+        rate_per_s=settings.rate_limit,
+        burst=settings.rate_limit_burst,
+    )
+    return BackgroundCalls(OvhGateway(factory), limiter)
 
 
 # -- report -------------------------------------------------------------------------------------

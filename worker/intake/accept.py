@@ -31,6 +31,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -58,6 +59,7 @@ from worker.intake import mailmerge
 from worker.intake.policy import Policy
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.jobs import JobBody
+from worker.quiet_hours import QuietHours
 from worker.retries import REDIS_OUTAGE, until_redis_answers
 from worker.settings import Settings
 
@@ -164,7 +166,9 @@ class AcceptStage:
     """``rates`` prices each destination; ``balance`` (optional) backs the account check;
     ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay);
     ``dead_letter(queue, message)`` parks an unreadable item of a pack; ``policy`` (optional)
-    refuses senders OVH does not allow and commercial sends to numbers that opted out."""
+    refuses senders OVH does not allow and commercial sends to numbers that opted out;
+    ``quiet`` (optional) holds commercial sends accepted in the quiet hours until they end
+    (their result says until when: ``deferred_until``), never a non-commercial one."""
 
     def __init__(
         self,
@@ -177,6 +181,8 @@ class AcceptStage:
         dead_letter: Callable[[str, dramatiq.Message[Any]], None] | None = None,
         telemetry: Telemetry | None = None,
         policy: Policy | None = None,
+        quiet: QuietHours | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.buffers = buffers
@@ -186,6 +192,8 @@ class AcceptStage:
         self.dead_letter = dead_letter
         self.telemetry = telemetry or Telemetry()
         self.policy = policy
+        self.quiet = quiet  # the quiet hours of commercial sends (worker.quiet_hours); None: never held
+        self.clock = clock  # wall clock (unix s) the quiet hours are read with: a seam for tests
 
     def __call__(self, payload: Any, *, lane: str | None = None, delivery: Delivery | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
@@ -324,9 +332,24 @@ class AcceptStage:
 
     # -- preparing one request --------------------------------------------------------------------
 
+    def _hold(self, request: SendRequest) -> tuple[int, float | None]:
+        """How a commercial request accepted in the quiet hours is held: ``(not before, in Redis'
+        time base (unix ms), until when by ``clock`` (unix s))``, or ``(0, None)``. Its send
+        time, differed period included, must be allowed."""
+        if self.quiet is None or request.no_stop_clause:
+            return 0, None
+        differed_s = (request.differed_period or 0) * 60
+        now = self.clock()
+        held = self.quiet.held_until(datetime.fromtimestamp(now + differed_s, UTC), commercial=True)
+        if held is None:
+            return 0, None
+        until = held.timestamp() - differed_s
+        return int((time.time() + until - now) * 1000), until
+
     def _prepare(self, index: int, request_id: str, data: dict[str, Any], held: dict[str, float]) -> _Prepared:
         request = self._validate(data)
-        batches, invalid = self._batches(request)
+        hold_ms, deferred_until = self._hold(request)
+        batches, invalid = self._batches(request, hold_ms)
         service = batches[0].meta.value.service
         needed = sum(entry.credits for batch in batches for entry in batch.entries)
         checked = self._check_account(request, service, needed, already=held[service])
@@ -337,6 +360,8 @@ class AcceptStage:
             "service_name": service,
             "accepted_at": time.time(),
         }
+        if deferred_until is not None:
+            skeleton["deferred_until"] = deferred_until
         if request.user is not None:
             skeleton["user"] = request.user
         if request.tag is not None:
@@ -399,7 +424,7 @@ class AcceptStage:
             field, message = describe_validation_error(exc)
             raise Rejection("invalid_request", message, field=field) from None
 
-    def _batches(self, request: SendRequest) -> tuple[list[Batch], list[ReceiverOutcome]]:
+    def _batches(self, request: SendRequest, hold_ms: int = 0) -> tuple[list[Batch], list[ReceiverOutcome]]:
         service = request.service_name or self.settings.service_name
         if service is None:
             raise Rejection(
@@ -448,12 +473,13 @@ class AcceptStage:
                 estimate = credits.estimate(text, no_stop_clause=request.no_stop_clause)
             except credits.MessageTooLong as exc:
                 raise Rejection("message_too_long", f"message: {exc}", field="message") from None
-            meta = encode_meta(service, request.user, request.lane, ovh_body(request, text, self.settings.sender))
+            body = ovh_body(request, text, self.settings.sender)
+            meta = encode_meta(service, request.user, request.lane, body, hold_ms=hold_ms)
             entries = [
                 Entry(0, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""], reply_to)
                 for r in group
             ]
-            batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
+            batches.append(Batch(lane=request.lane, meta=meta, entries=entries, not_before_ms=hold_ms))
         return batches, invalid
 
     # -- rejecting ----------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ class Metrics:
         self.ambiguous_calls = Counter(
             "sms_worker_ambiguous_calls", "Jobs calls whose outcome is unknown (may have been sent)", registry=r
         )
+        self.breaker_trips = Counter(
+            "sms_worker_campaign_breaker_trips",
+            "Bulk campaigns paused by the circuit breaker (failure share over its window)",
+            registry=r,
+        )
         self.reconciled_receivers = Counter(
             "sms_worker_reconciled_receivers",
             "Receivers of ambiguous calls reconciled against OVH, by outcome",

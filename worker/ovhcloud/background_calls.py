@@ -55,6 +55,9 @@ class BackgroundCalls:
     def put(self, path: str, **body: Any) -> Any:
         return self._call(lambda: self.gateway.put(path, **body))
 
+    def delete(self, path: str) -> Any:
+        return self._call(lambda: self.gateway.delete(path))
+
     def _call(self, call: Callable[[], Any]) -> Any:
         if not self.limiter.acquire(BACKGROUND_LANE, timeout_s=self.acquire_timeout_s, stop=self.stop):
             raise NoSlot("no rate-limit slot for a background call in time")

@@ -260,6 +260,66 @@ def usage(service: str, day: str) -> str:
     return f"{PREFIX}usage:{service}:{day}"
 
 
+# -- bulk campaigns (worker.campaigns.bulk, worker.attempts.bulk) -------------------------------
+# Every key of a bulk campaign lives ``bulk_document_ttl_s`` (refreshed when the campaign is sent
+# again); the sets below hold only documents waiting, in flight or unresolved.
+
+
+def bulk_campaign(campaign_id: str) -> str:
+    """Hash per bulk campaign: ``state`` (running, paused, cancelled), ``service``, ``login``,
+    ``lane``, ``tag``, ``body`` (the jobs call without receivers, JSON), ``documents``, ``rows``,
+    ``commercial``, ``reply_to``, ``skeleton`` (a row result's shared fields, JSON), counters
+    (``docs_sent``, ``docs_failed``, ``rows_sent``, ``rows_failed``...), the breaker's window."""
+    return f"{PREFIX}bulk:{{{campaign_id}}}"
+
+
+def bulk_document(campaign_id: str, number: int) -> str:
+    """String: document ``number`` of a bulk campaign, OVH's CSV (``number;var1;var2``), UTF-8."""
+    return f"{PREFIX}bulk-doc:{{{campaign_id}}}:{number}"
+
+
+def bulk_rows(campaign_id: str) -> str:
+    """Hash per bulk campaign: file line -> ``<E.164>|<document number>|<estimated credits>`` of
+    each row put in a document (one field per row; the receiver -> line map is
+    ``campaign_numbers``)."""
+    return f"{PREFIX}bulk-rows:{{{campaign_id}}}"
+
+
+def bulk_url(secret: str) -> str:
+    """String per document URL secret (32 hex digits): ``<campaign id>/<number>``; its TTL is the
+    URL's expiry (``sms-worker inbound`` serves the document while it exists)."""
+    return f"{PREFIX}bulk-url:{secret}"
+
+
+def bulk_attempt(campaign_id: str, number: int) -> str:
+    """Hash per document: its jobs call's attempt (``worker.attempts.bulk``): ``state``, ``owner``,
+    ``worker``, ``called_at``, ``tries``, ``report``, ``reason``, ``absent_after``, ``deadline``.
+    Kept once settled (``sent``, ``failed``, ``cancelled``): the proof a re-run sends nothing twice."""
+    return f"{PREFIX}bulk-attempt:{{{campaign_id}}}:{number}"
+
+
+#: Sorted set of ``<campaign id>/<number>`` -> Redis ms a document is due (start time, quiet hours).
+BULK_DUE = PREFIX + "bulk-due"
+#: Sorted set of ``<campaign id>/<number>`` claimed or calling -> claim ms (the lease sweep's index).
+BULK_INFLIGHT = PREFIX + "bulk-inflight"
+#: Sorted set of ``<campaign id>/<number>`` ambiguous -> Redis ms of its next look.
+BULK_RECONCILE = PREFIX + "bulk-reconcile"
+#: Sorted set of campaign ids with a document sent and rows without a result -> Redis ms of the
+#: next look at OVH's records for them (tag listings); also where ``inbound`` maps callbacks.
+BULK_TRACKED = PREFIX + "bulk-tracked"
+
+
+def bulk_tag(service: str, tag: str) -> str:
+    """String per SMS account and tag: the id of the bulk campaign sent with that tag (for
+    ``campaign pause|resume|cancel --tag``); TTL ``bulk_document_ttl_s``."""
+    return f"{PREFIX}bulk-tag:{service}:{quote(tag, safe='')}"
+
+
+def bulk_seen(campaign_id: str) -> str:
+    """Set per bulk campaign: OVH SMS ids already mapped to a row (bounded by the campaign's rows)."""
+    return f"{PREFIX}bulk-seen:{{{campaign_id}}}"
+
+
 # -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 
 

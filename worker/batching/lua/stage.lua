@@ -17,7 +17,7 @@
 --     n_valid, credits,
 --     quota: {key, service, login, alert_queue, alert_q, alert_msgs, alert_sms, alert_sms_template,
 --             sms_q, sms_msgs} | absent,
---     batches: [{key, lane, buf, bufmeta, due, wake,
+--     batches: [{key, lane, buf, bufmeta, due, wake, not_before (unix ms held until, 0: not held),
 --                entries: ["<request id>|<E.164>|<credits>|<reply_to or empty>", ...]}]}]}
 --   (skeleton: the result's JSON without status, credits, receivers and finished_at;
 --    invalid: JSON objects of the receivers set aside, joined by ",")
@@ -121,7 +121,13 @@ for n, r in ipairs(doc.requests) do
                 if not due_set[batch.key] then  -- once per batch key and pack
                     redis.call("set", KEYS[batch.bufmeta], doc.metas[batch.key], "NX")
                 end
-                if linger == 0 or length >= doc.max_per_call then
+                if (batch.not_before or 0) > now then
+                    -- held by the worker (quiet hours): due at the window's end, full or not
+                    -- (its batch key is its own: nothing due sooner shares it)
+                    if redis.call("zadd", due, "NX", batch.not_before, batch.key) == 1 then
+                        wake(KEYS[batch.wake])
+                    end
+                elseif linger == 0 or length >= doc.max_per_call then
                     redis.call("zadd", due, "LT", now, batch.key)
                     wake(KEYS[batch.wake])
                     due_set[batch.key] = true
