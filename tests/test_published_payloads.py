@@ -218,7 +218,7 @@ def test_every_payload_the_worker_publishes_matches_its_schema_file(make_app, re
     # and a call's outcome stays unknown: a 500, then OVH's records unreadable past the deadline
     sandbox.control.add_fault("500", next=1)
     request_id = producer.send(FR5, "Your code is 5678", no_stop_clause=True)
-    wait_until(lambda: sandbox.control.calls(), what="the call answered 500")
+    wait_until(lambda: 500 in [c["status"] for c in sandbox.control.calls()], what="the call answered 500")
     sandbox.control.add_fault("503", probability=1.0, scope="all")
     unknown = producer.wait(request_id, timeout=30)
     sandbox.control.clear_faults()

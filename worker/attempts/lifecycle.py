@@ -2,15 +2,16 @@
 
 ::
 
-                 claim (slot held)            answer recorded
-    buffer ───────────────────────▶ calling ─────────────────────▶ settled (results published)
-      ▲                              │   ▲  │
-      │      uncall: the try surely  │   │  │ ambiguous: timeout or reset after sending,
-      │      did not reach OVH       ▼   │  │ 500/502, or its owner lost its lease mid-call
-      │                            claimed  ▼
-      ├──── release / takeover ──────┘   ambiguous ── reconcile ──▶ settled: found at OVH sent,
-      │     (never called)                                             others resent, or unknown
-      └───────────────────────── resend of receivers proven absent ◀───┘     after the deadline
+                 claim (slot held)        call: a try leaves         OVH's answer
+    buffer ───────────────────────▶ claimed ──────────────────▶ calling ──────────────▶ settled
+      ▲   (each receiver once)        │   ▲                       │  │                (results
+      │                               │   └── uncall: the try ────┘  │                 published)
+      │                               │       surely did not reach   │ ambiguous: timeout or reset
+      ├──── release / takeover ───────┘       OVH (429, 503...)      │ after sending, 500/502, or
+      │     (never called)                                           ▼ its owner lost its lease
+      │                                                          ambiguous ── reconcile ──▶ settled:
+      └──────────────────────── resend of receivers proven absent ◀───┘   found at OVH sent, the
+                                                                           others resent or unknown
 
 Every transition is one Lua step (``lua/``, typed in ``steps``) that checks the attempt's state and
 owner and reads Redis' clock, never a worker's. The owner is a *lease* (``worker.attempts.lease``):
@@ -18,6 +19,14 @@ a worker whose lease expired can neither call (``call``), nor settle (``settle``
 (``release``); any live worker takes its attempts over (``takeover``): claimed ones go back to
 their buffer, calling ones to the reconcilers. OVH's answer is evidence, recorded by whoever
 has it (``answer``), so a fenced-out owner still hands it over.
+
+Every step survives a lost reply: each carries a token chosen before it is sent (the call id for
+``claim``, the try number for ``call``, ``uncall`` and ``ambiguous``, the caller's token for
+``settle`` and ``release``), so the same step sent again answers "already applied by you"
+(``Step.ALREADY``, ``Settled.again``) and an owner is never fenced out by its own step; a
+settled, released or taken-over attempt leaves a tombstone that answers it
+(``Timing.tombstone_ttl_s``). Each step also says when the attempt goes stale (``stale_at``):
+past it with no further step, the sweep takes it over even while its owner's lease lives.
 """
 
 from __future__ import annotations
