@@ -2,7 +2,9 @@
 
 Paths, parameter names, types and response types are written here as the schema has them; a
 test walks ``sms.json`` and fails when one of them drifts. Routes of the schema the sandbox does
-not serve answer 501; paths the schema does not have answer 404.
+not serve answer 501; paths the schema does not have answer 404. The account administration
+routes (senders, credits: ``ovh_sandbox.admin``) are declared the same way; the order routes
+there come from OVH's ``order.json``, not ``sms.json``, and say so (``Route.source``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Route:
     query_body: tuple[Param, ...]
     handler: Callable[[Call], Any] = field(compare=False)
     auth: bool = True
+    #: The published schema the route comes from: ``sms.json``, or another of OVH's (``order.json``
+    #: for the order routes of ``ovh_sandbox.admin``), written down with its source where declared.
+    source: str = "sms.json"
 
     @property
     def params(self) -> tuple[Param, ...]:

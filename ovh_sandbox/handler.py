@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ovh_sandbox.api import ROUTES, Call, Router
+from ovh_sandbox import admin
+from ovh_sandbox.api import ROUTES, Call, Route, Router
 from ovh_sandbox.auth import Authenticator
 from ovh_sandbox.faults import Faults
 from ovh_sandbox.ovh_errors import OvhError
@@ -29,6 +30,8 @@ from ovh_sandbox.validation import check_params
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/1.0"
+#: Every route the sandbox serves: the SMS API's, then the account administration's.
+SERVED: tuple[Route, ...] = (*ROUTES, *admin.ROUTES)
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Dispatcher:
         self.stop = stop
         self.control = control
         self.clock = clock
-        self.router = Router(ROUTES, load())
+        self.router = Router(SERVED, load())
         self._query_ids = itertools.count(1)
         self._query_prefix = f"EU.sandbox-{state.seed}."
 

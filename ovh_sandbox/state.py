@@ -58,15 +58,18 @@ class Sender:
     name: str
     status: str = "enable"
     description: str = ""
+    comment: str | None = None  # the moderator's message (why it was refused)
+    kind: str = "alpha"  # sms.TypeSenderEnum
+    reason: str = ""  # what the declaration told the moderator
 
     def view(self) -> dict[str, Any]:
         return {
-            "comment": None,
+            "comment": self.comment,
             "description": self.description,
             "referer": "custom",
             "sender": self.name,
             "status": self.status,
-            "type": "alpha",
+            "type": self.kind,
             "validationMedia": None,
         }
 
@@ -193,6 +196,9 @@ class Account:
     blacklist: dict[str, float] = field(default_factory=dict)
     incoming: dict[int, Incoming] = field(default_factory=dict)
     description: str = "OVH SMS sandbox account"
+    recredit_amount: int | None = None  # automatic top-up (automaticRecreditAmount), None: off
+    recredit_below: float = 0.0  # creditThresholdForAutomaticRecredit
+    orders: list[dict[str, Any]] = field(default_factory=list)  # purchase orders (ovh_sandbox.admin)
     callback: str = ""
     stop_callback: str = ""
     sms_response: dict[str, Any] = field(
@@ -208,10 +214,10 @@ class Account:
     def view(self) -> dict[str, Any]:
         with_quota = [u for u in self.users.values() if u.quota_status == "active"]
         return {
-            "automaticRecreditAmount": None,
+            "automaticRecreditAmount": self.recredit_amount,
             "callBack": self.callback,
             "channel": "both",
-            "creditThresholdForAutomaticRecredit": 0.0,
+            "creditThresholdForAutomaticRecredit": self.recredit_below,
             "creditsHoldByQuota": float(sum(u.quota_left for u in with_quota)),
             "creditsLeft": self.credits_left,
             "description": self.description,
@@ -393,9 +399,12 @@ class SandboxState:
                 raise OvhError(409, f"Account {service} already exists")
             self._add_account(service, credits_left)
 
-    def set_sender(self, service: str, sender: str, status: str) -> None:
+    def set_sender(self, service: str, sender: str, status: str, comment: str | None = None) -> None:
+        """Create the sender, or move it to ``status`` (OVH's moderator), with its ``comment``."""
         with self.lock:
-            self._account(service).senders[sender] = Sender(sender, status)
+            senders = self._account(service).senders
+            found = senders.setdefault(sender, Sender(sender, status))
+            found.status, found.comment = status, comment
 
     def set_invalid_receivers(self, receivers: Iterable[str]) -> None:
         with self.lock:
@@ -626,8 +635,12 @@ class SandboxState:
                 user.ip_restrictions = list(changes["ipRestrictions"])
 
     def update_account(self, service: str, changes: dict[str, Any]) -> None:
-        """PUT of an ``sms.Account``: the callbacks, ``smsResponse`` and the description are kept;
+        """PUT of an ``sms.Account``: the callbacks, ``smsResponse``, the description and the
+        automatic top-up's settings are kept (the sandbox never tops an account up by itself);
         read-only fields are ignored, as OVH does."""
+        below = changes.get("creditThresholdForAutomaticRecredit")
+        if below is not None and below < 0:
+            raise bad_request("[creditThresholdForAutomaticRecredit] Must not be negative")
         with self.lock:
             account = self._account(service)
             if changes.get("callBack") is not None:
@@ -636,6 +649,11 @@ class SandboxState:
                 account.stop_callback = _callback_url("stopCallBack", changes["stopCallBack"])
             if changes.get("description") is not None:
                 account.description = changes["description"]
+            if "automaticRecreditAmount" in changes:  # null turns the automatic top-up off
+                amount = changes["automaticRecreditAmount"]
+                account.recredit_amount = None if amount is None else int(amount)
+            if below is not None:
+                account.recredit_below = float(below)
             response = changes.get("smsResponse")
             if response is not None:
                 merged = {**account.sms_response, **{k: v for k, v in response.items() if v is not None}}

@@ -41,8 +41,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -56,6 +58,7 @@ from tests.helpers import read_events
 from tests.nemesis.schedule import Fault, Nemesis, Schedule, ScheduleBuilder, proxy_handler
 from tests.quota_fixtures import create_user
 from worker.accounting.quotas import QuotaStore
+from worker.accounting.usage import Period, UsageStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -420,6 +423,9 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
         results = {i: producer.result(i) for i in ids}
         events = read_events(client)
         quota = QuotaStore(client).get(sandbox.service_name, "alice")
+        today = datetime.now(ZoneInfo("Europe/Paris")).date()  # the usage's days (SMS_WORKER_USAGE_TIMEZONE)
+        days = Period(today - timedelta(days=1), today + timedelta(days=2), ZoneInfo("Europe/Paris"))
+        usage = UsageStore(client).report(sandbox.service_name, days, "user")
     finally:
         nemesis.stop()
         fleet.stop_all()
@@ -469,6 +475,13 @@ def test_every_promise_holds_under_the_nemesis(sandbox, make_proxy, tmp_path) ->
     assert [r for r in alice_results if r.error is not None and r.error.code == "quota_exceeded"]
     assert quota is not None and quota.reserved == 0 and math.isclose(quota.spent, alice_sent)
     assert quota.left is not None and quota.left >= 0
+    # sms-worker usage counted every SMS and credit once, per user, as the sandbox billed them
+    billed: dict[str, list[float]] = {}
+    for s in sent:
+        billed.setdefault(s["login"] or "", []).append(s["credits"])
+    assert {row.value: row.sms for row in usage} == {login: len(c) for login, c in billed.items()}
+    for row in usage:
+        assert row.value is not None and math.isclose(row.credits, sum(billed[row.value])) and row.unknown == 0
     # The worker stopped with SIGTERM drained and exited 0 within its drain time
     assert fleet.drained["code"] == 0
     assert fleet.drained["seconds"] <= DRAIN_S + 5

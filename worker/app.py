@@ -212,20 +212,24 @@ def build_app(
     settings: Settings,
     *,
     ovh_credentials: dict[str, Any] | None = None,
-    clock: Callable[[], float] = time.time,
     client: redis.Redis | None = None,
+    clock: Callable[[], float] = time.time,
+    usage_clock: Callable[[], float] | None = None,
 ) -> App:
     """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
 
+    ``client``: the Redis client every part of the process shares (default: one for
+    ``settings.redis_url``); tests pass one whose connections lose replies on purpose.
     ``clock``: the wall clock (unix s) the quiet hours are read with (a seam for tests).
-    ``client``: the Redis client every part of the process shares (default: ``connect`` to
-    ``settings.redis_url``); tests pass one whose connections lose replies on purpose."""
+    ``usage_clock`` (unix seconds) decides which day a settled call is counted on in
+    ``sms-worker usage`` instead of Redis' clock: a seam for tests that spread sends over a month.
+    """
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
     client = client if client is not None else connect(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
     buffers = Buffers.from_settings(client, settings, clock=clock)
-    attempts = Attempts.from_settings(client, settings)
+    attempts = Attempts.from_settings(client, settings, usage_clock=usage_clock)
     credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
     telemetry = Telemetry()
 

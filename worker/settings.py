@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         description="how long a tag's campaign statistics are kept after its last SMS or delivery report "
         "(sms-worker campaign report; 0: not kept)",
     )
+    usage_ttl_s: int = Field(
+        default=400 * 86_400,
+        ge=0,
+        description="how long a day's SMS and credits per user, tag and sender are kept after its last "
+        "settlement (sms-worker usage; 0: not kept)",
+    )
+    usage_timezone: str = Field(
+        default="Europe/Paris", description="the zone whose days sms-worker usage counts (an IANA name)"
+    )
     ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
     ovh_read_timeout_s: float = Field(default=30.0, gt=0)
     retry_budget_s: dict[str, float] = Field(
@@ -317,6 +326,14 @@ class Settings(BaseSettings):
                 raise ValueError('not a JSON list; write a,b or ["a", "b"]') from None
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("usage_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from worker.accounting.usage import zone
+
+        zone(value)  # ValueError with the reason when the zone is unknown
         return value
 
     @field_validator("lanes")

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME
+from worker.accounting.usage import UsageRecorder
 from worker.attempts import steps
 from worker.batching.buffers import CallMeta, Entry, Fragment
 from worker.ovhcloud.jobs import SendingReport
@@ -228,7 +229,8 @@ class Attempts:
     ``attempt_ttl_s`` is a safety net only (an attempt is settled long before); ``timing`` says
     how long each step may take (``Timing``); ``campaign_stats_ttl_s`` is how long a tag's
     campaign statistics live (0: not kept); ``pull_cap`` how many SMS pull mode's receipt index
-    holds at most.
+    holds at most; ``usage`` counts each settled call's SMS and credits per day, user, tag and
+    sender (None: not kept).
     """
 
     def __init__(
@@ -244,6 +246,7 @@ class Attempts:
         timing: Timing,
         campaign_stats_ttl_s: int = 0,
         pull_cap: int = 50_000,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.redis = client
         self.default_queue = default_queue
@@ -255,6 +258,7 @@ class Attempts:
         self.timing = timing
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self.pull_cap = pull_cap
+        self.usage = usage
         self._claim = steps.Claim(client)
         self._transition = steps.Transition(client)
         self._release = steps.Release(client)
@@ -263,8 +267,11 @@ class Attempts:
         self._pick = steps.Pick(client)
 
     @classmethod
-    def from_settings(cls, client: redis.Redis, settings: Settings) -> Attempts:
-        """The attempts as ``settings`` configure them (every process builds them this way)."""
+    def from_settings(
+        cls, client: redis.Redis, settings: Settings, *, usage_clock: Callable[[], float] | None = None
+    ) -> Attempts:
+        """The attempts as ``settings`` configure them (every process builds them this way);
+        ``usage_clock`` dates settled calls for ``sms-worker usage`` instead of Redis (tests)."""
         return cls(
             client,
             default_queue=settings.results_queue,
@@ -276,6 +283,9 @@ class Attempts:
             timing=Timing.from_settings(settings),
             campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
             pull_cap=settings.pull_max_pending,
+            usage=UsageRecorder(
+                client, ttl_s=settings.usage_ttl_s, timezone=settings.usage_timezone, clock=usage_clock
+            ),
         )
 
     def reply_to(self, entry: Entry) -> str:
@@ -483,6 +493,21 @@ class Attempts:
                 "credits": sum(s.credits for s in done),
             }
         # -- end of campaign statistics -----------------------------------------------------------
+        # -- consumption per day, user, tag and sender (lua/_usage.lua, worker.accounting.usage) --
+        if self.usage is not None:
+            usage = self.usage.document(
+                refs,
+                service=attempt.service,
+                login=attempt.login,
+                tag=attempt.meta.tag,
+                sender=attempt.meta.body.get("sender"),
+                sms=sum(s.n_sent for s in outcome.settlements),
+                credits=sum(s.credits for s in outcome.settlements),
+                unknown=sum(s.n_unknown for s in outcome.settlements),
+                called_at_s=attempt.called_at_ms / 1000 if attempt.called_at_ms else None,
+            )
+            if usage is not None:
+                document["usage"] = usage
         fixed: steps.SettleKeys = {
             "attempt": keys.attempt(attempt.call_id),
             "lease": keys.lease(owner.token if owner else ""),

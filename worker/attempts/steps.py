@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NotRequired, TypedDict
 
+from worker.accounting.usage import UsageDocument
 from worker.store import scripts
 
 # -- claim --------------------------------------------------------------------------------------
@@ -290,6 +291,7 @@ class SettleDocument(TypedDict):
     pull_cap: int
     resend: list[str]  # encoded entries
     campaign: NotRequired[SettleCampaign]
+    usage: NotRequired[UsageDocument]  # consumption per day, user, tag and sender (lua/_usage.lua)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +330,7 @@ SettleReply = Settled | NotSettled | ProofTaken | SettleFirst
 
 class Settle(scripts.Script[SettleKeys, SettleDocument, SettleReply]):
     NAME = "settle"
-    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    PRELUDE = scripts.SETTLE_PRELUDE
     Keys = SettleKeys
 
     def reply(self, raw: Any) -> SettleReply:

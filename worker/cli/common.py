@@ -6,6 +6,8 @@ becomes one line; ``worker.cli.main`` prints it and exits non-zero, never with a
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from contracts.redis_connection import connect
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, UsageError
 
 #: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
 REDIS_CONNECT_TIMEOUT_S = 5.0
@@ -111,6 +113,24 @@ def ovh_client(settings: Any) -> Any:
     return client
 
 
+def service_of(given: str | None, settings: Any) -> str:
+    """The SMS account a command works on: ``--service``, else ``SMS_WORKER_SERVICE_NAME``."""
+    from contracts.models import SERVICE_NAME_PATTERN
+
+    service = given or settings.service_name
+    if service is None:
+        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    if not re.match(SERVICE_NAME_PATTERN, service):
+        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    return str(service)
+
+
+def check_ovh_credentials(settings: Any) -> None:
+    """One line when OVH credentials are missing or ``OVH_ENDPOINT`` is wrong, before any call
+    (Redis is optional for the admin commands): ``ovh_client``'s own checks."""
+    ovh_client(settings)
+
+
 def check_production_config(settings: Any, command: str) -> None:
     """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
     require_redis(settings, command)
@@ -142,7 +162,29 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def credits_cell(value: float | None) -> str:
-    """Credits for a table: no limit as ``-``, whole numbers without decimals."""
+    """Credits for a table: no limit as ``-``, whole numbers without decimals, never an exponent
+    (1000000, not 1e+06), at most 6 decimals."""
     if value is None:
         return "-"
-    return f"{round(value, 6):g}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def ensure_confirmable(*, yes: bool, refusal: str) -> None:
+    """``UsageError`` (``refusal`` and the hint to add ``--yes``) when there is neither ``--yes``
+    nor a terminal on stdin to ask on: a script never gets a purchase it did not confirm."""
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(f"{refusal}: no terminal to confirm on; add --yes to confirm in a script")
+
+
+def confirmed(question: str, *, yes: bool, refusal: str) -> bool:
+    """Whether the person agrees to ``question`` (asked on stderr, answered on stdin's terminal).
+
+    ``yes`` (``--yes``, for scripts) agrees without asking; without a terminal nothing is assumed
+    (``ensure_confirmable``). A ``y`` or ``yes`` agrees; anything else (Enter, end of input) does not.
+    """
+    ensure_confirmable(yes=yes, refusal=refusal)
+    if yes:
+        return True
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -20,7 +20,15 @@ import sys
 from typing import Any
 
 from contracts.models import LOGIN_PATTERN
-from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import (
+    check_ovh_credentials,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 from worker.errors import UsageError
 
 #: OVH accepts at most this many IP restrictions per user.
@@ -134,9 +142,8 @@ def view(user: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    service = service_of(args.service, settings)
+    check_ovh_credentials(settings)
     client = ovh_client(settings)
     base = f"/sms/{service}/users"
     command = args.users_command

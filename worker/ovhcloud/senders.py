@@ -82,11 +82,15 @@ class Senders:
         with self._lock:
             wanted, self._wanted = self._wanted, set()
         for service, sender in sorted(wanted):
-            status = self._fetch(service, sender, calls)
-            self.redis.hset(keys.senders(service), sender, status)
-            if self.redis.ttl(keys.senders(service)) < 0:  # a new hash: the cache's lifetime
-                self.redis.expire(keys.senders(service), max(int(self.ttl_s), 1))
+            self.record(service, sender, self._fetch(service, sender, calls))
             self.reload(service)
+
+    def record(self, service: str, sender: str, status: str) -> None:
+        """Put what OVH now says of ``sender`` (``missing`` once deleted) in the shared cache, so
+        the replicas follow ``sms-worker senders add`` or ``delete`` without waiting for it to expire."""
+        self.redis.hset(keys.senders(service), sender, status)
+        if self.redis.ttl(keys.senders(service)) < 0:  # a new hash: the cache's lifetime
+            self.redis.expire(keys.senders(service), max(int(self.ttl_s), 1))
 
     @staticmethod
     def _fetch(service: str, sender: str, calls: BackgroundCalls) -> str:

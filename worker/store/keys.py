@@ -249,6 +249,21 @@ def campaign_queued(campaign_id: str) -> str:
     return f"{PREFIX}campaign-queued:{{{campaign_id}}}"
 
 
+# -- consumption per period (worker.accounting.usage, sms-worker usage) ------------------------
+
+#: Most distinct values of one dimension (users, tags or senders) counted apart in one day of
+#: ``usage``; the SMS of further values that day are counted together (``<metric>|<dimension>``).
+USAGE_MAX_VALUES = 500
+
+
+def usage(service: str, day: str) -> str:
+    """Hash per SMS account and day (``YYYY-MM-DD`` in ``usage_timezone``): the SMS and credits
+    settled that day, per user, tag and sender (fields in ``lua/_usage.lua``), written by
+    ``settle.lua``. TTL ``usage_ttl_s`` (400 days by default) from the day's last settlement;
+    bounded: 3 metrics for at most ``USAGE_MAX_VALUES`` + 1 values of each of 3 dimensions."""
+    return f"{PREFIX}usage:{service}:{day}"
+
+
 # -- bulk campaigns (worker.campaigns.bulk, worker.attempts.bulk) -------------------------------
 # Every key of a bulk campaign lives ``bulk_document_ttl_s`` (refreshed when the campaign is sent
 # again); the sets below hold only documents waiting, in flight or unresolved.
@@ -308,10 +323,6 @@ def bulk_seen(campaign_id: str) -> str:
     """Set per bulk campaign: OVH SMS ids already mapped to a row (bounded by the campaign's rows)."""
     return f"{PREFIX}bulk-seen:{{{campaign_id}}}"
 
-
-#: Hash of ptt code -> JSON of OVH's ``sms.PttDetails`` (``GET /sms/ptts?ptt=``), read once and
-#: kept for reports (bounded: one field per code OVH has).
-PTTS = PREFIX + "ptts"
 
 # -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 

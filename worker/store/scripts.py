@@ -17,8 +17,9 @@ Scripts never build a key name themselves.
 
 Shared files live in ``worker/store/lua/`` and are prepended, since Redis scripts cannot call
 one another: ``_common.lua`` (Redis time, dramatiq's envelope, result keeping, requeueing) for
-every script but the rate limiter's, and ``_campaign.lua`` (per-tag campaign statistics) only
-for the scripts that update them (``CAMPAIGN_PRELUDE``).
+every script but the rate limiter's, ``_campaign.lua`` (per-tag campaign statistics) only
+for the scripts that update them (``CAMPAIGN_PRELUDE``), and ``_usage.lua`` (consumption per day,
+user, tag and sender) for settlement only (``SETTLE_PRELUDE``).
 
 A script is called the same way on a synchronous client (``script(keys, document)``) and on an
 asyncio one (``await script.call_async(keys, document)``).
@@ -42,6 +43,8 @@ SHARED = "worker.store"
 COMMON_PRELUDE: tuple[str, ...] = ("_common",)
 #: Prelude of the scripts that update a tag's campaign statistics.
 CAMPAIGN_PRELUDE: tuple[str, ...] = ("_common", "_campaign")
+#: Prelude of settle.lua: the campaign statistics and the consumption per period it keeps.
+SETTLE_PRELUDE: tuple[str, ...] = (*CAMPAIGN_PRELUDE, "_usage")
 
 KeysT = TypeVar("KeysT", bound=Mapping[str, object])
 DocT = TypeVar("DocT", bound=Mapping[str, object])

@@ -28,6 +28,7 @@
 --   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
 --   pull_cap: most SMS pull mode's receipt index holds,
 --   campaign: {key (index), service, tag, ttl_s, sent, failed, invalid, unknown, credits} | absent,
+--   usage: {key (index), user, tag, sender, sms, credits, unknown, ttl_s, max_values} | absent,
 --   resend: ["<entry>", ...]}
 -- `spent` is OVH's share plus what the request reserved for receivers whose outcome is unknown
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
@@ -192,6 +193,8 @@ end
 
 -- campaign statistics of the attempt's tag (lua/_campaign.lua) --------------------------------
 if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, published, now) end
+-- consumption per day, user, tag and sender (lua/_usage.lua)
+if doc.usage then usage_settled(KEYS[doc.usage.key], doc.usage) end
 
 requeue(KEY.buffer, KEY.buffer_meta, KEY.due, KEY.wake, a[3], a[4], doc.resend, now)
 redis.call("hset", attempt, "state", "settled", "by", doc.token, "published", cjson.encode(published))
