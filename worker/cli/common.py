@@ -78,11 +78,13 @@ _CREDENTIALS_HELP = (
 )
 
 
-def ovh_client(settings: Any) -> Any:
+def ovh_client(settings: Any, *, public: bool = False) -> Any:
     """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup.
 
     ``ConfigurationError`` with one line when ``OVH_ENDPOINT`` is not an endpoint python-ovh
     knows (nor a base URL) or when credentials are missing: which variable, never its value.
+    ``public``: for OVH's unsigned routes, which need no credentials: python-ovh still wants
+    keys to build a client, so placeholders stand in when none are configured (never sent).
     """
     import difflib
 
@@ -104,8 +106,10 @@ def ovh_client(settings: Any) -> Any:
     try:
         client = make_client(endpoint, timeout=timeout, **settings.ovh_credentials())
     except ovh.exceptions.InvalidConfiguration as exc:
+        if public:
+            return make_client(endpoint, timeout=timeout, application_key="-", application_secret="-")
         raise ConfigurationError(f"OVH credentials are missing or incomplete ({exc}): {_CREDENTIALS_HELP}") from None
-    if client._application_key and not client._consumer_key:
+    if client._application_key and not client._consumer_key and not public:
         raise ConfigurationError(
             "OVH_CONSUMER_KEY is not set (nor in ovh.conf): the application key needs a consumer key, "
             "which OVH gives when the application's access is granted"

@@ -49,24 +49,10 @@ def _known(settings: Any) -> list[str]:
     return list(dict.fromkeys(known))
 
 
-def _public_client(settings: Any) -> Any:
-    """python-ovh's client; with placeholder keys when none are configured, since python-ovh wants
-    some even for its unsigned calls (these calls sign nothing, so the keys are never used)."""
-    import ovh.exceptions
-
-    try:
-        return ovh_client(settings)
-    except ovh.exceptions.InvalidConfiguration:
-        from worker.ovhcloud.client import make_client
-
-        timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
-        return make_client(settings.ovh_endpoint, timeout=timeout, application_key="-", application_secret="-")
-
-
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     countries = _countries(args.country) if args.country else _known(settings)
-    client = _public_client(settings)
+    client = ovh_client(settings, public=True)
     extra = {"billingCountry": args.billing_country} if args.billing_country else {}
     rates = [client.get("/sms/rates/destinations", _need_auth=False, country=country, **extra) for country in countries]
     if args.json:

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = commands.add_parser("list", help="every sender with its status and OVH's comment")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = commands.add_parser("show", help="one sender")
-    show.add_argument("sender")
+    show.add_argument("sender", help="the sender, as OVH lists it")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add = commands.add_parser("add", help="declare a sender; OVH then validates it by hand")
     add.add_argument("sender", help=f"a name of {MAX_NAME} characters at most, or a phone number")
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--description", default="", help=f"for you ({MAX_DESCRIPTION} characters at most)")
     add.add_argument("--json", action="store_true", help="print JSON instead of a table")
     delete = commands.add_parser("delete", help="delete a sender (requests naming it are refused afterwards)")
-    delete.add_argument("sender")
+    delete.add_argument("sender", help="the sender to delete")
     delete.add_argument("--yes", action="store_true", help="really delete")
 
 
