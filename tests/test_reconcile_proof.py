@@ -21,12 +21,13 @@ import pytest
 from contracts import SendResult, SmsProducer
 from contracts.models import SendRequest
 from tests.helpers import read_events, redis_ms
+from tests.quota_fixtures import create_user
 from tests.waiting import wait_until
 from worker.app import App, build_app
 from worker.attempts.lease import Lease
-from worker.attempts.lifecycle import Attempt, Owner
-from worker.attempts.settlement import from_report
-from worker.attempts.steps import Settled
+from worker.attempts.lifecycle import Attempt, Look, Owner
+from worker.attempts.settlement import Sent, from_findings, from_report
+from worker.attempts.steps import Settled, SettleFirst
 from worker.batching.buffers import Due
 from worker.settings import Settings
 from worker.store import keys
@@ -61,8 +62,10 @@ def owner_of(app: App, name: str, lease_s: float = 60) -> tuple[Lease, Owner]:
     return lease, owner
 
 
-def stage_and_claim(app: App, owner: Owner, text: str, *, no_stop_clause: bool = True) -> tuple[str, Attempt]:
-    request = SendRequest(message=text, receivers=[NUMBER], priority="high", no_stop_clause=no_stop_clause)
+def stage_and_claim(
+    app: App, owner: Owner, text: str, *, no_stop_clause: bool = True, user: str | None = None
+) -> tuple[str, Attempt]:
+    request = SendRequest(message=text, receivers=[NUMBER], priority="high", no_stop_clause=no_stop_clause, user=user)
     assert app.accept([request.model_dump(mode="json")], lane="high") == ["staged"]
     found = app.buffers.peek(["high"])
     assert isinstance(found, Due)
@@ -236,3 +239,89 @@ def test_a_look_reads_each_candidates_proof_mark_once(redis_url, redis_client, s
     reads = redis_client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0)
     assert reads <= 3 * 30, reads  # once at the look, once in the settle step, and a few others
     assert app.reconcilers[0].calls == 1 + 30
+
+
+# -- an SMS made through one user is never proof for another user's (or the account's) request --
+
+
+def made_late(app: App, owner: Owner, attempt: Attempt) -> int:
+    """``attempt``'s call carried out by OVH and its answer lost: ambiguous, its SMS in OVH's
+    records (made through its own user), owned by nobody yet; the SMS's id."""
+    assert app.attempts.call(owner, attempt.call_id, 1).done
+    body = {**attempt.meta.body, "receivers": [NUMBER]}
+    [sms_id] = app.dispatchers[0].gateway.send_job(attempt.service, attempt.login, body)["ids"]  # type: ignore[arg-type]
+    assert app.attempts.ambiguous(owner, attempt.call_id, 1, "answer lost").done
+    return int(sms_id)
+
+
+def assert_each_result_claims_its_users_sms(client: Any, sandbox: Any, users: dict[str, str | None]) -> None:
+    made_through = {sms["id"]: sms["login"] for sms in sandbox.control.sent()}
+    results = sent_results(client)
+    for request_id, user in users.items():
+        [outcome] = results[request_id].receivers
+        assert outcome.status == "sent" and made_through[outcome.ovh_id] == user, (request_id, outcome, made_through)
+
+
+def test_an_account_level_sms_is_not_proof_for_a_users_request(redis_url, redis_client, sandbox) -> None:
+    # Given alice's code answered 502 without OVH carrying it out, and the same code to the same
+    # number sent at the account level, carried out by OVH but its answer lost: both ambiguous
+    create_user(sandbox, "alice")
+    app = idle(redis_url, sandbox, quotas={"alice": {"quota": 100}})
+    _, owner = owner_of(app, "w1")
+    sandbox.control.add_fault("502", next=1)
+    alice_id, alice = stage_and_claim(app, owner, "Your code is 1234", user="alice")
+    app.dispatchers[0].send(alice, owner)
+    account_id, account = stage_and_claim(app, owner, "Your code is 1234")
+    made_late(app, owner, account)
+    # When alice's call is looked at (the account's SMS in its window, to its number, same text)
+    loaded = app.attempts.load(alice.call_id)
+    assert loaded is not None
+    app.reconcilers[0].reconcile(loaded)
+    first_look = app.reconcilers[0].calls
+    reconcile_until_settled(app, alice.call_id, owner)
+    reconcile_until_settled(app, account.call_id, owner)
+    # Then the account's SMS was not taken: alice's call was proven absent in time and sent again
+    # through alice; the account's call found its own SMS (before: alice's request claimed the
+    # account's SMS, paid by the account, and the account's request was sent again)
+    assert_each_result_claims_its_users_sms(redis_client, sandbox, {alice_id: "alice", account_id: None})
+    assert_each_sms_proves_one_result(redis_client, sandbox)
+    # and telling them apart cost one more lookup: alice's own listing (OVH's records do not say
+    # which user made an SMS)
+    assert first_look == 3  # the window's listing, the SMS read, alice's listing
+
+
+def test_a_look_without_another_users_attempt_costs_no_extra_lookup(redis_url, redis_client, sandbox) -> None:
+    # Given a user's code carried out by OVH, its answer lost, and no other attempt
+    create_user(sandbox, "alice")
+    app = idle(redis_url, sandbox, quotas={"alice": {"quota": 100}})
+    _, owner = owner_of(app, "w1")
+    request_id, attempt = stage_and_claim(app, owner, "Your code is 1234", user="alice")
+    made_late(app, owner, attempt)
+    # When it is reconciled
+    reconcile_until_settled(app, attempt.call_id, owner)
+    # Then its SMS was found with the window's listing and one read, no user's listing
+    assert app.reconcilers[0].calls == 2
+    assert_each_result_claims_its_users_sms(redis_client, sandbox, {request_id: "alice"})
+
+
+def test_the_settle_step_refuses_an_sms_another_users_ambiguous_call_may_own(redis_url, redis_client, sandbox) -> None:
+    # Given the account's code answered 502 without OVH carrying it out, and alice's same code
+    # carried out by OVH, its answer lost: ambiguous, its SMS owned by nobody yet
+    create_user(sandbox, "alice")
+    app = idle(redis_url, sandbox, quotas={"alice": {"quota": 100}})
+    _, owner = owner_of(app, "w1")
+    sandbox.control.add_fault("502", next=1)
+    _, account = stage_and_claim(app, owner, "Your code is 1234")
+    app.dispatchers[0].send(account, owner)
+    _, alice = stage_and_claim(app, owner, "Your code is 1234", user="alice")
+    sms_id = made_late(app, owner, alice)
+    loaded = app.attempts.load(account.call_id)
+    assert loaded is not None
+    # When a reconciler whose look did not take alice's call into account (it became ambiguous
+    # after the look read the unresolved attempts) settles the account's call with that SMS
+    outcome = from_findings(loaded, {NUMBER: Sent(sms_id, 1.0)}, default_queue="sms-results")
+    look = Look("look-1", redis_ms(redis_client), in_flight=(alice.call_id,), rivals=())
+    reply = app.attempts.settle(loaded, outcome, owner=None, look=look)
+    # Then the step refuses before writing anything: look again (alice's call may own it)
+    assert reply == SettleFirst(alice.call_id)
+    assert app.attempts.load(account.call_id) is not None and not redis_client.exists(keys.sms(sms_id))

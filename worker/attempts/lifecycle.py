@@ -164,12 +164,15 @@ class Held:
 
 @dataclass(frozen=True, slots=True)
 class Look:
-    """What a reconciler saw, for the step that settles from it: its token, and the in-flight
-    attempts (``in_flight``) it read at ``listed_at`` (Redis ms), after its look at OVH's records."""
+    """What a reconciler saw, for the step that settles from it: its token; the attempts claimed,
+    calling or ambiguous (``in_flight``) it read at ``listed_at`` (Redis ms), after its look at
+    OVH's records; and ``rivals``: the unresolved attempts of another login with the same proof
+    key and receivers that its look took into account (it checked whose each SMS found was)."""
 
     token: str
     listed_at: int
     in_flight: tuple[str, ...] = ()
+    rivals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +473,7 @@ class Attempts:
             "found": sorted({o["receiver"] for s in outcome.settlements for o in s.outcomes if o["status"] == "sent"}),
             "listed_at": look.listed_at if look is not None else 0,
             "others": [{"id": c, "key": refs(keys.attempt(c))} for c in look.in_flight] if look is not None else [],
+            "rivals": list(look.rivals) if look is not None else [],
             "tracking_ttl_s": self.tracking_ttl_s,
             "tracking": tracking,
             "pull_cap": self.pull_cap,

@@ -25,6 +25,17 @@ look waits for it to settle: its SMS are its own. The settle step checks again, 
 no SMS found is another call's and no such attempt is calling, and marks the SMS found as this
 call's; so two reconcilers, or a reconciler and an owner, never count one SMS twice.
 
+The account's records list every user's SMS too (those sent through ``users/{login}/jobs``), and
+``sms.Outgoing`` does not say through which user. When another unresolved attempt (claimed,
+calling or ambiguous) with the same proof key and receiver belongs to another user (or to the
+account, for a user's attempt) — rare: the same text to the same number from two users at once —
+an SMS found for that receiver counts only if it is the right user's: for a user's attempt it
+must be in that user's own listing (``GET /sms/{sn}/users/{login}/outgoing?receiver=``), for an
+account-level attempt in none of those users' listings (the pending jobs likewise, through
+``.../users/{login}/jobs``). One more lookup per (user, receiver) concerned, none when no such
+attempt exists. The settle step refuses (``SettleFirst``) while an attempt of another user that
+the look did not take into account is ambiguous with a receiver it found.
+
 Receivers found are settled ``sent`` with OVH's id and credits. Receivers missing from a look made
 after the attempt's ``absent_after`` (its last try's deadline plus ``reconcile_grace_s``: time for
 OVH's records to show a call that was carried out) are proven absent and staged again, in the
@@ -39,7 +50,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -79,6 +90,16 @@ class _Abandon(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Others:
+    """The other unresolved attempts (claimed, calling or ambiguous) with an attempt's proof key
+    and one of its receivers, as a look reads them before it looks at OVH's records."""
+
+    calling: frozenset[str]  # receivers of the attempt another such attempt is calling
+    rivals: dict[str, frozenset[str | None]]  # receiver -> the other logins (None: the account) of such attempts
+    rival_ids: tuple[str, ...]  # those attempts of another login: the ones this look takes into account
+
+
+@dataclass(frozen=True, slots=True)
 class _Record:
     """One SMS in OVH's records, as a look reads it."""
 
@@ -109,6 +130,7 @@ class Reconciler:
         self.telemetry = telemetry or Telemetry()
         self.calls = 0  # OVH calls made, for tests and the README's figures
         self._lookups = 0  # OVH calls of the look in progress
+        self._users_sms: dict[tuple[str, str, str], set[int]] = {}  # of the look in progress: see _user_sms
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -136,8 +158,10 @@ class Reconciler:
     def reconcile(self, attempt: Attempt) -> bool:
         """One look at ``attempt``; ``True`` when it was settled."""
         self._lookups = 0
+        self._users_sms = {}
         looked_at = self._redis_ms()
         wanted = {entry.receiver for entry in attempt.entries}
+        others = self._others(attempt, wanted)
         sent: dict[str, Sent] = {}
         refused: dict[str, str] = {}
         if attempt.report is not None:
@@ -147,35 +171,36 @@ class Reconciler:
         missing = wanted - set(sent) - set(refused)
         how = "OVH's recorded answer"
         if missing:
-            if self._calling_with(attempt, missing):
+            if others.calling & missing:
                 self.attempts.look_again(attempt.call_id, looked_at + WAIT_FOR_CALLING_MS)
                 return False
             how = "OVH's records"
             try:
-                sent.update(self.look_up(attempt, missing))
+                sent.update(self.look_up(attempt, missing, others.rivals))
             except (GatewayError, _Abandon) as exc:
                 if looked_at >= attempt.deadline_ms:
                     reason = f"OVH's records could not be read before the reconciliation deadline: {exc}"
                     outcome = from_findings(
                         attempt, sent, refused=refused, unknown_reason=reason, default_queue=self.default_queue
                     )
-                    return self._settle(attempt, outcome, reason)
+                    return self._settle(attempt, outcome, reason, others)
                 log.info("call %s: OVH's records not read (%s); looking again later", attempt.call_id, exc)
                 self.attempts.look_again(attempt.call_id, looked_at + RETRY_LOOK_MS)
                 return False
             missing -= set(sent)
         if not missing:
             outcome = from_findings(attempt, sent, refused=refused, default_queue=self.default_queue)
-            return self._settle(attempt, outcome, f"all found in {how}")
+            return self._settle(attempt, outcome, f"all found in {how}", others)
         if looked_at >= attempt.absent_after_ms:
             outcome = from_findings(attempt, sent, refused=refused, resend=missing, default_queue=self.default_queue)
-            return self._settle(attempt, outcome, f"{len(missing)} proven absent, sent again")
+            return self._settle(attempt, outcome, f"{len(missing)} proven absent, sent again", others)
         self.attempts.look_again(attempt.call_id, attempt.absent_after_ms)
         return False
 
-    def _settle(self, attempt: Attempt, outcome: Outcome, how: str) -> bool:
-        listed_at, in_flight = self._in_flight()
-        look = Look(uuid.uuid4().hex, listed_at, tuple(c for c in in_flight if c != attempt.call_id))
+    def _settle(self, attempt: Attempt, outcome: Outcome, how: str, others: _Others) -> bool:
+        listed_at, unresolved = self._unresolved()
+        others_then = tuple(c for c in unresolved if c != attempt.call_id)
+        look = Look(uuid.uuid4().hex, listed_at, others_then, others.rival_ids)
         reply = self.attempts.settle(attempt, outcome, owner=None, look=look)
         if isinstance(reply, steps.ProofTaken):
             log.info("call %s: SMS %s is another call's proof; looking again", attempt.call_id, reply.ovh_id)
@@ -206,33 +231,55 @@ class Reconciler:
 
     # -- what other attempts hold -----------------------------------------------------------------
 
-    def _in_flight(self) -> tuple[int, list[str]]:
-        """Redis ms now and the attempts claimed or calling then, read in one atomic step."""
+    def _unresolved(self) -> tuple[int, list[str]]:
+        """Redis ms now and the attempts claimed, calling or ambiguous then, read in one atomic step."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.time()
             pipe.zrange(keys.INFLIGHT, 0, -1)
-            (seconds, micros), members = pipe.execute()
-        return int(seconds) * 1000 + int(micros) // 1000, [scripts.text(m) for m in members]
+            pipe.zrange(keys.RECONCILE, 0, -1)
+            (seconds, micros), in_flight, ambiguous = pipe.execute()
+        members = dict.fromkeys(scripts.text(m) for m in [*in_flight, *ambiguous])  # deduped, in order
+        return int(seconds) * 1000 + int(micros) // 1000, list(members)
 
-    def _calling_with(self, attempt: Attempt, receivers: set[str]) -> bool:
-        """Whether another attempt with the same proof key is calling one of ``receivers``."""
-        _, members = self._in_flight()
+    def _others(self, attempt: Attempt, receivers: set[str]) -> _Others:
+        """The other unresolved attempts with ``attempt``'s proof key and one of ``receivers``:
+        two Redis round trips (states and metas of every unresolved attempt), and a third for the
+        entries of those with the same proof key, if any."""
+        _, members = self._unresolved()
         others = [m for m in members if m != attempt.call_id]
         if not others:
-            return False
+            return _Others(frozenset(), {}, ())
         with self.redis.pipeline(transaction=False) as pipe:
             for call_id in others:
-                pipe.hmget(keys.attempt(call_id), "state", "meta", "entries")
+                pipe.hmget(keys.attempt(call_id), "state", "meta")
             rows = pipe.execute()
-        for state, meta, entries in rows:
-            if state is None or scripts.text(state) != "calling" or meta is None:
+        alike: list[tuple[str, str, str | None]] = []  # (call id, state, login)
+        for call_id, (state, meta) in zip(others, rows, strict=True):
+            if state is None or meta is None or scripts.text(state) not in ("claimed", "calling", "ambiguous"):
                 continue
-            if CallMeta.decode(meta).proof != attempt.meta.proof:
+            other = CallMeta.decode(meta)
+            if other.proof == attempt.meta.proof:
+                alike.append((call_id, scripts.text(state), other.login))
+        if not alike:
+            return _Others(frozenset(), {}, ())
+        with self.redis.pipeline(transaction=False) as pipe:
+            for call_id, _, _ in alike:
+                pipe.hget(keys.attempt(call_id), "entries")
+            entries = pipe.execute()
+        calling: set[str] = set()
+        rivals: dict[str, set[str | None]] = {}
+        rival_ids = []
+        for (call_id, state, login), raw in zip(alike, entries, strict=True):
+            held = {Entry.decode(line).receiver for line in scripts.text(raw or "").split("\n") if line} & receivers
+            if not held:
                 continue
-            held = {Entry.decode(line).receiver for line in scripts.text(entries).split("\n") if line}
-            if held & receivers:
-                return True
-        return False
+            if state == "calling":
+                calling |= held
+            if login != attempt.login:
+                rival_ids.append(call_id)
+                for receiver in held:
+                    rivals.setdefault(receiver, set()).add(login)
+        return _Others(frozenset(calling), {r: frozenset(ls) for r, ls in rivals.items()}, tuple(rival_ids))
 
     def _proof_of_others(self, attempt: Attempt, ids: Iterable[int]) -> set[int]:
         """Of ``ids``, those marked as another call's proof."""
@@ -256,9 +303,13 @@ class Reconciler:
         self._lookups += 1
         return self.api.get(path, **params)
 
-    def look_up(self, attempt: Attempt, wanted: set[str]) -> dict[str, Sent]:
+    def look_up(
+        self, attempt: Attempt, wanted: set[str], rivals: dict[str, frozenset[str | None]] | None = None
+    ) -> dict[str, Sent]:
         """Receivers of ``attempt`` OVH created an SMS for in the call's window, with its id and
-        credits: SMS marked as another call's proof and other texts left out."""
+        credits: SMS marked as another call's proof, other texts, and for a receiver in ``rivals``
+        (its other logins' unresolved attempts, ``_others``) other users' SMS left out."""
+        rivals = rivals or {}
         body = attempt.meta.body
         service = attempt.service
         offset_s = self.gateway.ovh_now() - self._redis_ms() / 1000
@@ -277,10 +328,16 @@ class Reconciler:
             params["receiver"] = next(iter(wanted))
         sent: dict[str, Sent] = {}
         ids = self._get(f"/sms/{service}/outgoing", **params)
-        self._read(f"/sms/{service}/outgoing", self._candidates(attempt, ids), attempt.meta, wanted, sent)
+        outgoing = self._candidates(attempt, ids)
+        self._read(
+            f"/sms/{service}/outgoing", outgoing, attempt, wanted, sent, lambda r: self._whose(attempt, r, rivals)
+        )
         if wanted - set(sent) and may_be_pending(body, called_s, called_s + try_s):
-            jobs = f"/sms/{service}/jobs" if attempt.login is None else f"/sms/{service}/users/{attempt.login}/jobs"
-            self._read(jobs, self._candidates(attempt, self._get(jobs)), attempt.meta, wanted, sent)
+            if attempt.login is None:  # the account's pending jobs hold its users' too
+                jobs, own = f"/sms/{service}/jobs", (lambda r: self._whose(attempt, r, rivals, kind="jobs"))
+            else:  # only the user's own
+                jobs, own = f"/sms/{service}/users/{attempt.login}/jobs", (lambda r: True)
+            self._read(jobs, self._candidates(attempt, self._get(jobs)), attempt, wanted, sent, own)
         return sent
 
     def _candidates(self, attempt: Attempt, ids: Iterable[int]) -> list[int]:
@@ -289,16 +346,65 @@ class Reconciler:
         others = self._proof_of_others(attempt, ids)  # one round trip for the whole listing
         return [i for i in ids if i not in others]
 
-    def _read(self, path: str, ids: list[int], meta: CallMeta, wanted: set[str], sent: dict[str, Sent]) -> None:
-        """Read each id until every wanted receiver is found; ids beyond ``max_lookups`` wait."""
+    def _read(
+        self,
+        path: str,
+        ids: list[int],
+        attempt: Attempt,
+        wanted: set[str],
+        sent: dict[str, Sent],
+        own: Callable[[_Record], bool],
+    ) -> None:
+        """Read each id until every wanted receiver is found; ids beyond ``max_lookups`` wait.
+        A record counts when its receiver is wanted, its text the call's, and ``own`` says it
+        was made through the attempt's own user (or the account)."""
         if len(ids) > self.max_lookups:
             raise _Abandon(f"{len(ids)} candidate SMS to read, more than {self.max_lookups} allowed per look")
         for sms_id in ids:
             if not wanted - set(sent):
                 return
             record = _parse(self._get(f"{path}/{sms_id}"))
-            if record.receiver in wanted and record.receiver not in sent and same_text(record.message, meta):
+            if (
+                record.receiver in wanted
+                and record.receiver not in sent
+                and same_text(record.message, attempt.meta)
+                and own(record)
+            ):
                 sent[record.receiver] = Sent(record.ovh_id, record.credits)
+
+    def _whose(
+        self, attempt: Attempt, record: _Record, rivals: dict[str, frozenset[str | None]], *, kind: str = "outgoing"
+    ) -> bool:
+        """Whether ``record``, an SMS of the account's records that matches ``attempt``, was made
+        through the attempt's own user (``attempt.login``, or the account when None), where other
+        logins' unresolved attempts (``rivals``) could have made it: a user's SMS is in that
+        user's listing, an account-level SMS in none of its users'."""
+        logins = rivals.get(record.receiver)
+        if not logins:
+            return True  # nobody else could have made it: no lookup
+        if attempt.login is not None:
+            return record.ovh_id in self._user_sms(attempt, attempt.login, record.receiver, kind)
+        return not any(
+            record.ovh_id in self._user_sms(attempt, login, record.receiver, kind) for login in logins if login
+        )
+
+    def _user_sms(self, attempt: Attempt, login: str, receiver: str, kind: str) -> set[int]:
+        """Ids of the SMS made through user ``login``: its outgoing SMS to ``receiver`` with the
+        call's sender and tag (``GET .../users/{login}/outgoing``: OVH offers no date filter
+        there), or its pending jobs; one lookup per (login, receiver) and look, at most
+        ``max_lookups`` per look."""
+        key = (kind, login, receiver if kind == "outgoing" else "")  # pending jobs: no filter at OVH
+        if key in self._users_sms:
+            return self._users_sms[key]
+        if len(self._users_sms) >= self.max_lookups:
+            raise _Abandon(f"more than {self.max_lookups} users' listings to read in one look")
+        params: dict[str, str] = {}
+        if kind == "outgoing":
+            body = attempt.meta.body
+            params = {"receiver": receiver, **{name: body[name] for name in ("sender", "tag") if body.get(name)}}
+        ids = {int(i) for i in self._get(f"/sms/{attempt.service}/users/{login}/{kind}", **params)}
+        self._users_sms[key] = ids
+        return ids
 
 
 def _parse(raw: Any) -> _Record:

@@ -284,8 +284,9 @@ class SettleDocument(TypedDict):
     owned_ttl_s: int
     proof: str
     found: list[str]  # reconciler: receivers it found an SMS for
-    listed_at: int  # reconciler: Redis ms when it read the in-flight set
-    others: list[InFlight]  # reconciler: the in-flight attempts it read then
+    listed_at: int  # reconciler: Redis ms when it read the in-flight and ambiguous sets
+    others: list[InFlight]  # reconciler: the attempts claimed, calling or ambiguous it read then
+    rivals: list[str]  # reconciler: call ids of other logins' attempts its look took into account
     tracking_ttl_s: int
     tracking: list[SettleTracking]
     pull_cap: int
@@ -320,7 +321,8 @@ class ProofTaken:
 
 @dataclass(frozen=True, slots=True)
 class SettleFirst:
-    """An attempt still calling with the same receiver and text may own an SMS found: it settles first."""
+    """An attempt still calling with the same receiver and text may own an SMS found: it settles
+    first; or an ambiguous one of another user the look did not take into account may: look again."""
 
     call_id: str
 

@@ -23,8 +23,10 @@
 --   owned: [{key (index of keys.sms(id)), id}]: every SMS this settlement says was sent,
 --   owned_ttl_s: how long such a mark lasts at least,
 --   (reconciler) proof: the attempt's proof key (CallMeta.proof), found: the receivers it found
---   SMS for, listed_at: Redis ms when it read the in-flight set (after its look at OVH's records),
---   others: [{id, key (index of keys.attempt(id))}] of the in-flight attempts it read then,
+--   SMS for, listed_at: Redis ms when it read the in-flight and ambiguous sets (after its look at
+--   OVH's records), others: [{id, key (index of keys.attempt(id))}] of the attempts claimed,
+--   calling or ambiguous it read then, rivals: [call id] of those of another login (user, or the
+--   account) with the same proof key whose SMS its look told apart from this call's,
 --   tracking_ttl_s, tracking: [{key, id, fields: {request_id, receiver, sent_at, ...}}],
 --   pull_cap: most SMS pull mode's receipt index holds,
 --   campaign: {key (index), service, tag, ttl_s, sent, failed, invalid, unknown, credits} | absent,
@@ -35,7 +37,8 @@
 -- Returns {"settled", status of each result published...}, {"already", statuses...} (this
 -- caller settled it before), {"refused", why} (this caller may not settle it: fenced out,
 -- settled by another, gone), {"taken", ovh id} (reconciler: that SMS is another call's proof),
--- or {"wait", call id} (reconciler: an attempt still calling may own an SMS found: settle after it).
+-- or {"wait", call id} (reconciler: an attempt still calling may own an SMS found: settle after
+-- it; or an ambiguous attempt of another login, not among rivals, may: look again).
 local attempt, lease, inflight, reconcile = KEY.attempt, KEY.lease, KEY.inflight, KEY.reconcile
 local stats = KEY.stats
 local doc = cjson.decode(ARGV[1])
@@ -55,19 +58,27 @@ else
         local holder = redis.call("hget", KEYS[sms.key], "call_id")
         if holder and holder ~= doc.call_id then return {"taken", int(sms.id)} end
     end
-    -- and an attempt still calling with the same receiver and text may own one: it settles first.
-    -- Attempts claimed after the reconciler read the in-flight set (after its look at OVH's
-    -- records) cannot have made an SMS it saw; those it read are in `others`.
+    -- and an attempt still calling with the same receiver and text may own one: it settles first;
+    -- an ambiguous one of another login (OVH's records do not say which user made an SMS) may
+    -- too, unless the look told their SMS apart (`rivals`): look again. Attempts claimed after
+    -- the reconciler read the in-flight set (after its look at OVH's records) cannot have made an
+    -- SMS it saw; those it read, in flight or ambiguous, are in `others`.
     if #doc.found > 0 then
-        local key_of = {}
-        for _, o in ipairs(doc.others) do key_of[o.id] = KEYS[o.key] end
+        local in_others, rival = {}, {}
+        for _, o in ipairs(doc.others) do in_others[o.id] = true end
+        for _, id in ipairs(doc.rivals) do rival[id] = true end
         for _, other in ipairs(redis.call("zrangebyscore", inflight, "-inf", doc.listed_at)) do
-            if other ~= doc.call_id then
-                if not key_of[other] then return {"wait", other} end
-                local o = redis.call("hmget", key_of[other], "state", "meta", "entries")
-                if o[1] == "calling" and cjson.decode(o[2]).proof == doc.proof then
+            if other ~= doc.call_id and not in_others[other] then return {"wait", other} end
+        end
+        local login = cjson.decode(a[4]).login
+        for _, o in ipairs(doc.others) do
+            local other = redis.call("hmget", KEYS[o.key], "state", "meta")
+            if other[1] == "calling" or (other[1] == "ambiguous" and not rival[o.id]) then
+                local meta = cjson.decode(other[2])
+                if meta.proof == doc.proof and (other[1] == "calling" or meta.login ~= login) then
+                    local entries = redis.call("hget", KEYS[o.key], "entries")
                     for _, receiver in ipairs(doc.found) do
-                        if string.find(o[3], "|" .. receiver .. "|", 1, true) then return {"wait", other} end
+                        if string.find(entries, "|" .. receiver .. "|", 1, true) then return {"wait", o.id} end
                     end
                 end
             end
