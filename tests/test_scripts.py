@@ -13,16 +13,20 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+import redis
 
 from contracts import QuotaAlert, SendResult, SmsProducer, parse_event
 from contracts.models import SendRequest
-from tests.helpers import read_queue
+from tests.helpers import read_queue, redis_ms
 from tests.quota_fixtures import create_user
+from tests.waiting import wait_until
 from worker.accounting.quotas import QuotaStore, UserQuota
 from worker.app import App, build_app
+from worker.attempts.bulk import BulkAttempt, BulkAttempts, DocumentRef
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Outcome, Owner
 from worker.batching.buffers import Due
+from worker.campaigns.outcomes import CampaignRecord, RowOutcome, RowResults
 from worker.settings import Settings
 from worker.store import keys
 
@@ -258,8 +262,251 @@ def test_every_script_has_its_refusals_driven_here() -> None:
         "quota_set", "poison", "dlq_replay", "campaign_delivery", "campaign_opt_out", "campaign_numbers",
         "report", "reply", "claim_receipts", "rate_limit",
     }  # fmt: skip
-    # Bulk mode's steps (worker/attempts/bulk.py, worker/campaigns/outcomes.py) came with the
-    # campaigns' bulk sends after this test was written: their refusals are not driven here yet.
-    not_yet = {"bulk", "bulk_rows"}
-    assert names - not_yet == covered, (names - not_yet) ^ covered
+    covered |= {"bulk", "bulk_rows"}  # bulk mode's steps: test_bulk_* below
+    assert names == covered, names ^ covered
     assert all(name in source for name in covered)
+
+
+# -- bulk mode's steps (worker/attempts/bulk.py, worker/campaigns/outcomes.py) --------------------
+
+
+def changed(client: Any, step: Any) -> tuple[Any, list[bytes]]:
+    """``step``'s reply and the keys it changed."""
+    before = snapshot(client)
+    reply = step()
+    after = snapshot(client)
+    return reply, sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def bulk_campaign(client: Any, campaign_id: str, state: str = "running", *, due_ms: int = 0) -> DocumentRef:
+    """A bulk campaign's record as ``sms-worker campaign send`` leaves it, with document 0 due."""
+    ref = DocumentRef(campaign_id, 0)
+    client.hset(keys.bulk_campaign(campaign_id), mapping={"state": state, "documents": 1})
+    client.zadd(keys.BULK_DUE, {ref.member: due_ms})
+    return ref
+
+
+@pytest.fixture
+def bulk(redis_client) -> BulkAttempts:
+    return BulkAttempts(redis_client, attempt_ttl_s=3600, grace_ms=1000, deadline_ms=60_000)
+
+
+def test_bulk_steps_refused_write_nothing(bulk, redis_client) -> None:
+    owner, other = live_owner(redis_client), live_owner(redis_client, "w3")
+    stranger = Owner("w2", uuid.uuid4().hex)
+    ref = bulk_campaign(redis_client, "c-running")
+    paused, cancelled = (
+        bulk_campaign(redis_client, "c-paused", "paused"),
+        bulk_campaign(redis_client, "c-x", "cancelled"),
+    )
+    later = bulk_campaign(redis_client, "c-later", due_ms=redis_ms(redis_client) + 3_600_000)
+    seen = BulkAttempt(ref, "ambiguous", ambiguous_at_ms=1)  # what a reconciler looked at: not this document's
+    # a document due, without an attempt
+    refusals: dict[str, tuple[Any, Any]] = {
+        "claim by a worker without a lease": (lambda: bulk.claim(stranger, ref), "nolease"),
+        "claim of a paused campaign's document": (lambda: bulk.claim(owner, paused), "paused"),
+        "claim of a cancelled campaign's document": (lambda: bulk.claim(owner, cancelled), "cancelled"),
+        "claim of a document not due yet": (lambda: bulk.claim(owner, later), "notdue"),
+        "call without an attempt": (lambda: bulk.call(owner, ref), False),
+        "uncall without an attempt": (lambda: bulk.uncall(owner, ref), False),
+        "release without an attempt": (lambda: bulk.release(owner, ref), False),
+        "ambiguous without an attempt": (lambda: bulk.ambiguous(owner, ref, "why"), False),
+        "settle without an attempt": (lambda: bulk.settle(ref, "sent", owner=owner, rows=3), False),
+        "a reconciler's settle without an attempt": (
+            lambda: bulk.settle(ref, "sent", owner=None, rows=3, looked_at=seen),
+            False,
+        ),
+        "absent without an attempt": (lambda: bulk.absent(seen), False),
+        "answer without an attempt": (lambda: bulk.answer(ref, {"ids": []}), ""),
+        "sweep with nothing in flight": (lambda: bulk.sweep("why"), []),
+    }
+    for name, (step, expected) in refusals.items():
+        assert changed(redis_client, step) == (expected, []), name
+    # a document being called
+    assert bulk.claim(owner, ref) == "ok"
+    redis_client.zadd(keys.BULK_DUE, {ref.member: 0})  # a stale entry (a re-run racing the claim)
+    reply, keys_changed = changed(redis_client, lambda: bulk.claim(other, ref))
+    assert (reply, keys_changed) == ("taken", [keys.BULK_DUE.encode()])  # only the stale entry tidied away
+    assert redis_client.zscore(keys.BULK_DUE, ref.member) is None
+    refusals = {
+        "claim by another worker": (lambda: bulk.claim(other, ref), "taken"),
+        "call by another worker": (lambda: bulk.call(stranger, ref), False),
+        "uncall by another worker": (lambda: bulk.uncall(other, ref), False),
+        "release of a document being called": (lambda: bulk.release(owner, ref), False),
+        "ambiguous by another worker": (lambda: bulk.ambiguous(other, ref, "why"), False),
+        "settle by another worker": (lambda: bulk.settle(ref, "sent", owner=other, rows=3), False),
+        "a reconciler's settle of a call not ambiguous": (
+            lambda: bulk.settle(ref, "sent", owner=None, rows=3, looked_at=seen),
+            False,
+        ),
+        "absent of a call not ambiguous": (lambda: bulk.absent(seen), False),
+        "sweep while the owner lives": (lambda: bulk.sweep("why"), []),
+    }
+    for name, (step, expected) in refusals.items():
+        assert changed(redis_client, step) == (expected, []), name
+    # the same document, ambiguous: a reconciler's steps must name the call they looked at
+    assert bulk.ambiguous(owner, ref, "timeout")
+    refusals = {
+        "a reconciler's settle of another call": (
+            lambda: bulk.settle(ref, "sent", owner=None, rows=3, looked_at=seen),
+            False,
+        ),
+        "absent of another call": (lambda: bulk.absent(seen), False),
+        "call of an ambiguous call": (lambda: bulk.call(owner, ref), False),
+        "settle by its owner once ambiguous": (lambda: bulk.settle(ref, "sent", owner=owner, rows=3), False),
+    }
+    for name, (step, expected) in refusals.items():
+        assert changed(redis_client, step) == (expected, []), name
+    # a campaign gone: its document's claim tidies the due entry away and writes nothing else
+    gone = DocumentRef("c-gone", 0)
+    redis_client.zadd(keys.BULK_DUE, {gone.member: 0})
+    assert changed(redis_client, lambda: bulk.claim(owner, gone)) == ("gone", [keys.BULK_DUE.encode()])
+
+
+def test_bulk_steps_with_a_malformed_document_write_nothing(bulk, redis_client) -> None:
+    # Given a document being called, and steps whose documents lack what they write with
+    owner = live_owner(redis_client)
+    ref = bulk_campaign(redis_client, "c1")
+    assert bulk.claim(owner, ref) == "ok"
+    malformed = {
+        "settle with an outcome that is not one": {"outcome": "maybe", "rows": 3},
+        "settle without rows": {"outcome": "sent"},
+        "settle with rows that are not a whole number": {"outcome": "sent", "rows": 2.5},
+        "release to a due time that is not one": {"due_ms": "soon"},
+        "ambiguous without a grace": {"reason": "why", "deadline_ms": 1000},
+    }
+    ops = {"settle": "settle", "release": "release", "ambiguous": "ambiguous"}
+    for name, fields in malformed.items():
+        op = ops[name.split()[0]]
+        # Then each is refused before its first write (before: a settle without whole rows
+        # marked the document sent and counted it, then failed before counting its rows and
+        # tracking their outcomes; a release to a bad due time deleted the attempt, then failed
+        # to make the document due: neither due nor attempted, never sent; an outcome that is
+        # not one was written as the attempt's state)
+        before = snapshot(redis_client)
+        with pytest.raises(redis.ResponseError, match=f"bulk {op}: "):
+            bulk._run(op, ref, owner, **fields)
+        assert snapshot(redis_client) == before, name
+    loaded = bulk.load(ref)
+    assert loaded is not None and loaded.state == "calling"
+
+
+def test_bulk_steps_sent_again_after_a_lost_reply_apply_once(bulk, redis_client) -> None:
+    """Each step run twice, as after a reply lost on the way back: the second run answers as
+    the first did where the attempt is still there to say so, and writes nothing."""
+    owner = live_owner(redis_client)
+    ref = bulk_campaign(redis_client, "c1")
+    twice: list[tuple[str, Any, Any]] = [
+        ("claim", lambda: bulk.claim(owner, ref), "same"),
+        ("uncall", lambda: bulk.uncall(owner, ref), True),
+        ("call", lambda: bulk.call(owner, ref), True),
+        ("ambiguous", lambda: bulk.ambiguous(owner, ref, "timeout"), True),
+    ]
+    first = {"claim": "ok"}
+    for name, step, again in twice:
+        assert step() == first.get(name, True), name
+        assert changed(redis_client, step) == (again, []), name
+    looked_at = bulk.load(ref)
+    assert looked_at is not None and looked_at.ambiguous_at_ms > 0
+    settle = lambda: bulk.settle(ref, "sent", owner=None, rows=3, looked_at=looked_at)  # noqa: E731
+    assert settle()
+    assert changed(redis_client, settle) == (True, [])
+    # an owner's settle and a release, on a second document
+    other = DocumentRef("c1", 1)
+    redis_client.zadd(keys.BULK_DUE, {other.member: 0})
+    assert bulk.claim(owner, other) == "ok"
+    owner_settle = lambda: bulk.settle(other, "failed", owner=owner, rows=3, reason="refused")  # noqa: E731
+    assert owner_settle()
+    assert changed(redis_client, owner_settle) == (True, [])
+    third = DocumentRef("c1", 2)
+    redis_client.zadd(keys.BULK_DUE, {third.member: 0})
+    assert bulk.claim(owner, third) == "ok" and bulk.uncall(owner, third)
+    assert bulk.release(owner, third)
+    assert changed(redis_client, lambda: bulk.release(owner, third)) == (False, [])  # gone once released
+
+
+def test_a_reconcilers_absent_sent_again_leaves_a_newer_call_alone(bulk, redis_client) -> None:
+    # Given a document's call ambiguous, proven absent by a reconciler whose reply was lost, and
+    # the document claimed again meanwhile, its new call ambiguous too (it may have been sent)
+    owner = live_owner(redis_client)
+    ref = bulk_campaign(redis_client, "c1")
+    assert bulk.claim(owner, ref) == "ok" and bulk.ambiguous(owner, ref, "timeout")
+    looked_at = bulk.load(ref)
+    assert looked_at is not None
+    assert bulk.absent(looked_at)
+    wait_until(lambda: redis_ms(redis_client) > looked_at.ambiguous_at_ms, what="Redis' clock to move on")
+    assert bulk.claim(owner, ref) == "ok" and bulk.ambiguous(owner, ref, "timeout")
+    # When the reconciler's absent arrives again (sent again after its reply was lost)
+    reply, keys_changed = changed(redis_client, lambda: bulk.absent(looked_at))
+    # Then it does not touch the newer call (before: that call was made due again without any
+    # look at OVH's records: its document could be sent twice)
+    assert (reply, keys_changed) == (False, [])
+    newer = bulk.load(ref)
+    assert newer is not None and newer.state == "ambiguous"
+
+
+def test_bulk_rows_refused_write_nothing(redis_client) -> None:
+    results = RowResults(redis_client, result_ttl_s=3600, queue_cap=1000, tracking_ttl_s=86_400, stats_ttl_s=86_400)
+    campaign = CampaignRecord(
+        campaign_id="c1",
+        state="running",
+        service="sms-sandbox-1",
+        login=None,
+        lane="low",
+        tag="spring",
+        body={"message": "Spring sale"},
+        reply_to="sms-results",
+        documents=1,
+        rows=2,
+        commercial=False,
+        created_at=1.0,
+        fields={},
+    )
+    rows = [
+        RowOutcome(1, "+33612340001", "sent", 1.0, ovh_id=101, credits=1.0),
+        RowOutcome(2, "+33612340002", "failed", 1.0, reason="refused"),
+    ]
+    assert results.publish(campaign, rows) == 2
+    # the same rows again (a callback and a tag listing racing, or a reply lost): nothing
+    assert changed(redis_client, lambda: results.publish(campaign, rows)) == (0, [])
+    # a row malformed after a good one: refused before its first write (before: the good row's
+    # result was published and the error left its counters, quota and statistics unmoved; the
+    # step run again skipped it as published, so they never moved)
+    fresh = [RowOutcome(3, "+33612340003", "sent", 1.0, ovh_id=103, credits=1.0)]
+    refs = results._script.refs()
+    good = {
+        "id": "bulk-c1-3",
+        "result": refs(keys.result("bulk-c1-3")),
+        "ready": refs(keys.result_ready("bulk-c1-3")),
+        "q": refs(keys.queue("sms-results")),
+        "msgs": refs(keys.queue_messages("sms-results")),
+        "queue": "sms-results",
+        "status": "sent",
+        "payload": "{}",
+        "estimate": 1.0,
+        "credits": 1.0,
+    }
+    bad = {**good, "id": "bulk-c1-4", "result": refs(keys.result("bulk-c1-4")), "estimate": None}
+    document: Any = {
+        "result_ttl_s": 3600,
+        "queue_cap": 1000,
+        "result_actor": "result",
+        "tracking_ttl_s": 86_400,
+        "stats_ttl_s": 86_400,
+        "has_quota": False,
+        "service": "sms-sandbox-1",
+        "tag": "spring",
+        "rows": [good, bad],
+    }
+    fixed: Any = {
+        "campaign": keys.bulk_campaign("c1"),
+        "stats": keys.STATS,
+        "quota": keys.STATS,
+        "seen": keys.bulk_seen("c1"),
+        "tag_stats": keys.campaign_stats("sms-sandbox-1", "spring"),
+    }
+    before = snapshot(redis_client)
+    with pytest.raises(redis.ResponseError, match="row 2"):
+        results._script(fixed, document, refs)
+    assert snapshot(redis_client) == before
+    assert results.publish(campaign, fresh) == 1

@@ -16,7 +16,10 @@ sweep. What differs:
   ambiguous) and the document is due again, in the same step: exactly once;
 - OVH's answer carries no SMS ids in this mode: settlement records the document as sent, and
   the rows' own results come later from delivery callbacks and tag listings
-  (``worker.campaigns.outcomes``).
+  (``worker.campaigns.outcomes``);
+- a reconciler's ``settle`` and ``absent`` name the ambiguous attempt they looked at (its
+  ``ambiguous_at``): sent again after their reply was lost, when the document was meanwhile
+  claimed anew and became ambiguous again, they leave that newer call alone.
 
 Members of the sets are ``<campaign id>/<document number>`` (``member``).
 """
@@ -59,6 +62,7 @@ class BulkAttempt:
     state: str
     owner: str = ""
     called_at_ms: int = 0
+    ambiguous_at_ms: int = 0  # when it became ambiguous: names this call for a reconciler's steps
     absent_after_ms: int = 0
     deadline_ms: int = 0
     reason: str = ""
@@ -90,6 +94,7 @@ class BulkDocument(TypedDict):
     outcome: NotRequired[str]
     rows: NotRequired[int]
     dead_owner: NotRequired[str]
+    ambiguous_at: NotRequired[int]
 
 
 class _Bulk(scripts.Script[BulkKeys, BulkDocument, str]):
@@ -176,9 +181,11 @@ class BulkAttempts:
         rows: int,
         report: Any = None,
         reason: str = "",
+        looked_at: BulkAttempt | None = None,
     ) -> bool:
-        """calling (``owner``) or ambiguous (``owner`` None: a reconciler) -> ``outcome`` (``sent``
-        or ``failed``); ``False`` when this caller may not settle it."""
+        """calling (``owner``) or ambiguous (``owner`` None: a reconciler, which names the attempt
+        it ``looked_at``) -> ``outcome`` (``sent`` or ``failed``); ``False`` when this caller may
+        not settle it (``True`` again for the same step sent again after its reply was lost)."""
         return _yes(
             self._run(
                 "settle",
@@ -188,12 +195,13 @@ class BulkAttempts:
                 rows=rows,
                 report="" if report is None else json.dumps(report, separators=(",", ":")),
                 reason=reason,
+                ambiguous_at=looked_at.ambiguous_at_ms if looked_at is not None else None,
             )
         )
 
-    def absent(self, ref: DocumentRef) -> bool:
-        """ambiguous -> due again: OVH's records prove the call was not carried out."""
-        return _yes(self._run("absent", ref, None))
+    def absent(self, looked_at: BulkAttempt) -> bool:
+        """ambiguous -> due again: OVH's records prove the call ``looked_at`` was not carried out."""
+        return _yes(self._run("absent", looked_at.ref, None, ambiguous_at=looked_at.ambiguous_at_ms))
 
     # -- the sweep and reconciliation -----------------------------------------------------------
 
@@ -233,6 +241,7 @@ class BulkAttempts:
             state=raw["state"],
             owner=raw.get("owner", ""),
             called_at_ms=int(raw.get("called_at") or 0),
+            ambiguous_at_ms=int(raw.get("ambiguous_at") or 0),
             absent_after_ms=int(raw.get("absent_after") or 0),
             deadline_ms=int(raw.get("deadline") or 0),
             reason=raw.get("reason", ""),

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -157,7 +158,7 @@ class BulkDispatcher:
                     continue
             if not self.limiter.acquire(record.lane, timeout_s=30.0, stop=self._stop):
                 return False
-            claimed = self.attempts.claim(owner, ref)
+            claimed = self._step(partial(self.attempts.claim, owner, ref))  # retried: "same" if it applied
             if claimed not in ("ok", "same"):
                 self.limiter.release()
                 continue
@@ -268,25 +269,32 @@ class BulkDispatcher:
             self.redis.zrem(keys.BULK_RECONCILE, ref.member)
             return True
         rows = int(record.fields.get(f"rows:{ref.number}") or 0)
+
+        def settle(outcome: str, **why: Any) -> bool:
+            """The reconciler's settle of the attempt it looked at, retried while Redis does not answer."""
+            return bool(
+                self._step(lambda: self.attempts.settle(ref, outcome, owner=None, rows=rows, looked_at=attempt, **why))
+            )
+
         if attempt.report is not None:  # its owner had OVH's answer
-            self.attempts.settle(ref, "sent", owner=None, rows=rows, report=attempt.report)
+            settle("sent", report=attempt.report)
             return True
         try:
             proof = self._proof(record, ref, attempt)
         except GatewayError as exc:
             if now_ms >= attempt.deadline_ms:
                 reason = f"OVH's records could not be read before the reconciliation deadline: {exc.message}"
-                if self.attempts.settle(ref, "failed", owner=None, rows=rows, reason=reason):
+                if settle("failed", reason=reason):
                     self._end_rows(record, {ref.number}, "unknown", reason)
                 return True
             self.attempts.look_again(ref, now_ms + 5000)
             return True
         if proof:
             log.info("bulk document %s reconciled: %s", ref.member, proof)
-            self.attempts.settle(ref, "sent", owner=None, rows=rows, reason=proof)
+            settle("sent", reason=proof)
         elif now_ms >= attempt.absent_after_ms:
             log.info("bulk document %s reconciled: not in OVH's records after the grace, due again", ref.member)
-            self.attempts.absent(ref)
+            self._step(lambda: self.attempts.absent(attempt))
         else:
             self.attempts.look_again(ref, attempt.absent_after_ms)
         return True

@@ -10,9 +10,13 @@
 --
 -- The attempt hash is keyed by the document, not by a call: once it exists, no other claim of the
 -- document succeeds, and once settled it stays (with the document's TTL): a re-run never makes a
--- second job for a document already sent. Every op checks all that can fail before its first
--- write, and repeating an op whose reply was lost either applies once or answers as applied
--- ("same"): a retry with the same token is never fenced out by its own transition.
+-- second job for a document already sent. Every op checks all that can fail (its document's
+-- fields included) before its first write, and repeating an op whose reply was lost applies
+-- once: claim, call, uncall, ambiguous and settle answer as applied ("same", 1), so a retry with
+-- the same token is never fenced out by its own transition; release and absent, whose attempt
+-- is gone once applied, answer 0 and write nothing. A reconciler's settle and absent name the
+-- ambiguous attempt they looked at (its `ambiguous_at`): sent again after the document was
+-- claimed and made ambiguous anew, they do not apply to that newer call.
 --
 -- KEY: attempt, lease (the caller's), inflight, reconcile, due, campaign, tracked (bulk.py: BulkKeys)
 -- ARGV[1]: {op, member ("<campaign id>/<n>"), token, worker, ...}
@@ -23,15 +27,37 @@
 --   answer     record OVH's answer (anyone: it is evidence): {report}   -> state | ""
 --   ambiguous  calling -> ambiguous: {reason, grace_ms, deadline_ms}    -> 1 | 0
 --   settle     calling (owner) or ambiguous (reconciler, token "") -> sent | failed:
---              {outcome, report, reason, rows}                          -> 1 | 0
---   absent     ambiguous (reconciler) -> due again: proven not sent     -> 1 | 0
+--              {outcome, report, reason, rows, ambiguous_at (reconciler)} -> 1 | 0
+--   absent     ambiguous (reconciler) -> due again: proven not sent: {ambiguous_at} -> 1 | 0
 --   takeover   claimed -> due, calling -> ambiguous, for a dead owner: {dead_owner, grace_ms,
 --              deadline_ms, reason}                                      -> "due" | "ambiguous" | ""
 local attempt, lease, inflight, reconcile, due, campaign, tracked =
     KEY.attempt, KEY.lease, KEY.inflight, KEY.reconcile, KEY.due, KEY.campaign, KEY.tracked
 local doc = cjson.decode(ARGV[1])
+-- the document's fields each op writes with, checked before anything is read or written
+local function need(ok, what)
+    if not ok then error("bulk " .. tostring(doc.op) .. ": " .. what) end
+end
+local function whole(x) return type(x) == "number" and x >= 0 and x == math.floor(x) end
+need(type(doc.member) == "string" and type(doc.token) == "string" and type(doc.worker) == "string",
+    "member, token and worker are strings")
+if doc.op == "claim" then need(whole(doc.attempt_ttl_s) and doc.attempt_ttl_s > 0, "attempt_ttl_s > 0")
+elseif doc.op == "release" then need(doc.due_ms == nil or type(doc.due_ms) == "number", "due_ms is a number")
+elseif doc.op == "answer" then need(type(doc.report) == "string", "report is JSON text")
+elseif doc.op == "ambiguous" or doc.op == "takeover" then
+    need(whole(doc.grace_ms) and whole(doc.deadline_ms) and type(doc.reason) == "string",
+        "grace_ms, deadline_ms and reason")
+    need(doc.op == "ambiguous" or type(doc.dead_owner) == "string", "dead_owner")
+elseif doc.op == "settle" then
+    need(doc.outcome == "sent" or doc.outcome == "failed", "outcome is sent or failed")
+    need(whole(doc.rows), "rows is a whole number")
+    need(type(doc.campaign_id) == "string", "campaign_id")
+end
+if (doc.op == "settle" or doc.op == "absent") and doc.token == "" then
+    need(whole(doc.ambiguous_at), "a reconciler names the ambiguous attempt it looked at (ambiguous_at)")
+end
 local now = now_ms()
-local h = redis.call("hmget", attempt, "state", "owner", "report")
+local h = redis.call("hmget", attempt, "state", "owner", "report", "ambiguous_at")
 local state, owner = h[1], h[2]
 
 local function fenced()
@@ -91,7 +117,7 @@ if doc.op == "settle" or doc.op == "absent" then
         if state ~= "calling" or fenced() then
             return (state == doc.outcome and owner == doc.token) and 1 or 0
         end
-    elseif state ~= "ambiguous" then
+    elseif state ~= "ambiguous" or tonumber(h[4]) ~= doc.ambiguous_at then
         return (doc.op == "settle" and state == doc.outcome) and 1 or 0
     end
     redis.call("zrem", inflight, doc.member)

@@ -9,9 +9,32 @@
 -- ARGV[1]: {result_ttl_s, queue_cap, result_actor, tracking_ttl_s, stats_ttl_s, has_quota, service, tag,
 --   rows: [{id, result, ready, q, msgs (key indexes), queue, status, payload, estimate, credits,
 --           sms (key index) | absent, ovh_id, tracking: {field: value} | absent}]}
--- Returns the number of results published.
+-- Returns the number of results published. Every field it writes with is checked before the
+-- first write (a row found malformed halfway would leave the rows before it published and their
+-- counters and quota never moved); run again after its reply was lost, it publishes nothing and
+-- changes nothing (each row's result exists, its SMS id is in `seen` already).
 local campaign, stats, quota, seen, tag_stats = KEY.campaign, KEY.stats, KEY.quota, KEY.seen, KEY.tag_stats
 local doc = cjson.decode(ARGV[1])
+local function need(ok, what)
+    if not ok then error("bulk_rows: " .. what) end
+end
+local function count(x) return type(x) == "number" and x >= 0 and x == math.floor(x) end
+need(count(doc.result_ttl_s) and doc.result_ttl_s > 0 and count(doc.tracking_ttl_s) and count(doc.stats_ttl_s)
+    and type(doc.queue_cap) == "number", "result_ttl_s, tracking_ttl_s, stats_ttl_s and queue_cap")
+need(type(doc.result_actor) == "string" and type(doc.service) == "string" and type(doc.tag) == "string",
+    "result_actor, service and tag")
+need(type(doc.rows) == "table", "rows")
+for n, row in ipairs(doc.rows) do
+    local where = "row " .. n .. ": "
+    need(type(row.id) == "string" and type(row.queue) == "string" and type(row.status) == "string"
+        and type(row.payload) == "string", where .. "id, queue, status and payload")
+    need(KEYS[row.result] and KEYS[row.ready] and KEYS[row.q] and KEYS[row.msgs], where .. "keys")
+    need(type(row.estimate) == "number" and type(row.credits) == "number", where .. "estimate and credits")
+    need(row.ovh_id == nil or count(row.ovh_id), where .. "ovh_id")
+    if row.sms then
+        need(KEYS[row.sms] and type(row.tracking) == "table" and next(row.tracking) ~= nil, where .. "sms and tracking")
+    end
+end
 local now = now_ms()
 local published, released, spent = 0, 0, 0
 local counts = {}
