@@ -225,3 +225,23 @@ def test_a_commercial_bulk_campaign_due_on_a_sunday_is_held_until_monday_8_00(
         assert "quiet hours: goes at" in status["held"]
     finally:
         app.stop()
+
+
+def test_a_bulk_claim_whose_reply_was_lost_is_resumed(make_app, redis_url, sandbox, bulk_env, tmp_path: Path) -> None:
+    from tests.lossy import LostReplies, lossy_client
+    from worker.attempts.bulk import _Bulk
+
+    # Given a worker whose first bulk step, the claim of the campaign's document, runs on Redis
+    # but whose reply is lost
+    lost = LostReplies()
+    lost.lose(_Bulk)
+    bulk_app(make_app, bulk_env, client=lossy_client(redis_url, lost))
+    # When a campaign is sent in bulk mode
+    done = send(write_contacts(tmp_path / "contacts.csv", 5), bulk_env, "--timeout", "30")
+    # Then the claim sent again finds its own attempt and the call goes on: one jobs call, every
+    # row sent once (before: the document sat "calling" under the worker's live lease, never sent)
+    assert done.returncode == 0, done.stderr
+    assert lost.lost == ["bulk"]
+    assert json.loads(done.stdout)["results"] == {"sent": 5}
+    assert len(bulk_calls(sandbox)) == 1
+    assert Counter(s["receiver"] for s in sandbox.control.sent()) == Counter({e164(n): 1 for n in range(5)})
