@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from typing import Any
 
 import redis
@@ -18,18 +19,40 @@ from worker.store.scripts import Script
 
 
 class LostReplies:
-    """Which replies to lose: the next ``times`` runs of a script (``lose(steps.Claim)``)."""
+    """Which replies to lose: the next ``times`` runs of a script (``lose(steps.Claim)``); and
+    which to deliver late: the next run's, ``seconds`` after Redis ran it (``late``), as a network
+    or a proxy holding it for less than the client's socket timeout would."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}
+        self._late: dict[str, float] = {}
+        self._names: dict[str, str] = {}
         self.lost: list[str] = []  # script names whose reply was lost, in order
+        self.delayed: list[str] = []  # script names whose reply came late, in order
+
+    def late(self, script: type[Script[Any, Any, Any]], seconds: float) -> None:
+        sha = hashlib.sha1(script.text().encode()).hexdigest()
+        with self._lock:
+            self._late[sha] = seconds
+            self._names[sha] = script.NAME
+
+    def lateness(self, command: tuple[Any, ...]) -> float:
+        """Seconds the reply to ``command`` is held back (0: none)."""
+        if len(command) < 2 or str(command[0]).upper() != "EVALSHA":
+            return 0.0
+        sha = command[1].decode() if isinstance(command[1], bytes) else str(command[1])
+        with self._lock:
+            seconds = self._late.pop(sha, 0.0)
+            if seconds:
+                self.delayed.append(self._names[sha])
+            return seconds
 
     def lose(self, script: type[Script[Any, Any, Any]], times: int = 1) -> None:
         sha = hashlib.sha1(script.text().encode()).hexdigest()
         with self._lock:
             self._pending[sha] = self._pending.get(sha, 0) + times
-            self._names = {**getattr(self, "_names", {}), sha: script.NAME}
+            self._names[sha] = script.NAME
 
     def take(self, command: tuple[Any, ...]) -> bool:
         if len(command) < 2 or str(command[0]).upper() != "EVALSHA":
@@ -54,8 +77,10 @@ def lossy_client(url: str, lost: LostReplies) -> redis.Redis:
 
         def read_response(self, *args: Any, **kwargs: Any) -> Any:
             response = super().read_response(*args, **kwargs)
-            if lost.take(getattr(self, "_last_command", ())):
+            command = getattr(self, "_last_command", ())
+            if lost.take(command):
                 raise redis.TimeoutError("the reply was lost (injected by the test)")
+            time.sleep(lost.lateness(command))  # the injected fault: a reply held on its way back
             return response
 
     pool = redis.ConnectionPool.from_url(url, connection_class=Connection)

@@ -325,3 +325,46 @@ def test_the_settle_step_refuses_an_sms_another_users_ambiguous_call_may_own(red
     # Then the step refuses before writing anything: look again (alice's call may own it)
     assert reply == SettleFirst(alice.call_id)
     assert app.attempts.load(account.call_id) is not None and not redis_client.exists(keys.sms(sms_id))
+
+
+def test_a_try_whose_calling_mark_came_back_late_is_not_proven_absent_before_its_deadline(
+    redis_url, redis_client, sandbox
+) -> None:
+    """Found by the fault suite through the nemesis (a receiver sent one SMS more than asked,
+    from a slow call): a try's deadline counted from when Redis ran its "calling" mark, and the
+    request left only when the reply came back, up to redis-py's socket timeout later."""
+    from tests.lossy import LostReplies, lossy_client
+    from worker.attempts import steps
+
+    # Given a worker whose "calling" mark of a code's try comes back 2 s after Redis ran it, and
+    # OVH that carries the call out 3 s after it arrives (within the call's own deadline: the
+    # connect and read timeouts, 2 s + 1 s, plus the grace, 1 s, after it left)
+    lost = LostReplies()
+    lost.late(steps.Transition, 2.0)  # the first transition of a call is its "calling" mark
+    settings = Settings(
+        redis_url=redis_url,
+        ovh_endpoint=sandbox.base_url,
+        service_name=sandbox.service_name,
+        sender="SANDBOX",
+        rate_limit=100.0,
+        rate_limit_burst=10,
+        ovh_connect_timeout_s=2.0,
+        ovh_read_timeout_s=1.0,
+        reconcile_grace_s=1.0,
+    )
+    app = build_app(settings, ovh_credentials=sandbox.credentials, client=lossy_client(redis_url, lost))
+    app.refresher.prime(["FR"], None)
+    _, owner = owner_of(app, "w1")
+    request_id, attempt = stage_and_claim(app, owner, "Your code is 1234")
+    sandbox.control.add_fault("slow", next=1, delay_s=3.0)
+    # When the try leaves, times out, and the call is reconciled whenever it is due
+    app.dispatchers[0].send(attempt, owner)
+    assert lost.delayed == ["attempt"]
+    reconcile_until_settled(app, attempt.call_id, owner)
+    # Then the SMS OVH made late was found: one SMS, the request sent with its id (before: the
+    # receiver was proven absent 1 s too early and sent a second SMS)
+    calls = sandbox.control.calls
+    wait_until(lambda: all(c["status"] is not None for c in calls()), what="OVH done with every call")
+    result = SmsProducer(client=redis_client).wait(request_id, timeout=10)
+    [sms] = sandbox.control.sent()
+    assert result.status == "sent" and result.receivers[0].ovh_id == sms["id"]

@@ -44,6 +44,13 @@ T = TypeVar("T")
 
 #: Longest a dispatcher sleeps before looking at the buffers again (seconds).
 MAX_IDLE_S = 2.0
+#: Longest the "calling" mark of a try may take to come back for the try to leave (seconds). The
+#: try's deadline (when OVH may still carry it out) counts from when Redis ran the mark, and the
+#: request leaves when its reply is back: a reply held longer (a stall, a slow network, up to
+#: redis-py's socket timeout) is asked again, which moves the try's start to then.
+LATE_MARK_S = 0.5
+#: Times a late "calling" mark is asked again before the call is given back unsent.
+LATE_MARK_ASKS = 10
 
 
 def liveness_interval_s(settings: Settings) -> float:
@@ -247,7 +254,7 @@ class Dispatcher:
                     raise _GiveBack(f"Redis does not answer ({exc})") from exc
                 if not granted:
                     raise _GiveBack("no rate-limit slot for the retry")
-            step = self._redis(lambda: self.attempts.call(owner, attempt.call_id, number), "mark a try as calling")
+            step = self._mark_calling(owner, attempt.call_id, number)
             if not step.done:
                 raise _FencedOut(step)
             # The local fence: after a pause, only this check (made after the Redis one) tells.
@@ -279,6 +286,19 @@ class Dispatcher:
             return report
 
         return one_try
+
+    def _mark_calling(self, owner: Owner, call_id: str, number: int) -> Step:
+        """``call`` for try ``number``, right before it leaves, asked again (the same token: it
+        answers ``Step.ALREADY`` and moves the try's start to then) while its reply comes back
+        later than ``LATE_MARK_S``, so the request leaves within that of the start its deadline
+        counts from. ``_GiveBack`` after ``LATE_MARK_ASKS`` late replies in a row."""
+        for _ in range(LATE_MARK_ASKS):
+            asked = time.monotonic()
+            step = self._redis(lambda: self.attempts.call(owner, call_id, number), "mark a try as calling")
+            if not step.done or time.monotonic() - asked <= LATE_MARK_S:
+                return step
+            log.info("call %s: its calling mark came back late; marking it again", call_id, extra={"call_id": call_id})
+        raise _GiveBack(f"Redis answered later than {LATE_MARK_S} s {LATE_MARK_ASKS} times: too slow to start a call")
 
     def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: SendingReport | None) -> None:
         """Settle the attempt with what the call did, retried until Redis answers (the same step
