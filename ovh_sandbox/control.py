@@ -314,7 +314,7 @@ class SandboxControl:
         hold_s: float | None = None,
     ) -> dict[str, Any]:
         """Change the given settings only; ``faults`` replaces the list of fault rules
-        (each ``{"kind", "probability" | "next", "scope": "jobs"|"all", "retry_after"}``);
+        (each ``{"kind", "probability" | "next", "scope": "jobs"|"all", "retry_after", "receiver"}``);
         ``rate_limit_per_s=0`` turns the rate limit off."""
         settings = {
             "latency_ms": latency_ms,
@@ -334,8 +334,12 @@ class SandboxControl:
         next: int | None = None,
         scope: str = "jobs",
         retry_after: float = 1.0,
+        receiver: str | None = None,
     ) -> dict[str, Any]:
+        """Add a fault rule; ``receiver``: only jobs calls sending to this number match."""
         rule: dict[str, Any] = {"kind": kind, "scope": scope, "retry_after": retry_after}
+        if receiver is not None:
+            rule["receiver"] = receiver
         if probability is not None:
             rule["probability"] = probability
         if next is not None:

@@ -3,7 +3,8 @@
 A :class:`FaultRule` fires either with a ``probability`` (drawn from a generator seeded at start,
 so a run is reproducible for the same sequence of calls) or on each of the ``next`` N matching
 calls. Its ``scope`` is ``"jobs"`` (``POST .../jobs`` only, the default) or ``"all"`` (every
-call of the OVH surface). Rules are tried in order; the first that fires wins.
+call of the OVH surface); with a ``receiver``, only jobs calls sending to that number match (one
+code's call under a campaign). Rules are tried in order; the first that fires wins.
 
 Kinds: ``"500"``, ``"502"``, ``"503"`` (JSON error, nothing done), ``"429"`` (with
 ``Retry-After``), ``"proxy_503"`` and ``"proxy_429"`` (the same statuses with an HTML body, as
@@ -45,6 +46,7 @@ class FaultRule:
     next: int | None = None
     scope: str = "jobs"
     retry_after: float = 1.0
+    receiver: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,12 +63,14 @@ class FaultRule:
             raise FaultConfigError(f"scope must be one of {', '.join(SCOPES)}")
         if not (_is_number(self.retry_after) and 0 <= self.retry_after <= 3600):
             raise FaultConfigError("retry_after must be a number of seconds between 0 and 3600")
+        if self.receiver is not None and not (isinstance(self.receiver, str) and self.receiver):
+            raise FaultConfigError("receiver must be a phone number as the jobs call gives it")
 
     @classmethod
     def from_dict(cls, data: Any) -> FaultRule:
         if not isinstance(data, dict):
             raise FaultConfigError("a fault is an object with at least 'kind'")
-        unknown = set(data) - {"kind", "probability", "next", "scope", "retry_after"}
+        unknown = set(data) - {"kind", "probability", "next", "scope", "retry_after", "receiver"}
         if unknown:
             raise FaultConfigError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
         if "kind" not in data:
@@ -169,11 +173,18 @@ class Faults:
             jitter = self._rng.uniform(0.0, self.jitter_ms) if self.jitter_ms else 0.0
             return (self.latency_ms + jitter) / 1000.0
 
-    def pick(self, is_jobs_post: bool) -> Decision | None:
-        """The fault for this call, if one fires; consumes a ``next`` count when it does."""
+    def pick(self, is_jobs_post: bool, receivers: Any = None) -> Decision | None:
+        """The fault for this call, if one fires; consumes a ``next`` count when it does.
+
+        ``receivers``: a jobs call's ``receivers`` as it sent them (for rules with a ``receiver``).
+        """
         with self._lock:
             for rule in self.rules:
                 if rule.scope == "jobs" and not is_jobs_post:
+                    continue
+                if rule.receiver is not None and not (
+                    is_jobs_post and isinstance(receivers, list) and rule.receiver in receivers
+                ):
                     continue
                 if rule.next is not None:
                     rule.next -= 1

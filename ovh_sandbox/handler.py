@@ -141,7 +141,8 @@ class Dispatcher:
                     raise OvhError(
                         429, "Too many requests for this consumer key", headers={"Retry-After": str(retry_after)}
                     )
-            decision = self.faults.pick(route.is_jobs_post)
+            receivers = body.get("receivers") if route.is_jobs_post and isinstance(body, dict) else None
+            decision = self.faults.pick(route.is_jobs_post, receivers)
             if decision is not None:
                 if decision.kind == "reset":
                     return Reply(0, action="reset")
