@@ -90,3 +90,27 @@ def test_a_429_storm_slows_the_worker_and_loses_nothing(make_app, redis_client, 
     published = [e.request_id for e in read_events(redis_client) if isinstance(e, SendResult)]
     assert Counter(published) == Counter(request_ids)
     assert Counter(c["status"] for c in sandbox.control.calls())[429] == 6
+
+
+def test_an_ambiguous_code_is_reconciled_while_a_campaign_saturates_the_limit(make_app, redis_client, sandbox) -> None:
+    # Given a campaign of unique texts that keeps the rate limit (4 calls/s) saturated for 20 s
+    make_app(rate_limit=4.0, rate_limit_burst=1, dispatchers=4, linger_ms={"low": 0}, ovh_read_timeout_s=1.0)
+    sandbox.control.set_faults(hold_s=3)
+    producer = SmsProducer(client=redis_client)
+    campaign = [producer.send(f"+336{61_000_000 + n:08d}", f"Offer {n}", priority="low") for n in range(80)]
+    deadline = time.monotonic() + 10
+    while len(sandbox.control.calls()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # When a one-time code's call is carried out by OVH but its answer never comes back
+    number = "+33612345670"
+    sandbox.control.add_fault("timeout_after_accept", next=1, receiver=number)
+    result = producer.wait(producer.send(number, "Your code is 482913", priority="high", no_stop_clause=True), 60)
+    calls_made = len(sandbox.control.calls())
+    # Then its reconciliation found it in OVH's records while the campaign still had calls to make
+    # (its lookups were not left for after the campaign)
+    [sms] = sandbox.control.sent(receiver=number)
+    assert result.status == "sent" and [r.ovh_id for r in result.receivers] == [sms["id"]]
+    assert calls_made <= 1 + len(campaign) - 10, "the code was reconciled only once the campaign was over"
+    # and the campaign went on to the end, each receiver once
+    assert {producer.wait(r, timeout=60).status for r in campaign} == {"sent"}
+    assert len(sandbox.control.sent()) == 1 + len(campaign)

@@ -1,21 +1,27 @@
--- rate_limit: the shared token bucket of one OVH consumer key, with lane priority and 429 backoff.
+-- rate_limit: the shared token bucket of one OVH consumer key, with lane priority, headroom for the
+-- top lane, and 429 backoff.
 --
 -- Time is the Redis server's (TIME), in integer microseconds, so every replica agrees whatever
 -- its own clock says. Tokens are integer micro-tokens (UNIT per call) refilled with math.floor,
 -- so rounding can only ever refill less than the rate allows, never more.
+--
+-- The bucket holds at most burst + headroom calls' worth. A lane allowed the headroom (the top
+-- lane) takes a call while the bucket holds one; every other lane only while it holds
+-- headroom + one, so it never leaves less than the headroom behind.
 --
 -- KEYS[1]: the state hash: tokens (micro-tokens, valid at ts), ts (us; in the future while
 --          paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
 --          last rate decrease)
 -- KEYS[2..]: one sorted set per lane, highest priority first: waiter id -> heartbeat expiry (us)
 -- ARGV[1]: op ("acquire", "rate_limited", "success", "release", "state"), ARGV[2]: configured rate (calls/s),
--- ARGV[3]: burst (calls), ARGV[4]: state TTL (ms), then per op:
---   acquire       ARGV[5] lane index (1 = highest), ARGV[6] waiter id, ARGV[7] waiter TTL (us)
+-- ARGV[3]: burst (calls), ARGV[4]: headroom (micro-tokens), ARGV[5]: state TTL (ms), then per op:
+--   acquire       ARGV[6] lane index (1 = highest), ARGV[7] waiter id, ARGV[8] waiter TTL (us),
+--                 ARGV[9] 1 when the lane may take the headroom, else 0
 --                 -> {1, now_us, 0, seq} granted, or {0, now_us, wait_us, seq}
---   rate_limited  ARGV[5] Retry-After (us, -1 if none), ARGV[6] the caller's grant seq (-1 if
---                 unknown), ARGV[7] rate floor (calls/s), ARGV[8] decrease factor
+--   rate_limited  ARGV[6] Retry-After (us, -1 if none), ARGV[7] the caller's grant seq (-1 if
+--                 unknown), ARGV[8] rate floor (calls/s), ARGV[9] decrease factor
 --                 -> {rate, paused_until_us, decreased}
---   success       ARGV[5] additive increase (calls/s) -> {rate}
+--   success       ARGV[6] additive increase (calls/s) -> {rate}
 --   release       a granted slot that was not used (nothing left to send) goes back -> {tokens}
 --   state         -> {now_us, tokens, ts, rate, seq}
 -- Rates are returned as strings: Redis would truncate a Lua number to an integer.
@@ -26,8 +32,9 @@ end
 local UNIT = 1000000
 local state = KEYS[1]
 local op = ARGV[1]
-local max_rate, burst, state_ttl_ms = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local capacity = burst * UNIT
+local max_rate, burst, headroom = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local state_ttl_ms = tonumber(ARGV[5])
+local capacity = burst * UNIT + headroom
 
 local clock = redis.call("time")
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -78,7 +85,11 @@ local function until_holds(need)
 end
 
 if op == "acquire" then
-    local lane_index, waiter, waiter_ttl = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+    local lane_index, waiter, waiter_ttl = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+    local leave = headroom -- micro-tokens this lane must leave in the bucket
+    if ARGV[9] == "1" then
+        leave = 0
+    end
     local waiters = KEYS[1 + lane_index]
     local yield_to_higher = false
     for i = 2, lane_index do
@@ -88,7 +99,7 @@ if op == "acquire" then
             break
         end
     end
-    if ts <= now and tokens >= UNIT and not yield_to_higher then
+    if ts <= now and tokens - leave >= UNIT and not yield_to_higher then
         tokens = tokens - UNIT
         seq = seq + 1
         save()
@@ -100,14 +111,15 @@ if op == "acquire" then
     redis.call("zadd", waiters, int_string(now + waiter_ttl), waiter)
     redis.call("pexpire", waiters, math.ceil(2 * waiter_ttl / 1000))
     save()
-    local need = UNIT
-    if yield_to_higher and ts <= now and tokens >= UNIT then
-        need = tokens - tokens % UNIT + UNIT -- the higher lane takes what is there; look after the next one
+    local need = leave + UNIT
+    if yield_to_higher and ts <= now and tokens >= need then
+        -- the higher lane takes what is there; look after the next whole call's worth
+        need = tokens - (tokens - leave) % UNIT + UNIT
     end
     return {0, now, until_holds(need), seq}
 elseif op == "rate_limited" then
-    local retry_after, caller_seq = tonumber(ARGV[5]), tonumber(ARGV[6])
-    local floor, factor = tonumber(ARGV[7]), tonumber(ARGV[8])
+    local retry_after, caller_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
+    local floor, factor = tonumber(ARGV[8]), tonumber(ARGV[9])
     local decreased = 0
     -- One decrease per round: a 429 for a call granted before the last decrease says nothing new.
     if caller_seq < 0 or caller_seq > cut_seq then
@@ -131,7 +143,7 @@ elseif op == "rate_limited" then
     return {rate_string(rate), ts, decreased}
 elseif op == "success" then
     if ts <= now then
-        rate = math.min(max_rate, rate + tonumber(ARGV[5]))
+        rate = math.min(max_rate, rate + tonumber(ARGV[6]))
         save()
     end
     return {rate_string(rate)}
