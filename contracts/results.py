@@ -36,7 +36,7 @@ def results_actor(
     queue_name: str = DEFAULT_RESULTS_QUEUE,
     broker: dramatiq.Broker | None = None,
     **actor_options: Any,
-) -> dramatiq.Actor:
+) -> dramatiq.Actor[[dict[str, Any]], None]:
     """Register ``handler`` as the consumer of a results queue in a dramatiq service.
 
     Example::

@@ -21,6 +21,7 @@ from worker.accounting.quotas import QuotaStore
 from worker.app import build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
+from worker.batching.buffers import Due
 from worker.settings import Settings
 from worker.store import keys
 
@@ -130,8 +131,8 @@ def stage_and_claim(app: Any, owner: Owner, receivers: list[str]) -> tuple[list[
     requests = [SendRequest(message="Your code is 1234", receivers=[r], priority="high") for r in receivers]
     assert app.accept([r.model_dump(mode="json") for r in requests], lane="high") == ["staged"] * len(requests)
     found = app.buffers.peek(["high"])
-    assert isinstance(found, tuple)
-    attempt = app.attempts.claim(owner, "high", found[1], uuid.uuid4().hex, linger_ms=0, max_receivers=500)
+    assert isinstance(found, Due)
+    attempt = app.attempts.claim(owner, "high", found.batch_key, uuid.uuid4().hex, linger_ms=0, max_receivers=500)
     assert isinstance(attempt, Attempt)
     return [r.request_id for r in requests], attempt
 

@@ -25,3 +25,10 @@ def test_ruff(command: tuple[str, ...]) -> None:
 def test_mypy() -> None:
     done = run("mypy", "worker", "contracts", "ovh_sandbox", "devstack", "--ignore-missing-imports")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict_on_the_contract_and_the_attempt_lifecycle() -> None:
+    # The wire contract and the attempt lifecycle (and what they import) type-check under
+    # --strict: no untyped documents crossing into Lua or out of OVH on the send path.
+    done = run("mypy", "--strict", "contracts", "worker/attempts")
+    assert done.returncode == 0, done.stdout + done.stderr

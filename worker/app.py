@@ -203,27 +203,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         raise ValueError("build_app needs settings.redis_url")
     client = redis.Redis.from_url(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
-    buffers = Buffers(
-        client,
-        max_receivers_per_call=settings.max_receivers_per_call,
-        dedupe_ttl_s=settings.dedupe_ttl_s,
-        result_ttl_s=settings.result_ttl_s,
-        request_ttl_s=settings.request_ttl_s,
-        queue_cap=settings.results_queue_max_length,
-        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
-    )
-    attempts = Attempts(
-        client,
-        default_queue=settings.results_queue,
-        result_ttl_s=settings.result_ttl_s,
-        request_ttl_s=settings.request_ttl_s,
-        attempt_ttl_s=settings.request_ttl_s,
-        queue_cap=settings.results_queue_max_length,
-        tracking_ttl_s=settings.delivery_tracking_ttl_s,
-        campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
-        grace_ms=int(settings.reconcile_grace_s * 1000),
-        deadline_ms=int(settings.reconcile_deadline_s * 1000),
-    )
+    buffers = Buffers.from_settings(client, settings)
+    attempts = Attempts.from_settings(client, settings)
     credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
     telemetry = Telemetry()
 

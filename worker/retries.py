@@ -69,8 +69,8 @@ def _wait(max_wait_s: float) -> Callable[[RetryCallState], float]:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
-            return min(max(retry_after, 0.0), max_wait_s)
-        return backoff(state)
+            return min(max(float(retry_after), 0.0), max_wait_s)
+        return float(backoff(state))
 
     return wait
 

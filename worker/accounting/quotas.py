@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -130,11 +130,31 @@ def _text(raw: bytes | str | None) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-class _QuotaSet(scripts.Script):
-    """quota_set.lua: set a user's quota and alert settings, keeping its reserved and spent."""
+class _QuotaSetKeys(TypedDict):
+    quota: str  # the user's hash
+    quotas: str  # the set of quota hashes
+
+
+class _QuotaSetDocument(TypedDict):
+    service: str
+    login: str
+    mode: str  # "config" or "ovh"
+    ovh_quota: bool
+    source: str
+    quota: NotRequired[float]
+    threshold: NotRequired[float]
+    alert_number: NotRequired[str]
+
+
+class _QuotaSet(scripts.Script[_QuotaSetKeys, _QuotaSetDocument, int]):
+    """quota_set.lua: set a user's quota and alert settings, keeping its reserved and spent; 1 when
+    written, 0 when the config entry was already applied."""
 
     NAME = "quota_set"
-    KEYS = ("quota", "quotas")
+    Keys = _QuotaSetKeys
+
+    def reply(self, raw: Any) -> int:
+        return int(raw)
 
 
 class QuotaStore:
@@ -186,18 +206,20 @@ class QuotaStore:
         ovh_quota: bool,
         source: str,
     ) -> int:
-        document = {
+        document: _QuotaSetDocument = {
             "service": service,
             "login": login,
             "mode": mode,
-            "quota": None if quota is None else float(quota),
-            "threshold": None if threshold is None else float(threshold),
-            "alert_number": alert_number or None,
             "ovh_quota": ovh_quota,
             "source": source,
         }
-        present = {name: value for name, value in document.items() if value is not None}  # Lua reads null as true
-        return int(self._set.run({"quota": keys.quota(service, login), "quotas": keys.QUOTAS}, present))
+        if quota is not None:
+            document["quota"] = float(quota)
+        if threshold is not None:
+            document["threshold"] = float(threshold)
+        if alert_number:
+            document["alert_number"] = alert_number
+        return self._set({"quota": keys.quota(service, login), "quotas": keys.QUOTAS}, document)
 
     def get(self, service: str, login: str) -> QuotaState | None:
         return self._read(keys.quota(service, login))

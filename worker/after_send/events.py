@@ -9,17 +9,16 @@ I/O: ``worker.after_send.publish`` runs the calls, synchronously or not.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 from contracts.models import DeliveryReport, IncomingSms, OptOut
 from contracts.wire import RESULT_ACTOR_NAME
 from worker.after_send.receipts import PttTable, classify
 from worker.phones import normalize
-from worker.store import keys
+from worker.store import keys, scripts
 
 #: Fields of the tracking hash (``keys.sms``) a report needs, in this order.
 TRACKED = ("request_id", "receiver", "reply_to", "tag", "service", "login", "sent_at")
@@ -42,12 +41,110 @@ def _text(raw: Any) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """One run of a publishing script: its keys and its one JSON argument."""
+KeysT = TypeVar("KeysT")
+DocT = TypeVar("DocT")
 
-    keys: list[str]
-    args: list[str]
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall(Generic[KeysT, DocT]):
+    """One run of a publishing script: its keys, its document, the keys the document refers to."""
+
+    keys: KeysT
+    document: DocT
+    refs: scripts.KeyRefs
+
+
+class ReportKeys(TypedDict):
+    sms: str  # the SMS's tracking hash (keys.sms), written at settlement
+    last_sent: str  # the receiver's (keys.last_sent): ties later replies to this request
+    queue: str  # the results queue (the request's reply_to)
+    messages: str  # its .msgs hash
+    stats: str  # events a capped results queue dropped
+
+
+class ReportCampaign(TypedDict):
+    key: int  # the tag's campaign statistics (keys.campaign_stats)
+    ttl_s: int
+    ptt: NotRequired[int]
+    delivered_at: NotRequired[float]
+
+
+class ReportDocument(TypedDict):
+    status: str
+    final: bool
+    payload: str  # the DeliveryReport JSON
+    ovh_id: str
+    queue: str
+    queue_cap: int
+    actor: str
+    message_id: str
+    timestamp_ms: int
+    reply_window_s: int
+    count_poll: bool
+    campaign: NotRequired[ReportCampaign]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """``report.lua``'s answer: ``code`` (see ``REPORT_OUTCOMES``) and the SMS's receipt polls so far."""
+
+    code: int
+    polls: int
+
+
+class ReportScript(scripts.Script[ReportKeys, ReportDocument, Published]):
+    NAME = "report"
+    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    Keys = ReportKeys
+
+    def reply(self, raw: Any) -> Published:
+        return Published(int(raw[0]), int(raw[1]))
+
+
+class ReplyKeys(TypedDict):
+    optouts: str  # the account's opt-outs (keys.optouts)
+    blacklist_gen: str  # the account's blacklist generation (keys.blacklist_gen)
+    queue: str  # the results queue both events go to
+    messages: str  # its .msgs hash
+    stats: str  # events a capped results queue dropped
+
+
+class ReplyIncoming(TypedDict):
+    marker: int  # the incoming SMS's dedupe marker (keys.incoming)
+    queue: str
+    message_id: str
+    payload: str
+
+
+class ReplyOptOut(TypedDict):
+    number: str
+    queue: str
+    message_id: str
+    payload: str
+
+
+class ReplyDocument(TypedDict):
+    queue_cap: int
+    actor: str
+    timestamp_ms: int
+    now_ms: int
+    dedupe_ttl_s: int
+    keep_ms: int
+    incoming: NotRequired[ReplyIncoming]
+    optout: NotRequired[ReplyOptOut]
+    campaign: NotRequired[int]  # key index of the tag's campaign statistics
+    campaign_ttl_s: NotRequired[int]
+
+
+class ReplyScript(scripts.Script[ReplyKeys, ReplyDocument, tuple[int, int]]):
+    """``(incoming published, opt-out published)`` as 1/0."""
+
+    NAME = "reply"
+    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    Keys = ReplyKeys
+
+    def reply(self, raw: Any) -> tuple[int, int]:
+        return int(raw[0]), int(raw[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +187,7 @@ def report_call(
     queue_cap: int,
     campaign_ttl_s: int = 0,
     count_poll: bool = False,
-) -> tuple[DeliveryReport, ScriptCall] | None:
+) -> tuple[DeliveryReport, ScriptCall[ReportKeys, ReportDocument]] | None:
     """The report of ``receipt`` and its publication; None when the SMS is not recorded.
 
     ``tracked``: ``HMGET keys.sms(id) *TRACKED``. The script publishes it once per (SMS, status),
@@ -124,7 +221,7 @@ def report_call(
         received_at=time.time(),
     )
     queue = fields["reply_to"] or results_queue
-    document = {
+    document: ReportDocument = {
         "status": status,
         "final": final,
         "payload": report.model_dump_json(exclude_none=True),
@@ -137,17 +234,22 @@ def report_call(
         "reply_window_s": keys.REPLY_WINDOW_S,
         "count_poll": count_poll,
     }
-    names = [keys.sms(receipt.ovh_id), keys.last_sent(receiver), keys.queue(queue), keys.queue_messages(queue)]
-    names.append(keys.STATS)
+    names: ReportKeys = {
+        "sms": keys.sms(receipt.ovh_id),
+        "last_sent": keys.last_sent(receiver),
+        "queue": keys.queue(queue),
+        "messages": keys.queue_messages(queue),
+        "stats": keys.STATS,
+    }
+    refs = scripts.KeyRefs(offset=len(ReportScript.KEYS))
     if fields["tag"] and campaign_ttl_s > 0:  # the tag's campaign statistics count it (lua/_campaign.lua)
-        names.append(keys.campaign_stats(service, fields["tag"]))
-        campaign: dict[str, Any] = {"ttl_s": campaign_ttl_s}
+        campaign: ReportCampaign = {"key": refs(keys.campaign_stats(service, fields["tag"])), "ttl_s": campaign_ttl_s}
         if receipt.ptt is not None:
             campaign["ptt"] = receipt.ptt
         if status == "delivered" and receipt.reported_at is not None:
             campaign["delivered_at"] = receipt.reported_at
         document["campaign"] = campaign
-    return report, ScriptCall(names, [json.dumps(document)])
+    return report, ScriptCall(names, document, refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +258,7 @@ class ReplyEvents:
 
     incoming: IncomingSms | None
     optout: OptOut | None
-    call: ScriptCall
+    call: ScriptCall[ReplyKeys, ReplyDocument]
 
 
 class InvalidNumber(ValueError):
@@ -198,7 +300,8 @@ def reply_call(
     now = time.time()
     scope = service or "-"
     incoming = optout = None
-    document: dict[str, Any] = {
+    refs = scripts.KeyRefs(offset=len(ReplyScript.KEYS))
+    document: ReplyDocument = {
         "queue_cap": queue_cap,
         "actor": RESULT_ACTOR_NAME,
         "timestamp_ms": int(now * 1000),
@@ -227,6 +330,7 @@ def reply_call(
             received_at=now,
         )
         document["incoming"] = {
+            "marker": refs(keys.incoming(scope, incoming_id)),
             "queue": queue,
             "message_id": f"incoming:{scope}:{incoming_id}",
             "payload": incoming.model_dump_json(exclude_none=True),
@@ -249,11 +353,15 @@ def reply_call(
             "message_id": f"optout:{scope}:{number}:{int(now * 1000)}",
             "payload": optout.model_dump_json(exclude_none=True),
         }
-    marker = keys.incoming(scope, incoming_id or "-")
-    names = [marker, keys.optouts(scope), keys.blacklist_gen(scope), keys.queue(queue), keys.queue_messages(queue)]
-    names.append(keys.STATS)
+    names: ReplyKeys = {
+        "optouts": keys.optouts(scope),
+        "blacklist_gen": keys.blacklist_gen(scope),
+        "queue": keys.queue(queue),
+        "messages": keys.queue_messages(queue),
+        "stats": keys.STATS,
+    }
     if optout is not None and tag and service and campaign_ttl_s > 0:  # counted in the tag's campaign statistics
-        names.append(keys.campaign_stats(service, tag))
+        document["campaign"] = refs(keys.campaign_stats(service, tag))
         document["campaign_ttl_s"] = campaign_ttl_s
-    call = ScriptCall(names, [json.dumps(document)])
+    call = ScriptCall(names, document, refs)
     return ReplyEvents(incoming, optout, call)

@@ -18,6 +18,8 @@ from worker.after_send.events import (
     Receipt,
     Reply,
     ReplyEvents,
+    ReplyScript,
+    ReportScript,
     e164,
     reply_call,
     report_call,
@@ -25,7 +27,7 @@ from worker.after_send.events import (
 from worker.after_send.receipts import PttTable
 from worker.phones import mask_number
 from worker.settings import Settings
-from worker.store import keys, scripts
+from worker.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,8 @@ class _Publishing:
             "queue_cap": queue_cap,
             "campaign_ttl_s": campaign_ttl_s,
         }
-        self._report = scripts.load(client, "worker.after_send", "report", prelude=scripts.CAMPAIGN_PRELUDE)
-        self._reply = scripts.load(client, "worker.after_send", "reply", prelude=scripts.CAMPAIGN_PRELUDE)
+        self._report = ReportScript(client)
+        self._reply = ReplyScript(client)
 
     @classmethod
     def from_settings(cls, client: Any, ptts: PttTable, settings: Settings) -> Self:
@@ -138,18 +140,18 @@ class Publisher(_Publishing):
         if built is None:
             return "unknown_id", 0
         report, call = built
-        code, polls = self._report(keys=call.keys, args=call.args)
-        outcome = REPORT_OUTCOMES[int(code)]
+        published = self._report(call.keys, call.document, call.refs)
+        outcome = REPORT_OUTCOMES[published.code]
         _log_report(outcome, receipt, report)
-        return outcome, int(polls)
+        return outcome, published.polls
 
     def reply(self, reply: Reply) -> ReplyEvents:
         """Publish a reply's events (``InvalidNumber`` when its number is not one)."""
         number = e164(reply.number, self.default_region)
         last = self.redis.hmget(keys.last_sent(number), LAST_SENT)
         events = reply_call(reply, number, last, **self.reply_options)
-        published = self._reply(keys=events.call.keys, args=events.call.args)
-        _log_reply(events, (int(published[0]), int(published[1])))
+        published = self._reply(events.call.keys, events.call.document, events.call.refs)
+        _log_reply(events, published)
         return events
 
 
@@ -172,8 +174,8 @@ class AsyncPublisher(_Publishing):
         if built is None:
             return "unknown_id"
         report, call = built
-        code, _ = await self._report(keys=call.keys, args=call.args)
-        outcome = REPORT_OUTCOMES[int(code)]
+        published = await self._report.call_async(call.keys, call.document, call.refs)
+        outcome = REPORT_OUTCOMES[published.code]
         _log_report(outcome, receipt, report)
         return outcome
 
@@ -182,7 +184,6 @@ class AsyncPublisher(_Publishing):
         number = e164(reply.number, self.default_region)
         last = await self.redis.hmget(keys.last_sent(number), LAST_SENT)
         events = reply_call(reply, number, last, **self.reply_options)
-        raw = await self._reply(keys=events.call.keys, args=events.call.args)
-        published = (int(raw[0]), int(raw[1]))
+        published = await self._reply.call_async(events.call.keys, events.call.document, events.call.refs)
         _log_reply(events, published)
         return events, published

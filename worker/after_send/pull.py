@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, TypedDict
 
 import redis
 
@@ -52,6 +53,26 @@ INCOMING_OVERLAP_S = 300.0
 CURSOR_TTL_S = 7 * 86_400
 
 
+class _ClaimKeys(TypedDict):
+    receipts: str  # the receipts index (keys.RECEIPTS)
+
+
+class _ClaimDocument(TypedDict):
+    now_ms: int
+    lease_ms: int
+    limit: int
+
+
+class _ClaimReceipts(scripts.Script[_ClaimKeys, _ClaimDocument, list[int]]):
+    """The OVH ids claimed."""
+
+    NAME = "claim_receipts"
+    Keys = _ClaimKeys
+
+    def reply(self, raw: Any) -> list[int]:
+        return [int(ovh_id) for ovh_id in raw]
+
+
 def _spend(client: redis.Redis, budget_per_min: int) -> bool:
     """Take one call from this minute's budget, shared by every poller; False when spent."""
     minute = int(time.time() // 60)
@@ -68,7 +89,7 @@ class ReceiptPoller:
         self.redis = client
         self.calls = calls
         self.publisher = publisher
-        self._claim = scripts.load(client, "worker.after_send", "claim_receipts")
+        self._claim = _ClaimReceipts(client)
         self.polls = 0
 
     def run_once(self) -> float:
@@ -79,8 +100,10 @@ class ReceiptPoller:
             pipe.expire(keys.PULL, PULL_MARKER_TTL_S)
             pipe.expire(keys.RECEIPTS, RECEIPTS_TTL_S)
             pipe.execute()
-        claim_args = [int(now * 1000), int(CLAIM_LEASE_S * 1000), BATCH]
-        claimed = [int(raw) for raw in self._claim(keys=[keys.RECEIPTS], args=claim_args)]
+        claimed = self._claim(
+            {"receipts": keys.RECEIPTS},
+            {"now_ms": int(now * 1000), "lease_ms": int(CLAIM_LEASE_S * 1000), "limit": BATCH},
+        )
         for n, ovh_id in enumerate(claimed):
             if not _spend(self.redis, self.settings.pull_calls_per_min):
                 # Out of budget: the rest waits for the next minute.

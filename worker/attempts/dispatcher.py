@@ -21,21 +21,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from contracts.wire import LANES
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Attempts, Outcome, Owner
 from worker.attempts.settlement import from_failure, from_report
-from worker.batching.buffers import Buffers
+from worker.batching.buffers import Buffers, Idle
 from worker.errors import AmbiguousError, PermanentError, RetryableError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.gateway import OvhGateway
+from worker.ovhcloud.jobs import JobCall, SendingReport
 from worker.ovhcloud.rate_limit import RateLimiter
 from worker.retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Longest a dispatcher sleeps before looking at the buffers again (seconds).
 MAX_IDLE_S = 2.0
@@ -120,11 +123,12 @@ class Dispatcher:
             stop.wait(0.2)
             return False
         found = self.buffers.peek(self.lanes)
-        if isinstance(found, int):
-            wait = MAX_IDLE_S if found < 0 else min(max((found - self._redis_ms()) / 1000, 0.001), MAX_IDLE_S)
+        if isinstance(found, Idle):
+            next_due = found.next_due_ms
+            wait = MAX_IDLE_S if next_due is None else min(max((next_due - self._redis_ms()) / 1000, 0.001), MAX_IDLE_S)
             self.buffers.wait_for_work(self.lanes, wait)
             return False
-        lane, batch_key = found
+        lane, batch_key = found.lane, found.batch_key
         if not self.limiter.acquire(lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=stop):
             return False
         attempt = self.attempts.claim(
@@ -204,15 +208,15 @@ class Dispatcher:
             outcome=None if kind in ("sent", "failed") else kind,
         )
 
-    def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], dict[str, Any]]:
+    def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], SendingReport]:
         """One try of the jobs call; every try after the first takes its own slot."""
-        body = {**attempt.meta["body"], "receivers": [entry.receiver for entry in attempt.entries]}
+        body: JobCall = {**attempt.meta.body, "receivers": [entry.receiver for entry in attempt.entries]}
         # Left on the lease when a try starts: enough to connect and send before other workers
         # may take the attempt over (half a lease at most; the refresh keeps four fifths left).
         margin_s = min(self.settings.ovh_connect_timeout_s, self.settings.lease_s / 2)
         tries = 0
 
-        def one_try() -> dict[str, Any]:
+        def one_try() -> SendingReport:
             nonlocal tries
             tries += 1
             if tries > 1:
@@ -248,7 +252,7 @@ class Dispatcher:
 
         return one_try
 
-    def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: dict[str, Any] | None) -> None:
+    def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: SendingReport | None) -> None:
         """Record OVH's answer on the attempt and settle it, in one round trip, until Redis answers.
 
         Fenced out (the lease expired meanwhile), the answer is still recorded: whoever took the
@@ -287,6 +291,6 @@ class Dispatcher:
         except REDIS_OUTAGE as exc:
             log.warning("rate limiter not told how OVH answered: %s", exc)
 
-    def _redis(self, step: Callable[[], Any], what: str) -> Any:
+    def _redis(self, step: Callable[[], T], what: str) -> T:
         """Run an idempotent Redis step through an outage of up to ``redis_outage_s``."""
         return until_redis_answers(step, outage_s=self.settings.redis_outage_s, what=what)

@@ -12,7 +12,7 @@
       │     (never called)                                             others resent, or unknown
       └───────────────────────── resend of receivers proven absent ◀───┘     after the deadline
 
-Every transition is one Lua step (``worker/store/lua/``) that checks the attempt's state and
+Every transition is one Lua step (``lua/``, typed in ``steps``) that checks the attempt's state and
 owner and reads Redis' clock, never a worker's. The owner is a *lease* (``worker.attempts.lease``):
 a worker whose lease expired can neither call (``call``), nor settle (``settle``), nor give back
 (``release``); any live worker takes its attempts over (``takeover``): claimed ones go back to
@@ -25,12 +25,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME
-from worker.batching.buffers import Entry
+from worker.attempts import steps
+from worker.batching.buffers import CallMeta, Entry, Fragment
+from worker.ovhcloud.jobs import SendingReport
+from worker.settings import Settings
 from worker.store import keys, scripts
 
 
@@ -41,22 +44,45 @@ class Attempt:
     call_id: str
     lane: str
     batch_key: str
-    meta: dict[str, Any]  # {"service", "login", "lane", "body": the jobs call body without receivers}
+    meta: CallMeta
     entries: list[Entry]
     # Filled for ambiguous attempts (Redis ms) and when OVH's answer was recorded:
     called_at_ms: int = 0
     absent_after_ms: int = 0
     deadline_ms: int = 0
     reason: str = ""
-    report: dict[str, Any] | None = None
+    report: SendingReport | None = None
 
     @property
     def service(self) -> str:
-        return str(self.meta["service"])
+        return self.meta.service
 
     @property
     def login(self) -> str | None:
-        return self.meta.get("login")
+        return self.meta.login
+
+
+class ErrorFragment(TypedDict, total=False):
+    """Why a request (or its receivers) was not sent, as its result's ``error`` says (``ErrorInfo``)."""
+
+    code: str
+    message: str
+    ovh_class: str
+    ovh_query_id: str
+
+
+class Tracking(TypedDict):
+    """One SMS OVH accepted, mapped back to its request and receiver (``keys.sms``)."""
+
+    id: int
+    request_id: str
+    receiver: str
+    reply_to: str
+    tag: str | None
+    service: str
+    login: str | None
+    call_id: str
+    sent_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +96,8 @@ class Settlement:
     n_failed: int = 0
     n_unknown: int = 0
     credits: float = 0.0  # OVH's credits for the request's receivers
-    outcomes: tuple[dict[str, Any], ...] = ()
-    error: dict[str, Any] | None = None
+    outcomes: tuple[Fragment, ...] = ()
+    error: ErrorFragment | None = None
     reserved: float = 0.0  # estimated credits of those receivers (released from the quota)
     unconfirmed: float = 0.0  # of those, the ones of unknown outcome: kept as spent, never refunded
 
@@ -96,7 +122,7 @@ class Outcome:
 
     settlements: list[Settlement]
     events: list[Event] = field(default_factory=list)
-    tracking: list[dict[str, Any]] = field(default_factory=list)  # see keys.sms: one per SMS OVH accepted
+    tracking: list[Tracking] = field(default_factory=list)  # see keys.sms: one per SMS OVH accepted
     resend: list[Entry] = field(default_factory=list)  # receivers proven absent: staged again
 
 
@@ -108,62 +134,21 @@ class Owner:
     token: str
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A claimed or calling attempt, as the lease sweep sees it."""
+
+    call_id: str
+    owner: str  # lease token
+    batch_key: str
+    lane: str
 
 
-class _Claim(scripts.Script):
-    NAME = "claim"
-    KEYS = ("lease", "due", "buffer", "buffer_meta", "inflight", "attempt")
+@dataclass(frozen=True, slots=True)
+class NoneDue:
+    """No ambiguous attempt is due for a look; ``next_due_ms``: when one is (Redis ms), ``None``: none at all."""
 
-
-class _Transition(scripts.Script):
-    NAME = "attempt"
-    KEYS = ("attempt", "lease", "inflight", "reconcile", "reconcile_wake")
-
-
-class _Release(scripts.Script):
-    NAME = "release"
-    KEYS = ("attempt", "lease", "inflight", "buffer", "buffer_meta", "due", "wake")
-
-
-class _Takeover(scripts.Script):
-    NAME = "takeover"
-    KEYS = (
-        "attempt",
-        "owner_lease",
-        "inflight",
-        "reconcile",
-        "reconcile_wake",
-        "buffer",
-        "buffer_meta",
-        "due",
-        "wake",
-    )
-
-
-class _Settle(scripts.Script):
-    NAME = "settle"
-    PRELUDE = scripts.CAMPAIGN_PRELUDE
-    KEYS = (
-        "attempt",
-        "lease",
-        "inflight",
-        "reconcile",
-        "quota",
-        "stats",
-        "buffer",
-        "buffer_meta",
-        "due",
-        "wake",
-        "pull",
-        "receipts",
-    )
-
-
-class _ReconcilePick(scripts.Script):
-    NAME = "reconcile_pick"
-    KEYS = ("reconcile",)
+    next_due_ms: int | None
 
 
 class Attempts:
@@ -198,12 +183,28 @@ class Attempts:
         self.grace_ms = grace_ms
         self.deadline_ms = deadline_ms
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
-        self._claim = _Claim(client)
-        self._transition = _Transition(client)
-        self._release = _Release(client)
-        self._takeover = _Takeover(client)
-        self._settle = _Settle(client)
-        self._pick = _ReconcilePick(client)
+        self._claim = steps.Claim(client)
+        self._transition = steps.Transition(client)
+        self._release = steps.Release(client)
+        self._takeover = steps.Takeover(client)
+        self._settle = steps.Settle(client)
+        self._pick = steps.Pick(client)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> Attempts:
+        """The attempts as ``settings`` configure them (every process builds them this way)."""
+        return cls(
+            client,
+            default_queue=settings.results_queue,
+            result_ttl_s=settings.result_ttl_s,
+            request_ttl_s=settings.request_ttl_s,
+            attempt_ttl_s=settings.request_ttl_s,
+            queue_cap=settings.results_queue_max_length,
+            tracking_ttl_s=settings.delivery_tracking_ttl_s,
+            campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+            grace_ms=int(settings.reconcile_grace_s * 1000),
+            deadline_ms=int(settings.reconcile_deadline_s * 1000),
+        )
 
     def reply_to(self, entry: Entry) -> str:
         return entry.reply_to or self.default_queue
@@ -212,23 +213,9 @@ class Attempts:
 
     def claim(
         self, owner: Owner, lane: str, batch_key: str, call_id: str, *, linger_ms: int, max_receivers: int
-    ) -> Attempt | None | bool:
-        """Take up to ``max_receivers`` of a due buffer into a new attempt in state calling.
-
-        ``None`` when the buffer has nothing due any more (another dispatcher took it), ``False``
-        when the owner's lease is gone.
-        """
-        document = {
-            "call_id": call_id,
-            "batch_key": batch_key,
-            "lane": lane,
-            "linger_ms": linger_ms,
-            "max": max_receivers,
-            "worker": owner.worker,
-            "token": owner.token,
-            "attempt_ttl_s": self.attempt_ttl_s,
-        }
-        reply = self._claim.run(
+    ) -> Attempt | steps.NothingDue | steps.LeaseLost:
+        """Take up to ``max_receivers`` of a due buffer into a new attempt in state calling."""
+        reply = self._claim(
             {
                 "lease": keys.lease(owner.token),
                 "due": keys.due(lane),
@@ -237,59 +224,72 @@ class Attempts:
                 "inflight": keys.INFLIGHT,
                 "attempt": keys.attempt(call_id),
             },
-            document,
-        )
-        status = _text(reply[0])
-        if status == "nolease":
-            return False
-        if status != "ok":
-            return None
-        return Attempt(call_id, lane, batch_key, json.loads(reply[1]), [Entry.decode(raw) for raw in reply[2:]])
-
-    def _run(self, op: str, owner: Owner | None, call_id: str, **fields: Any) -> Any:
-        token = owner.token if owner else ""
-        document = {"op": op, "call_id": call_id, "token": token, "worker": owner.worker if owner else "", **fields}
-        return self._transition.run(
             {
-                "attempt": keys.attempt(call_id),
-                "lease": keys.lease(token),
-                "inflight": keys.INFLIGHT,
-                "reconcile": keys.RECONCILE,
-                "reconcile_wake": keys.RECONCILE_WAKE,
+                "call_id": call_id,
+                "batch_key": batch_key,
+                "lane": lane,
+                "linger_ms": linger_ms,
+                "max": max_receivers,
+                "worker": owner.worker,
+                "token": owner.token,
+                "attempt_ttl_s": self.attempt_ttl_s,
             },
-            document,
         )
+        if not isinstance(reply, steps.Claimed):
+            return reply
+        return Attempt(call_id, lane, batch_key, CallMeta.decode(reply.meta), [Entry.decode(e) for e in reply.entries])
+
+    def _transition_keys(self, call_id: str, token: str) -> steps.TransitionKeys:
+        return {
+            "attempt": keys.attempt(call_id),
+            "lease": keys.lease(token),
+            "inflight": keys.INFLIGHT,
+            "reconcile": keys.RECONCILE,
+            "reconcile_wake": keys.RECONCILE_WAKE,
+        }
+
+    def _step(self, op: str, owner: Owner, call_id: str) -> steps.TransitionDocument:
+        return {"op": op, "call_id": call_id, "token": owner.token, "worker": owner.worker}
 
     def call(self, owner: Owner, call_id: str) -> bool:
         """claimed -> calling, right before a retry leaves; ``False`` when fenced out."""
-        return bool(self._run("call", owner, call_id))
+        document = self._step("call", owner, call_id)
+        return self._transition(self._transition_keys(call_id, owner.token), document) == "applied"
 
     def uncall(self, owner: Owner, call_id: str) -> bool:
         """calling -> claimed: the try surely did not reach OVH (connect error, 429, 503)."""
-        return bool(self._run("uncall", owner, call_id))
+        document = self._step("uncall", owner, call_id)
+        return self._transition(self._transition_keys(call_id, owner.token), document) == "applied"
 
-    def answer(self, call_id: str, report: dict[str, Any]) -> str:
+    def answer(self, call_id: str, report: SendingReport) -> str:
         """Record OVH's answer on the attempt (allowed to anyone: it is evidence); its state, or ''."""
-        return _text(self._run("answer", None, call_id, report=json.dumps(report, separators=(",", ":"))))
+        document: steps.TransitionDocument = {
+            "op": "answer",
+            "call_id": call_id,
+            "token": "",
+            "worker": "",
+            "report": json.dumps(report, separators=(",", ":")),
+        }
+        return self._transition(self._transition_keys(call_id, ""), document)
 
     def ambiguous(self, owner: Owner, call_id: str, reason: str) -> bool:
         """calling -> ambiguous: the call may have been carried out; the reconcilers take it."""
-        return bool(
-            self._run("ambiguous", owner, call_id, reason=reason, grace_ms=self.grace_ms, deadline_ms=self.deadline_ms)
-        )
+        document = self._step("ambiguous", owner, call_id)
+        document["reason"] = reason
+        document["grace_ms"] = self.grace_ms
+        document["deadline_ms"] = self.deadline_ms
+        return self._transition(self._transition_keys(call_id, owner.token), document) == "applied"
 
     def release(self, owner: Owner, attempt: Attempt) -> int:
         """Give back an attempt whose call did not leave: its receivers go back to their buffer."""
-        return int(
-            self._release.run(
-                {
-                    "attempt": keys.attempt(attempt.call_id),
-                    "lease": keys.lease(owner.token),
-                    "inflight": keys.INFLIGHT,
-                    **self._buffer_keys(attempt.batch_key, attempt.lane),
-                },
-                {"call_id": attempt.call_id, "token": owner.token, "worker": owner.worker},
-            )
+        return self._release(
+            {
+                "attempt": keys.attempt(attempt.call_id),
+                "lease": keys.lease(owner.token),
+                "inflight": keys.INFLIGHT,
+                **self._buffer_keys(attempt.batch_key, attempt.lane),
+            },
+            {"call_id": attempt.call_id, "token": owner.token, "worker": owner.worker},
         )
 
     def settle(self, attempt: Attempt, outcome: Outcome, *, owner: Owner | None) -> list[str] | None:
@@ -299,30 +299,29 @@ class Attempts:
         the attempt (fenced out, or settled already).
         """
         refs = self._settle.refs()
-        settlements = []
-        for s in outcome.settlements:
-            settlements.append(
-                {
-                    "id": s.request_id,
-                    "req": refs(keys.request(s.request_id)),
-                    "outcomes": refs(keys.outcomes(s.request_id)),
-                    "result": refs(keys.result(s.request_id)),
-                    "ready": refs(keys.result_ready(s.request_id)),
-                    "q": refs(keys.queue(s.reply_to)),
-                    "msgs": refs(keys.queue_messages(s.reply_to)),
-                    "queue": s.reply_to,
-                    "n_in_call": s.n_in_call,
-                    "n_sent": s.n_sent,
-                    "n_failed": s.n_failed,
-                    "n_unknown": s.n_unknown,
-                    "credits": s.credits,
-                    "fragments": ",".join(json.dumps(o, separators=(",", ":")) for o in s.outcomes),
-                    "error": "" if s.error is None else json.dumps(s.error, separators=(",", ":")),
-                    "reserved": s.reserved,
-                    "spent": s.spent,
-                }
-            )
-        events = [
+        settlements: list[steps.SettleRequest] = [
+            {
+                "id": s.request_id,
+                "req": refs(keys.request(s.request_id)),
+                "outcomes": refs(keys.outcomes(s.request_id)),
+                "result": refs(keys.result(s.request_id)),
+                "ready": refs(keys.result_ready(s.request_id)),
+                "q": refs(keys.queue(s.reply_to)),
+                "msgs": refs(keys.queue_messages(s.reply_to)),
+                "queue": s.reply_to,
+                "n_in_call": s.n_in_call,
+                "n_sent": s.n_sent,
+                "n_failed": s.n_failed,
+                "n_unknown": s.n_unknown,
+                "credits": s.credits,
+                "fragments": ",".join(json.dumps(o, separators=(",", ":")) for o in s.outcomes),
+                "error": "" if s.error is None else json.dumps(s.error, separators=(",", ":")),
+                "reserved": s.reserved,
+                "spent": s.spent,
+            }
+            for s in outcome.settlements
+        ]
+        events: list[steps.SettleEvent] = [
             {
                 "q": refs(keys.queue(e.queue)),
                 "msgs": refs(keys.queue_messages(e.queue)),
@@ -332,20 +331,19 @@ class Attempts:
             }
             for e in outcome.events
         ]
-        tracking = [
+        tracking: list[steps.SettleTracking] = [
             {
                 "key": refs(keys.sms(record["id"])),
                 "id": record["id"],
-                "fields": {k: v for k, v in record.items() if v is not None and k != "id"},
+                "fields": {k: v for k, v in record.items() if v is not None and k != "id"},  # type: ignore[misc]
             }
             for record in outcome.tracking
         ]
-        document: dict[str, Any] = {
+        document: steps.SettleDocument = {
             "call_id": attempt.call_id,
             "fence": "owner" if owner is not None else "reconciler",
             "token": owner.token if owner else "",
             "worker": owner.worker if owner else "",
-            "has_quota": attempt.login is not None,
             "result_ttl_s": self.result_ttl_s,
             "request_ttl_s": self.request_ttl_s,
             "queue_cap": self.queue_cap,
@@ -356,8 +354,10 @@ class Attempts:
             "tracking": tracking,
             "resend": [entry.encode() for entry in outcome.resend],
         }
+        if attempt.login is not None:
+            document["quota"] = refs(keys.quota(attempt.service, attempt.login))
         # -- campaign statistics of the attempt's tag (lua/_campaign.lua, worker.campaigns.stats) --
-        tag = attempt.meta["body"].get("tag")
+        tag = attempt.meta.tag
         if tag and self.campaign_stats_ttl_s > 0:
             done = outcome.settlements
             document["campaign"] = {
@@ -372,27 +372,24 @@ class Attempts:
                 "credits": sum(s.credits for s in done),
             }
         # -- end of campaign statistics -----------------------------------------------------------
-        fixed = {
+        fixed: steps.SettleKeys = {
             "attempt": keys.attempt(attempt.call_id),
             "lease": keys.lease(owner.token if owner else ""),
             "inflight": keys.INFLIGHT,
             "reconcile": keys.RECONCILE,
-            "quota": keys.quota(attempt.service, attempt.login) if attempt.login else keys.STATS,
             "stats": keys.STATS,
             **self._buffer_keys(attempt.batch_key, attempt.lane),
             "pull": keys.PULL,
             "receipts": keys.RECEIPTS,
         }
-        reply = self._settle.run(fixed, document, refs)
-        if reply == -1:
-            return None
-        return [_text(status) for status in reply]
+        reply = self._settle(fixed, document, refs)
+        return reply.published if isinstance(reply, steps.Settled) else None
 
     # -- the lease sweep ------------------------------------------------------------------------
 
-    def held(self) -> list[tuple[str, str, str, str]]:
-        """``(call_id, owner token, batch key, lane)`` of every claimed or calling attempt."""
-        call_ids = [_text(c) for c in self.redis.zrange(keys.INFLIGHT, 0, -1)]
+    def held(self) -> list[Held]:
+        """Every claimed or calling attempt."""
+        call_ids = [scripts.text(c) for c in self.redis.zrange(keys.INFLIGHT, 0, -1)]
         with self.redis.pipeline(transaction=False) as pipe:
             for call_id in call_ids:
                 pipe.hmget(keys.attempt(call_id), "owner", "batch_key", "lane")
@@ -402,71 +399,67 @@ class Attempts:
             if owner is None:  # gone (settled meanwhile, or expired): drop it from the index
                 self.redis.zrem(keys.INFLIGHT, call_id)
                 continue
-            held.append((call_id, _text(owner), _text(batch_key), _text(lane)))
+            held.append(Held(call_id, scripts.text(owner), scripts.text(batch_key), scripts.text(lane)))
         return held
 
     def sweep(self, reason: str) -> list[tuple[str, str]]:
         """Take over every attempt whose owner's lease expired; ``(call_id, what happened)`` each."""
         held = self.held()
-        owners = sorted({owner for _, owner, _, _ in held})
+        owners = sorted({h.owner for h in held})
         with self.redis.pipeline(transaction=False) as pipe:
             for owner in owners:
                 pipe.exists(keys.lease(owner))
             alive = dict(zip(owners, pipe.execute(), strict=True))
         done = []
-        for call_id, owner, batch_key, lane in held:
-            if alive[owner]:
+        for h in held:
+            if alive[h.owner]:
                 continue
-            what = _text(
-                self._takeover.run(
-                    {
-                        "attempt": keys.attempt(call_id),
-                        "owner_lease": keys.lease(owner),
-                        "inflight": keys.INFLIGHT,
-                        "reconcile": keys.RECONCILE,
-                        "reconcile_wake": keys.RECONCILE_WAKE,
-                        **self._buffer_keys(batch_key, lane),
-                    },
-                    {
-                        "call_id": call_id,
-                        "owner": owner,
-                        "batch_key": batch_key,
-                        "grace_ms": self.grace_ms,
-                        "deadline_ms": self.deadline_ms,
-                        "reason": reason,
-                    },
-                )
+            what = self._takeover(
+                {
+                    "attempt": keys.attempt(h.call_id),
+                    "owner_lease": keys.lease(h.owner),
+                    "inflight": keys.INFLIGHT,
+                    "reconcile": keys.RECONCILE,
+                    "reconcile_wake": keys.RECONCILE_WAKE,
+                    **self._buffer_keys(h.batch_key, h.lane),
+                },
+                {
+                    "call_id": h.call_id,
+                    "owner": h.owner,
+                    "batch_key": h.batch_key,
+                    "grace_ms": self.grace_ms,
+                    "deadline_ms": self.deadline_ms,
+                    "reason": reason,
+                },
             )
             if what:
-                done.append((call_id, what))
+                done.append((h.call_id, what))
         return done
 
     # -- the reconcilers' side ------------------------------------------------------------------
 
-    def next_ambiguous(self, visibility_ms: int) -> Attempt | int | None:
+    def next_ambiguous(self, visibility_ms: int) -> Attempt | NoneDue:
         """Take the next ambiguous attempt due for a look, hiding it from other reconcilers for
-        ``visibility_ms``; else the Redis ms when the next one is due (``None``: none at all)."""
-        reply = self._pick.run({"reconcile": keys.RECONCILE}, {"visibility_ms": visibility_ms})
-        call_id = _text(reply[0])
+        ``visibility_ms``; else when the next one is due."""
+        call_id, next_due = self._pick({"reconcile": keys.RECONCILE}, {"visibility_ms": visibility_ms})
         if not call_id:
-            next_due = int(float(reply[1]))
-            return None if next_due < 0 else next_due
+            return NoneDue(None if next_due < 0 else next_due)
         found = self.load(call_id)
         if found is None:  # settled meanwhile
             self.redis.zrem(keys.RECONCILE, call_id)
-            return 0
+            return NoneDue(0)
         return found
 
     def load(self, call_id: str) -> Attempt | None:
         """The attempt as stored (``None`` if gone)."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
+        raw = {scripts.text(k): scripts.text(v) for k, v in self.redis.hgetall(keys.attempt(call_id)).items()}
         if "meta" not in raw:
             return None
         return Attempt(
             call_id=call_id,
             lane=raw["lane"],
             batch_key=raw["batch_key"],
-            meta=json.loads(raw["meta"]),
+            meta=CallMeta.decode(raw["meta"]),
             entries=[Entry.decode(line) for line in raw["entries"].split("\n") if line],
             called_at_ms=int(raw.get("called_at") or 0),
             absent_after_ms=int(raw.get("absent_after") or 0),
@@ -483,7 +476,7 @@ class Attempts:
         return int(self.redis.zcard(keys.RECONCILE))
 
     @staticmethod
-    def _buffer_keys(batch_key: str, lane: str) -> dict[str, str]:
+    def _buffer_keys(batch_key: str, lane: str) -> steps.BufferKeys:
         return {
             "buffer": keys.buffer(batch_key),
             "buffer_meta": keys.buffer_meta(batch_key),

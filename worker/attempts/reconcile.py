@@ -41,6 +41,7 @@ from worker.attempts.settlement import Sent, e164, from_findings, from_report
 from worker.errors import GatewayError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
+from worker.ovhcloud.jobs import JobBody
 from worker.ovhcloud.rate_limit import RECONCILE_LANE
 from worker.store import keys
 
@@ -91,7 +92,8 @@ class Reconciler:
                 if isinstance(found, Attempt):
                     self.reconcile(found)
                     continue
-                wait = IDLE_WAIT_S if found is None else min(max((found - self._redis_ms()) / 1000, 0.01), IDLE_WAIT_S)
+                due = found.next_due_ms
+                wait = IDLE_WAIT_S if due is None else min(max((due - self._redis_ms()) / 1000, 0.01), IDLE_WAIT_S)
                 self.redis.blpop([keys.RECONCILE_WAKE], timeout=wait)
             except redis.RedisError as exc:
                 log.warning("reconciler: Redis does not answer (%s); trying again in 1 s", exc)
@@ -163,12 +165,12 @@ class Reconciler:
 
     def look_up(self, attempt: Attempt, wanted: set[str]) -> dict[str, Sent]:
         """Receivers of ``attempt`` OVH created an SMS for, with its id and credits."""
-        body = attempt.meta["body"]
+        body = attempt.meta.body
         text = body["message"]
         service = attempt.service
         offset_s = self.gateway.ovh_now() - self._redis_ms() / 1000
         called_s = attempt.called_at_ms / 1000 + offset_s
-        params: dict[str, Any] = {
+        params: dict[str, str] = {
             "creationDatetime.from": _iso(called_s - WINDOW_MARGIN_S),
             "creationDatetime.to": _iso(self.gateway.ovh_now() + WINDOW_MARGIN_S),
         }
@@ -215,7 +217,7 @@ class Reconciler:
 _PARIS = ZoneInfo("Europe/Paris")
 
 
-def may_be_pending(body: dict[str, Any], called_s: float) -> bool:
+def may_be_pending(body: JobBody, called_s: float) -> bool:
     """Whether a call's SMS may wait in OVH's pending jobs rather than in its outgoing records."""
     if int(body.get("differedPeriod") or 0) > 0:
         return True

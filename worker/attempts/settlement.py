@@ -13,14 +13,14 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 import phonenumbers
 
 from contracts.models import CreditUsage
-from worker.attempts.lifecycle import Attempt, Event, Outcome, Settlement, by_request
-from worker.batching.buffers import Entry
+from worker.attempts.lifecycle import Attempt, ErrorFragment, Event, Outcome, Settlement, Tracking, by_request
+from worker.batching.buffers import Entry, Fragment
 from worker.errors import AmbiguousError, GatewayError
+from worker.ovhcloud.jobs import SendingReport
 
 _E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
 
@@ -35,10 +35,14 @@ def e164(number: str) -> str:
         return number
 
 
-def error_of(exc: GatewayError) -> dict[str, Any]:
+def error_of(exc: GatewayError) -> ErrorFragment:
     code = "outcome_unknown" if isinstance(exc, AmbiguousError) else "ovh_error"
-    error = {"code": code, "message": exc.message, "ovh_class": exc.ovh_class, "ovh_query_id": exc.query_id}
-    return {k: v for k, v in error.items() if v is not None}
+    error: ErrorFragment = {"code": code, "message": exc.message}
+    if exc.ovh_class is not None:
+        error["ovh_class"] = exc.ovh_class
+    if exc.query_id is not None:
+        error["ovh_query_id"] = exc.query_id
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,7 @@ def from_failure(attempt: Attempt, exc: GatewayError, default_queue: str) -> Out
             reply_to=entries[0].reply_to or default_queue,
             n_in_call=len(entries),
             n_failed=len(entries),
-            outcomes=tuple({"receiver": e.receiver, "status": "failed", "reason": exc.message} for e in entries),
+            outcomes=tuple(Fragment(receiver=e.receiver, status="failed", reason=exc.message) for e in entries),
             error=error_of(exc),
             reserved=sum(e.credits for e in entries),
         )
@@ -66,7 +70,7 @@ def from_failure(attempt: Attempt, exc: GatewayError, default_queue: str) -> Out
     return _with_events(attempt, settlements, default_queue)
 
 
-def from_report(attempt: Attempt, report: dict[str, Any], default_queue: str) -> Outcome:
+def from_report(attempt: Attempt, report: SendingReport, default_queue: str) -> Outcome:
     """Map OVH's ``SmsSendingReport`` back onto each request of the call.
 
     ``totalCreditsRemoved`` is apportioned to the receivers OVH accepted by their estimated
@@ -109,7 +113,7 @@ def from_findings(
     settlements = []
     again: list[Entry] = []
     for request_id, entries in by_request(attempt.entries).items():
-        outcomes: list[dict[str, Any]] = []
+        outcomes: list[Fragment] = []
         n_sent = n_unknown = 0
         credits = unconfirmed = reserved = 0.0
         for entry in entries:
@@ -119,20 +123,22 @@ def from_findings(
             reserved += entry.credits
             found = sent.get(entry.receiver)
             if found is not None:
-                fields = {"receiver": entry.receiver, "status": "sent", "ovh_id": found.ovh_id}
-                outcomes.append({k: v for k, v in fields.items() if v is not None})
+                sent_one = Fragment(receiver=entry.receiver, status="sent")
+                if found.ovh_id is not None:
+                    sent_one["ovh_id"] = found.ovh_id
+                outcomes.append(sent_one)
                 n_sent += 1
                 credits += found.credits
             elif entry.receiver in refused:
-                outcomes.append({"receiver": entry.receiver, "status": "invalid", "reason": refused[entry.receiver]})
+                outcomes.append(Fragment(receiver=entry.receiver, status="invalid", reason=refused[entry.receiver]))
             else:
-                outcomes.append({"receiver": entry.receiver, "status": "unknown", "reason": unknown_reason})
+                outcomes.append(Fragment(receiver=entry.receiver, status="unknown", reason=unknown_reason))
                 n_unknown += 1
                 unconfirmed += entry.credits
         n_in_call = len(outcomes)
         if not n_in_call:
             continue  # every receiver of this request is resent: nothing settles for it yet
-        error = {"code": "outcome_unknown", "message": unknown_reason} if n_unknown else None
+        error = ErrorFragment(code="outcome_unknown", message=unknown_reason) if n_unknown else None
         settlements.append(
             Settlement(
                 request_id=request_id,
@@ -184,22 +190,22 @@ def _with_events(attempt: Attempt, settlements: list[Settlement], default_queue:
     return Outcome(settlements, events)
 
 
-def tracking_records(attempt: Attempt, settlements: list[Settlement]) -> list[dict[str, Any]]:
+def tracking_records(attempt: Attempt, settlements: list[Settlement]) -> list[Tracking]:
     """One record per SMS OVH accepted with an id: what a delivery report is mapped back with."""
     sent_at = round(time.time(), 3)
     return [
-        {
-            "id": outcome["ovh_id"],
-            "request_id": settlement.request_id,
-            "receiver": outcome["receiver"],
-            "reply_to": settlement.reply_to,
-            "tag": attempt.meta["body"].get("tag"),
-            "service": attempt.service,
-            "login": attempt.login,
-            "call_id": attempt.call_id,
-            "sent_at": sent_at,
-        }
+        Tracking(
+            id=outcome["ovh_id"],
+            request_id=settlement.request_id,
+            receiver=outcome["receiver"],
+            reply_to=settlement.reply_to,
+            tag=attempt.meta.tag,
+            service=attempt.service,
+            login=attempt.login,
+            call_id=attempt.call_id,
+            sent_at=sent_at,
+        )
         for settlement in settlements
         for outcome in settlement.outcomes
-        if outcome.get("status") == "sent" and outcome.get("ovh_id") is not None
+        if outcome["status"] == "sent" and "ovh_id" in outcome
     ]

@@ -15,11 +15,13 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import redis
 
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
+from worker.ovhcloud.jobs import JobBody
+from worker.settings import Settings
 from worker.store import keys, scripts
 
 #: A buffer still filling is due a linger after its newest entry, and at most this many lingers
@@ -59,24 +61,72 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class Meta:
-    """What receivers must share to go out in one call, encoded once (``encode_meta``)."""
+class CallMeta:
+    """What the receivers of one batch key share: the OVH account and user the call goes
+    through, its lane, and the jobs call body without receivers. Stored as canonical JSON with
+    the buffer and the attempt (``keys.buffer_meta``, the attempt's ``meta``), read back here only."""
 
-    value: dict[str, Any]  # {"service", "login", "lane", "body": jobs call body without receivers}
+    service: str
+    login: str | None
+    lane: str
+    body: JobBody
+
+    def encode(self) -> str:
+        """Canonical JSON (sorted keys): equal metas encode equal, so they share a batch key."""
+        value = {"service": self.service, "login": self.login, "lane": self.lane, "body": self.body}
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> CallMeta:
+        value = json.loads(raw)
+        return cls(service=value["service"], login=value["login"], lane=value["lane"], body=value["body"])
+
+    @property
+    def tag(self) -> str | None:
+        return self.body.get("tag")
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """A ``CallMeta`` with its canonical JSON and batch key, computed once (``encode_meta``)."""
+
+    value: CallMeta
     json: str  # canonical JSON: stored for the call, hashed into the key
     key: str  # the batch key
 
 
 @functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
 def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
-    value = {"service": service, "login": login, "lane": lane, "body": dict(body)}
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    value = CallMeta(service, login, lane, dict(body))  # type: ignore[arg-type]  # a JobBody's items
+    canonical = value.encode()
     return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
 
 
-def encode_meta(service: str, login: str | None, lane: str, body: dict[str, Any]) -> Meta:
+def encode_meta(service: str, login: str | None, lane: str, body: JobBody) -> Meta:
     """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
     return _encode(service, login, lane, tuple(sorted(body.items())))
+
+
+class Fragment(TypedDict):
+    """What became of one receiver, as it goes into a result's ``receivers`` (``ReceiverOutcome``)."""
+
+    receiver: str
+    status: str  # sent, invalid, failed, unknown, blacklisted
+    ovh_id: NotRequired[int]
+    reason: NotRequired[str]
+
+
+class Skeleton(TypedDict):
+    """A ``SendResult`` without what settlement adds (status, credits, receivers, finished_at)."""
+
+    kind: str
+    version: int
+    request_id: str
+    service_name: str
+    accepted_at: float
+    user: NotRequired[str]
+    tag: NotRequired[str]
+    metadata: NotRequired[dict[str, object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +154,9 @@ class Staging:
     """One request ready for the stage step."""
 
     request_id: str
-    skeleton: dict[str, Any]
+    skeleton: Skeleton
     reply_to: str
-    invalid_outcomes: list[dict[str, Any]]
+    invalid_outcomes: list[Fragment]
     batches: list[Batch]
     quota: QuotaRequest | None = None
 
@@ -115,18 +165,156 @@ class Staging:
         return sum(entry.credits for batch in self.batches for entry in batch.entries)
 
 
-class _Stage(scripts.Script):
+# -- the scripts (lua/): their keys, documents and replies -------------------------------------
+
+
+class StageKeys(TypedDict):
+    stats: str
+    quotas: str
+
+
+class StageBatch(TypedDict):
+    key: str  # the batch key
+    lane: str
+    buf: int  # key indexes
+    bufmeta: int
+    due: int
+    wake: int
+    entries: list[str]  # Entry.staged()
+
+
+class StageQuota(TypedDict):
+    key: int
+    service: str
+    login: str
+    alert_queue: str
+    alert_q: int
+    alert_msgs: int
+    alert_sms: bool
+    alert_sms_template: str
+    sms_q: int
+    sms_msgs: int
+
+
+class StageRequest(TypedDict):
+    id: str
+    seen: int
+    req: int
+    outcomes: int
+    skeleton: str  # JSON
+    reply_to: str
+    invalid: str  # Fragment JSON objects joined by ","
+    n_invalid: int
+    n_valid: int
+    credits: float
+    batches: list[StageBatch]
+    quota: NotRequired[StageQuota]
+
+
+class StageDocument(TypedDict):
+    dedupe_ttl_s: int
+    request_ttl_s: int
+    max_per_call: int
+    linger: dict[str, int]
+    linger_cap: int
+    queue_cap: int
+    result_actor: str
+    alert_sms_queue: str
+    alert_sms_actor: str
+    requests: list[StageRequest]
+    metas: dict[str, str]  # batch key -> meta JSON, once per pack
+
+
+class _Stage(scripts.Script[StageKeys, StageDocument, list[str]]):
+    """``staged``, ``duplicate`` or ``quota:<credits left>`` for each request."""
+
     NAME = "stage"
-    KEYS = ("stats", "quotas")
+    Keys = StageKeys
+
+    def reply(self, raw: Any) -> list[str]:
+        return [scripts.text(r) for r in raw]
 
 
-class _Reject(scripts.Script):
+class RejectKeys(TypedDict):
+    seen: str
+    result: str
+    ready: str
+    queue: str
+    messages: str
+    stats: str
+
+
+class CampaignRejected(TypedDict):
+    key: int
+    service: str
+    tag: str
+    ttl_s: int
+
+
+class RejectDocument(TypedDict):
+    id: str
+    dedupe_ttl_s: int
+    result: str  # the SendResult JSON
+    result_ttl_s: int
+    queue: str
+    message_id: str
+    actor: str
+    queue_cap: int
+    campaign: NotRequired[CampaignRejected]
+
+
+class _Reject(scripts.Script[RejectKeys, RejectDocument, bool]):
+    """``True`` when published, ``False`` for a repeat."""
+
     NAME = "reject"
     PRELUDE = scripts.CAMPAIGN_PRELUDE
-    KEYS = ("seen", "result", "ready", "queue", "messages", "stats")
+    Keys = RejectKeys
+
+    def reply(self, raw: Any) -> bool:
+        return bool(raw)
+
+
+class PeekKeys(TypedDict):
+    pass
+
+
+class PeekDocument(TypedDict):
+    dues: list[int]  # key indexes: the due set of each lane, highest priority first
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The buffer to send next."""
+
+    lane: str
+    batch_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """Nothing due now; ``next_due_ms``: when the next buffer is due (Redis ms), ``None``: none at all."""
+
+    next_due_ms: int | None
+
+
+class _Peek(scripts.Script[PeekKeys, PeekDocument, tuple[int, str]]):
+    """``(lane index from 1, batch key)``, or ``(0, next due ms or -1)``."""
+
+    NAME = "peek"
+    Keys = PeekKeys
+
+    def reply(self, raw: Any) -> tuple[int, str]:
+        return int(raw[0]), scripts.text(raw[1])
 
 
 class Buffers:
+    """Staging into batch buffers, and the dispatchers' look at what is due.
+
+    ``dedupe_ttl_s``, ``result_ttl_s``, ``request_ttl_s``: how long a request id, a result and a
+    request in flight are kept (seconds); ``queue_cap``: events a results queue holds at most (0:
+    no cap); ``campaign_stats_ttl_s``: how long a tag's campaign statistics live (0: not kept).
+    """
+
     def __init__(
         self,
         client: redis.Redis,
@@ -147,7 +335,20 @@ class Buffers:
         self.queue_cap = queue_cap
         self._stage = _Stage(client)
         self._reject = _Reject(client)
-        self._peek = scripts.load(client, "worker.batching", "peek")
+        self._peek = _Peek(client)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> Buffers:
+        """The buffers as ``settings`` configure them (every process builds them this way)."""
+        return cls(
+            client,
+            max_receivers_per_call=settings.max_receivers_per_call,
+            dedupe_ttl_s=settings.dedupe_ttl_s,
+            result_ttl_s=settings.result_ttl_s,
+            request_ttl_s=settings.request_ttl_s,
+            queue_cap=settings.results_queue_max_length,
+            campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+        )
 
     def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
         """Stage several requests in one round trip (each request its own atomic step).
@@ -158,7 +359,7 @@ class Buffers:
         if not stagings:
             return []
         refs = self._stage.refs()
-        document = {
+        document: StageDocument = {
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "request_ttl_s": self.request_ttl_s,
             "max_per_call": self.max_receivers_per_call,
@@ -172,13 +373,12 @@ class Buffers:
             # each batch's meta once, by batch key: a broadcast pack shares one
             "metas": {b.meta.key: b.meta.json for staging in stagings for b in staging.batches},
         }
-        replies = self._stage.run({"stats": keys.STATS, "quotas": keys.QUOTAS}, document, refs)
-        return [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in replies]
+        return self._stage({"stats": keys.STATS, "quotas": keys.QUOTAS}, document, refs)
 
     @staticmethod
-    def _stage_request(staging: Staging, refs: scripts.KeyRefs) -> dict[str, Any]:
+    def _stage_request(staging: Staging, refs: scripts.KeyRefs) -> StageRequest:
         rid = staging.request_id
-        request: dict[str, Any] = {
+        request: StageRequest = {
             "id": rid,
             "seen": refs(keys.seen(rid)),
             "req": refs(keys.request(rid)),
@@ -229,7 +429,7 @@ class Buffers:
 
         A tagged request is counted ``rejected`` in its campaign's statistics (same step)."""
         refs = self._reject.refs()
-        document: dict[str, Any] = {
+        document: RejectDocument = {
             "id": request_id,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "result": result_json,
@@ -239,7 +439,7 @@ class Buffers:
             "actor": RESULT_ACTOR_NAME,
             "queue_cap": self.queue_cap,
         }
-        fixed = {
+        fixed: RejectKeys = {
             "seen": keys.seen(request_id),
             "result": keys.result(request_id),
             "ready": keys.result_ready(request_id),
@@ -254,17 +454,16 @@ class Buffers:
                 "tag": tag,
                 "ttl_s": self.campaign_stats_ttl_s,
             }
-        return bool(self._reject.run(fixed, document, refs))
+        return self._reject(fixed, document, refs)
 
-    def peek(self, lanes: list[str]) -> tuple[str, str] | int:
-        """``(lane, batch key)`` of the buffer to send next (highest lane first, most overdue
-        first); else the Redis ms when the next one is due (-1: none)."""
-        reply = self._peek(keys=[keys.due(lane) for lane in lanes])
-        index = int(reply[0])
+    def peek(self, lanes: list[str]) -> Due | Idle:
+        """The buffer to send next (highest lane first, most overdue first), or when one is due."""
+        refs = self._peek.refs()
+        index, value = self._peek({}, {"dues": [refs(keys.due(lane)) for lane in lanes]}, refs)
         if index == 0:
-            return int(reply[1])
-        batch = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-        return lanes[index - 1], batch
+            next_due = int(value)
+            return Idle(None if next_due < 0 else next_due)
+        return Due(lanes[index - 1], value)
 
     def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
         """Block until a buffer of one of ``lanes`` becomes due (or the timeout passes).
@@ -288,5 +487,5 @@ class Buffers:
         batch_keys: list[bytes] = self.redis.zrange(keys.due(lane), 0, -1)  # type: ignore[assignment]
         with self.redis.pipeline(transaction=False) as pipe:
             for key in batch_keys:
-                pipe.llen(keys.buffer(key.decode()))
+                pipe.llen(keys.buffer(scripts.text(key)))
             return sum(pipe.execute())

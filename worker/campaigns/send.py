@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
@@ -48,9 +48,23 @@ RESULT_EXPIRED = "result_expired"
 DRY_RUN_TTL_S = 3600
 
 
-class _Numbers(scripts.Script):
+class _NumbersKeys(TypedDict):
+    numbers: str
+
+
+class _NumbersDocument(TypedDict):
+    ttl_s: int
+    claims: list[tuple[str, int]]  # (E.164, line)
+
+
+class _Numbers(scripts.Script[_NumbersKeys, _NumbersDocument, list[int]]):
+    """For each claim, the line that holds the number (the claim's own when it came first)."""
+
     NAME = "campaign_numbers"
-    KEYS = ("numbers",)
+    Keys = _NumbersKeys
+
+    def reply(self, raw: Any) -> list[int]:
+        return [int(line) for line in raw]
 
 
 class Lines:
@@ -195,12 +209,12 @@ class CampaignRun:
                 ready.append(built)
         if not ready:
             return
-        claims = [[r.receiver, r.line] for r in ready]
-        owners = self._numbers.run({"numbers": self.numbers_key}, {"ttl_s": self.numbers_ttl_s, "claims": claims})
+        claims = [(r.receiver, r.line) for r in ready]
+        owners = self._numbers({"numbers": self.numbers_key}, {"ttl_s": self.numbers_ttl_s, "claims": claims})
         unique = []
         for row, owner in zip(ready, owners, strict=True):
-            if int(owner) != row.line:
-                self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {int(owner)}")
+            if owner != row.line:
+                self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {owner}")
             else:
                 unique.append(row)
         for row in unique:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 import redis
 
@@ -45,16 +45,47 @@ DLR_STATUSES: tuple[str, ...] = ("delivered", "failed", "expired", "unknown", "p
 FINAL_STATUSES = frozenset({"delivered", "failed", "expired"})
 
 
-class _Delivery(scripts.Script):
+class _DeliveryKeys(TypedDict):
+    sms: str  # the SMS's tracking hash
+    stats: str  # its campaign's statistics
+
+
+class _DeliveryDocument(TypedDict):
+    status: str
+    ttl_s: int
+    ptt: NotRequired[int]
+    sent_at: NotRequired[float]  # unix s
+    delivered_at: NotRequired[float]
+
+
+class _Delivery(scripts.Script[_DeliveryKeys, _DeliveryDocument, bool]):
+    """``True`` when a counter changed."""
+
     NAME = "campaign_delivery"
     PRELUDE = scripts.CAMPAIGN_PRELUDE
-    KEYS = ("sms", "stats")
+    Keys = _DeliveryKeys
+
+    def reply(self, raw: Any) -> bool:
+        return bool(raw)
 
 
-class _OptOut(scripts.Script):
+class _OptOutKeys(TypedDict):
+    stats: str
+
+
+class _OptOutDocument(TypedDict):
+    ttl_s: int
+
+
+class _OptOut(scripts.Script[_OptOutKeys, _OptOutDocument, bool]):
+    """``True`` when counted."""
+
     NAME = "campaign_opt_out"
     PRELUDE = scripts.CAMPAIGN_PRELUDE
-    KEYS = ("stats",)
+    Keys = _OptOutKeys
+
+    def reply(self, raw: Any) -> bool:
+        return bool(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +194,19 @@ class CampaignStats:
         service, tag = self.redis.hmget(sms_key, "service", "tag")
         if service is None or tag is None:
             return False
-        document = {"status": status, "ptt": ptt, "sent_at": _unix(sent_at), "delivered_at": _unix(delivered_at)}
-        present = {name: value for name, value in document.items() if value is not None}  # Lua reads null as true
+        document: _DeliveryDocument = {"status": status, "ttl_s": self.ttl_s}
+        if ptt is not None:
+            document["ptt"] = ptt
+        if (sent := _unix(sent_at)) is not None:
+            document["sent_at"] = sent
+        if (delivered := _unix(delivered_at)) is not None:
+            document["delivered_at"] = delivered
         stats_key = keys.campaign_stats(_text(service), _text(tag))
-        return bool(self._delivery.run({"sms": sms_key, "stats": stats_key}, {**present, "ttl_s": self.ttl_s}))
+        return self._delivery({"sms": sms_key, "stats": stats_key}, document)
 
     def opted_out(self, service: str, tag: str) -> bool:
         """Count one STOP reply to an SMS of ``tag`` (call it once per opt-out); ``True`` if counted."""
-        return bool(self._opt_out.run({"stats": keys.campaign_stats(service, tag)}, {"ttl_s": self.ttl_s}))
+        return self._opt_out({"stats": keys.campaign_stats(service, tag)}, {"ttl_s": self.ttl_s})
 
     def read(self, service: str, tag: str) -> TagStats | None:
         """The tag's counters, or ``None`` when the worker holds none (never sent, or expired)."""

@@ -45,11 +45,12 @@ from worker import phones
 from worker.accounting import credits
 from worker.accounting.quotas import EPSILON as QUOTA_EPSILON
 from worker.accounting.quotas import QuotaStore
-from worker.batching.buffers import Batch, Buffers, Entry, QuotaRequest, Staging, encode_meta
+from worker.batching.buffers import Batch, Buffers, Entry, Fragment, QuotaRequest, Skeleton, Staging, encode_meta
 from worker.errors import UnreadablePayload
 from worker.intake import mailmerge
 from worker.intake.policy import Policy, PolicyRefusal
 from worker.ops.telemetry import Telemetry
+from worker.ovhcloud.jobs import JobBody
 from worker.retries import REDIS_OUTAGE, until_redis_answers
 from worker.settings import Settings
 
@@ -111,9 +112,9 @@ def read_payload(payload: Any) -> tuple[str, dict[str, Any]]:
     return request_id, payload
 
 
-def ovh_body(request: SendRequest, text: str, default_sender: str | None) -> dict[str, Any]:
+def ovh_body(request: SendRequest, text: str, default_sender: str | None) -> JobBody:
     """The jobs call body for ``text`` (receivers are added at dispatch), in OVH's names."""
-    body: dict[str, Any] = {
+    body: JobBody = {
         "message": text,
         "priority": request.priority.value,
         "validityPeriod": request.validity_period,
@@ -294,24 +295,27 @@ class AcceptStage:
     def _prepare(self, index: int, request_id: str, data: dict[str, Any], held: dict[str, float]) -> _Prepared:
         request = self._validate(data)
         batches, invalid = self._batches(request)
-        service = batches[0].meta.value["service"]
+        service = batches[0].meta.value.service
         needed = sum(entry.credits for batch in batches for entry in batch.entries)
         checked = self._check_account(request, service, needed, already=held[service])
-        skeleton = {
+        skeleton: Skeleton = {
             "kind": "send_result",
             "version": CONTRACT_VERSION,
             "request_id": request_id,
             "service_name": service,
-            "user": request.user,
-            "tag": request.tag,
-            "metadata": request.metadata,
             "accepted_at": time.time(),
         }
+        if request.user is not None:
+            skeleton["user"] = request.user
+        if request.tag is not None:
+            skeleton["tag"] = request.tag
+        if request.metadata is not None:
+            skeleton["metadata"] = request.metadata
         staging = Staging(
             request_id=request_id,
-            skeleton={k: v for k, v in skeleton.items() if v is not None},
+            skeleton=skeleton,
             reply_to=request.reply_to,
-            invalid_outcomes=[o.model_dump(exclude_none=True) for o in invalid],
+            invalid_outcomes=[_fragment(o) for o in invalid],
             batches=batches,
             quota=self._quota_request(request, service),
         )
@@ -456,6 +460,14 @@ class AcceptStage:
             return "duplicate"
         self.telemetry.request_rejected(request_id, lane, rejection.error.code)
         return "rejected"
+
+
+def _fragment(outcome: ReceiverOutcome) -> Fragment:
+    """A receiver set aside at accept, as its result will list it."""
+    fragment: Fragment = {"receiver": outcome.receiver, "status": outcome.status}
+    if outcome.reason is not None:
+        fragment["reason"] = outcome.reason
+    return fragment
 
 
 def _echoed(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import dramatiq
 import redis
@@ -37,9 +37,30 @@ from worker.intake.accept import read_payload
 from worker.store import keys, scripts
 
 
-class _Replay(scripts.Script):
+class _ReplayKeys(TypedDict):
+    dead_letters: str
+    dead_letter_messages: str
+    queue: str
+    queue_messages: str
+
+
+class _ReplayDocument(TypedDict):
+    id: str  # the dead letter's
+    sha1: str  # of its body
+    message_id: str
+    body: str  # the message to queue
+    checks: list[int]  # key indexes: seen markers and results of the requests replayed
+    remove: bool
+
+
+class _Replay(scripts.Script[_ReplayKeys, _ReplayDocument, str]):
+    """``replayed``, ``gone`` or ``changed``."""
+
     NAME = "dlq_replay"
-    KEYS = ("dead_letters", "dead_letter_messages", "queue", "queue_messages")
+    Keys = _ReplayKeys
+
+    def reply(self, raw: Any) -> str:
+        return scripts.text(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +249,7 @@ class DeadLetters:
             if item.request_id is not None
             for ref in (refs(keys.seen(item.request_id)), refs(result_key(item.request_id)))
         ]
-        document = {
+        document: _ReplayDocument = {
             "id": letter.message_id,
             "sha1": hashlib.sha1(letter.body).hexdigest(),
             "message_id": message_id,
@@ -236,7 +257,7 @@ class DeadLetters:
             "checks": checks,
             "remove": all(item.state != "unreadable" for item in letter.items),
         }
-        return _text(self._replay.run(self._keys(letter.queue), document, refs))
+        return self._replay(self._keys(letter.queue), document, refs)
 
     def drop(self, letter: DeadLetter) -> bool:
         with self.redis.pipeline(transaction=True) as pipe:
@@ -246,7 +267,7 @@ class DeadLetters:
         return bool(removed)
 
     @staticmethod
-    def _keys(queue: str) -> dict[str, str]:
+    def _keys(queue: str) -> _ReplayKeys:
         return {
             "dead_letters": keys.dead_letters(queue),
             "dead_letter_messages": keys.dead_letter_messages(queue),

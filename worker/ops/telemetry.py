@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import dramatiq
 from dramatiq.broker import MessageProxy
@@ -27,14 +27,14 @@ log = logging.getLogger("worker.calls")
 
 
 class SettlementLike(Protocol):
-    """What ``jobs_call`` reads of each request's settlement (``worker.batching.buffers.Settlement``)."""
+    """What ``jobs_call`` reads of each request's settlement (``worker.attempts.lifecycle.Settlement``)."""
 
     @property
     def n_sent(self) -> int: ...
     @property
     def credits(self) -> float: ...
     @property
-    def error(self) -> dict[str, Any] | None: ...
+    def error(self) -> Mapping[str, object] | None: ...
 
 
 class GrantLike(Protocol):

@@ -25,6 +25,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from worker.errors import AmbiguousError, GatewayError, PermanentError, RetryableError
+from worker.ovhcloud.jobs import JobCall, SendingReport
 
 #: HTTP statuses after which OVH surely did not carry the call out.
 RETRYABLE_STATUSES = {429, 503}
@@ -104,13 +105,13 @@ class OvhGateway:
     def _last_response(self) -> requests.Response | None:
         return getattr(self._local, "response", None)
 
-    def send_job(self, service: str, login: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def send_job(self, service: str, login: str | None, body: JobCall) -> SendingReport:
         """``POST /sms/{service}[/users/{login}]/jobs``; returns OVH's ``sms.SmsSendingReport``."""
         path = f"/sms/{service}/jobs" if login is None else f"/sms/{service}/users/{login}/jobs"
         client = self.client
         self._local.response = None
         try:
-            report: dict[str, Any] = client.post(path, **body)
+            report: SendingReport = client.post(path, **body)
         except ovh.exceptions.APIError as exc:
             raise classify(exc, self._last_response()) from exc
         return report

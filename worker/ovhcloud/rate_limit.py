@@ -55,7 +55,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import redis
 
@@ -90,6 +90,39 @@ RECONCILE_LANE = "reconcile"
 LIMITER_LANES: tuple[str, ...] = (LANES[0], RECONCILE_LANE, *LANES[1:], BACKGROUND_LANE)
 #: The lanes that may take the headroom: one-time codes.
 HEADROOM_LANES: tuple[str, ...] = (LANES[0],)
+
+
+class _Keys(TypedDict):
+    state: str  # the bucket's hash
+
+
+class _Document(TypedDict):
+    op: str  # acquire, rate_limited, success, release, state
+    rate: float  # the configured rate (calls/s)
+    burst: int
+    headroom: int  # micro-calls only the headroom lanes may take
+    state_ttl_ms: int
+    waiters: list[int]  # key indexes: each lane's waiters, highest priority first
+    lane: NotRequired[int]  # acquire: the lane's position (1 = highest)
+    uses_headroom: NotRequired[bool]  # acquire: whether the lane may take the headroom
+    waiter: NotRequired[str]  # acquire: the waiter's id
+    waiter_ttl_us: NotRequired[int]  # acquire
+    retry_after_us: NotRequired[int]  # rate_limited: -1 if none
+    seq: NotRequired[int]  # rate_limited: the caller's grant seq (-1 if unknown)
+    floor: NotRequired[float]  # rate_limited: the rate's floor (calls/s)
+    factor: NotRequired[float]  # rate_limited: decrease factor
+    increase: NotRequired[float]  # success: additive increase (calls/s)
+
+
+class _RateLimit(scripts.Script[_Keys, _Document, list[Any]]):
+    """The script's answer for the op (a list of numbers and number strings, see lua/rate_limit.lua)."""
+
+    NAME = "rate_limit"
+    PRELUDE = ()
+    Keys = _Keys
+
+    def reply(self, raw: Any) -> list[Any]:
+        return list(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +189,7 @@ class RateLimiter:
         self.lanes = tuple(lanes)
         self.headroom = float(headroom)
         self._headroom_micro = round(self.headroom * 1_000_000)
-        self._uses_headroom = tuple(int(lane in headroom_lanes) for lane in self.lanes)
+        self._uses_headroom = tuple(lane in headroom_lanes for lane in self.lanes)
         if min_rate_per_s is None:
             min_rate_per_s = max(DEFAULT_MIN_RATE_PER_S, self.rate_per_s * DEFAULT_FLOOR_SHARE)
         self.min_rate_per_s = min(float(min_rate_per_s), self.rate_per_s)
@@ -165,13 +198,22 @@ class RateLimiter:
         #: about ten successful calls.
         self.increase_per_success = self.rate_per_s / 20 if increase_per_success is None else increase_per_success
         self.on_grant = on_grant
-        self._keys = [keys.rate_limit(key)] + [keys.rate_waiters(key, lane) for lane in self.lanes]
-        self._script = scripts.load(client, "worker.ovhcloud", "rate_limit", prelude=())
+        self._keys: _Keys = {"state": keys.rate_limit(key)}
+        self._waiters = [keys.rate_waiters(key, lane) for lane in self.lanes]
+        self._script = _RateLimit(client)
         self._local = threading.local()  # the seq of this thread's last grant, for on_rate_limited
 
-    def _run(self, op: str, *args: Any) -> Any:
-        argv = [op, repr(self.rate_per_s), self.burst, self._headroom_micro, int(STATE_TTL_S * 1000), *args]
-        return self._script(keys=self._keys, args=argv)
+    def _run(self, document: dict[str, Any]) -> list[Any]:
+        refs = self._script.refs()
+        full: _Document = {
+            "rate": self.rate_per_s,
+            "burst": self.burst,
+            "headroom": self._headroom_micro,
+            "state_ttl_ms": int(STATE_TTL_S * 1000),
+            "waiters": [refs(name) for name in self._waiters],
+            **document,  # type: ignore[typeddict-item]
+        }
+        return self._script(self._keys, full, refs)
 
     def acquire(self, lane: str, timeout_s: float | None = None, stop: threading.Event | None = None) -> bool:
         """Block until ``lane`` may make one call; ``False`` if ``timeout_s`` passed or ``stop``
@@ -191,7 +233,13 @@ class RateLimiter:
         try:
             while True:
                 ok, now_us, wait_us, seq = self._run(
-                    "acquire", index, waiter, waiter_ttl_us, self._uses_headroom[index - 1]
+                    {
+                        "op": "acquire",
+                        "lane": index,
+                        "waiter": waiter,
+                        "waiter_ttl_us": waiter_ttl_us,
+                        "uses_headroom": self._uses_headroom[index - 1],
+                    }
                 )
                 if ok:
                     granted = True
@@ -213,7 +261,7 @@ class RateLimiter:
             if not granted:
                 # Leave at once rather than holding lower lanes back until the registration expires.
                 try:
-                    self.redis.zrem(self._keys[index], waiter)
+                    self.redis.zrem(self._waiters[index - 1], waiter)
                 except redis.RedisError:
                     pass
 
@@ -225,22 +273,30 @@ class RateLimiter:
         """
         retry_after_us = -1 if retry_after_s is None else int(max(retry_after_s, 0.0) * 1_000_000)
         seq = getattr(self._local, "seq", -1)
-        self._run("rate_limited", retry_after_us, seq, repr(self.min_rate_per_s), repr(self.decrease_factor))
+        self._run(
+            {
+                "op": "rate_limited",
+                "retry_after_us": retry_after_us,
+                "seq": seq,
+                "floor": self.min_rate_per_s,
+                "factor": self.decrease_factor,
+            }
+        )
 
     def release(self) -> None:
         """Give back a slot granted to a call that then had nothing to send."""
-        self._run("release")
+        self._run({"op": "release"})
 
     def on_success(self) -> None:
         """OVH answered (anything but 429): win back part of the configured rate."""
-        self._run("success", repr(self.increase_per_success))
+        self._run({"op": "success", "increase": self.increase_per_success})
 
     def current_rate(self) -> float:
         """The shared rate in force (calls per second): the configured one unless 429s cut it."""
         return self.snapshot().rate_per_s
 
     def snapshot(self) -> Snapshot:
-        now_us, tokens, ts_us, rate, granted = self._run("state")
+        now_us, tokens, ts_us, rate, granted = self._run({"op": "state"})
         return Snapshot(
             now_s=now_us / 1_000_000,
             rate_per_s=float(rate),

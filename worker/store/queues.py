@@ -23,9 +23,10 @@ except the Lua ``enqueue`` (``lua/_common.lua``), which writes the same layout.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import dramatiq
 import redis
@@ -48,19 +49,34 @@ BUSY_PAUSE_S = 0.002
 RETRY_PAUSE_S = 1.0
 
 
-class _Poison(scripts.Script):
+class _PoisonKeys(TypedDict):
+    acks: str  # this broker's ack set for the queue
+    messages: str
+    dead_letters: str
+    dead_letter_messages: str
+
+
+class _PoisonDocument(TypedDict):
+    sha1: str  # of the unreadable body (it may not even be text: JSON cannot carry it)
+
+
+class _Poison(scripts.Script[_PoisonKeys, _PoisonDocument, list[str]]):
+    """The ids dead-lettered."""
+
     NAME = "poison"
-    KEYS = ("acks", "messages", "dead_letters", "dead_letter_messages")
+    Keys = _PoisonKeys
+
+    def reply(self, raw: Any) -> list[str]:
+        return [scripts.text(m) for m in raw]
 
     def dead_letter(self, broker_id: str, queue_name: str, body: bytes) -> list[str]:
-        names = [
-            keys.acks(broker_id, queue_name),
-            keys.queue_messages(queue_name),
-            keys.dead_letters(queue_name),
-            keys.dead_letter_messages(queue_name),
-        ]
-        moved = self._script(keys=names, args=[body])
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in moved]
+        names: _PoisonKeys = {
+            "acks": keys.acks(broker_id, queue_name),
+            "messages": keys.queue_messages(queue_name),
+            "dead_letters": keys.dead_letters(queue_name),
+            "dead_letter_messages": keys.dead_letter_messages(queue_name),
+        }
+        return self(names, {"sha1": hashlib.sha1(body).hexdigest()})
 
 
 class Consumer(_RedisConsumer):  # type: ignore[misc]

@@ -1,16 +1,27 @@
-"""Calling Lua scripts: declared keys, one JSON document, each file beside the Python that owns it.
+"""Calling Lua scripts: one typed wrapper, named keys, one JSON document, a typed reply.
 
-Each script has a typed wrapper (a ``Script`` subclass in the module that uses it) declaring its
-file (``NAME``, read from the ``lua/`` folder of the wrapper's own package), the names of its
-fixed ``KEYS`` and the shared files it needs first (``PRELUDE``). Keys that depend on the data
-(a request's hash, its results queue) are added to ``KEYS`` after the fixed ones through
-``KeyRefs``, and the JSON document refers to them by their index: scripts never build a key
-name themselves.
+Every script the worker runs is a ``Script`` subclass in the module that uses it, declaring:
+
+- ``NAME``: its file, read from the ``lua/`` folder of the subclass's own package;
+- ``Keys``: a ``TypedDict`` of its fixed keys. The script reads them by name: the wrapper puts a
+  table ``KEY`` (``KEY.attempt``, ``KEY.lease``...) at the top of the script, built from those
+  names, so no script reads ``KEYS[n]`` by position, and a name the wrapper did not declare is
+  an error the first time the script reads it;
+- the type of its one argument, a JSON document (a ``TypedDict``: optional fields are left out,
+  never ``null``, which Lua would read as true), and ``reply``, which turns what Redis answers
+  into a small typed result.
+
+Keys that depend on the data (a request's hash, its results queue) are added after the fixed
+ones through ``KeyRefs``; the document refers to them by their index (``KEYS[doc.req]``).
+Scripts never build a key name themselves.
 
 Shared files live in ``worker/store/lua/`` and are prepended, since Redis scripts cannot call
 one another: ``_common.lua`` (Redis time, dramatiq's envelope, result keeping, requeueing) for
 every script but the rate limiter's, and ``_campaign.lua`` (per-tag campaign statistics) only
 for the scripts that update them (``CAMPAIGN_PRELUDE``).
+
+A script is called the same way on a synchronous client (``script(keys, document)``) and on an
+asyncio one (``await script.call_async(keys, document)``).
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
+import redis.asyncio
 
 #: The package whose ``lua/`` folder holds the shared files.
 SHARED = "worker.store"
@@ -29,16 +41,30 @@ COMMON_PRELUDE: tuple[str, ...] = ("_common",)
 #: Prelude of the scripts that update a tag's campaign statistics.
 CAMPAIGN_PRELUDE: tuple[str, ...] = ("_common", "_campaign")
 
+KeysT = TypeVar("KeysT", bound=Mapping[str, object])
+DocT = TypeVar("DocT", bound=Mapping[str, object])
+ReplyT = TypeVar("ReplyT")
+
 
 def source(package: str, name: str) -> str:
     """The text of ``<package>/lua/<name>.lua``."""
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
-def load(client: redis.Redis, package: str, name: str, *, prelude: tuple[str, ...] = COMMON_PRELUDE) -> Any:
-    """Register ``<package>/lua/<name>.lua``, after the shared ``prelude`` files, on ``client``."""
-    text = "\n".join([*(source(SHARED, part) for part in prelude), source(package, name)])
-    return client.register_script(text)
+def text(raw: object) -> str:
+    """A Redis reply as text (clients may or may not decode replies)."""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def key_table(names: tuple[str, ...]) -> str:
+    """The Lua that names a script's fixed keys: ``KEY.<name>`` is ``KEYS[<position>]``, and
+    reading a name not declared raises (before the script can write anything with it)."""
+    fields = ", ".join(f"{name} = KEYS[{n}]" for n, name in enumerate(names, start=1))
+    return (
+        "-- KEY: this script's fixed keys by name (worker/store/scripts.py builds this line)\n"
+        f"local KEY = setmetatable({{{fields}}}, {{__index = function(_, name)\n"
+        '    error("no key named " .. tostring(name) .. " is declared for this script", 2)\nend})'
+    )
 
 
 class KeyRefs:
@@ -61,34 +87,56 @@ class KeyRefs:
         return at
 
 
-class Script:
-    """A Lua script with declared fixed ``KEYS`` and one JSON document as its only argument."""
+class Script(Generic[KeysT, DocT, ReplyT]):
+    """A Lua script with named fixed keys, one JSON document as its only argument, a typed reply."""
 
     #: File name in the ``lua/`` folder of the subclass's package (without ``.lua``).
     NAME: ClassVar[str]
-    #: Names of the fixed keys, in the order the script reads them (``KEYS[1]``, ``KEYS[2]``...).
+    #: The fixed keys, by name, in the order they are passed (a ``TypedDict``).
+    Keys: ClassVar[type[Mapping[str, object]]]
+    #: Their names (from ``Keys``).
     KEYS: ClassVar[tuple[str, ...]] = ()
     #: Shared files prepended (``worker/store/lua/``).
     PRELUDE: ClassVar[tuple[str, ...]] = COMMON_PRELUDE
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("Keys")
+        if declared is not None:
+            cls.KEYS = tuple(declared.__annotations__)
+
+    def __init__(self, client: redis.Redis | redis.asyncio.Redis) -> None:
         self.redis = client
-        package = type(self).__module__.rpartition(".")[0]
-        self._script = load(client, package, self.NAME, prelude=self.PRELUDE)
+        self._script: Any = client.register_script(self.text())
+
+    @classmethod
+    def package(cls) -> str:
+        return cls.__module__.rpartition(".")[0]
+
+    @classmethod
+    def text(cls) -> str:
+        """The script as Redis runs it: the shared files, the key table, the script's own file."""
+        parts = [source(SHARED, part) for part in cls.PRELUDE]
+        return "\n".join([*parts, key_table(cls.KEYS), source(cls.package(), cls.NAME)])
 
     def refs(self) -> KeyRefs:
         """A ``KeyRefs`` whose indexes follow this script's fixed keys."""
         return KeyRefs(offset=len(self.KEYS))
 
-    def run(
-        self,
-        keys: Mapping[str, str],
-        document: Mapping[str, Any],
-        refs: KeyRefs | None = None,
-        client: Any = None,
-    ) -> Any:
-        """Call the script: ``keys`` must name exactly the declared ``KEYS``; ``client`` may be a pipeline."""
-        if set(keys) != set(self.KEYS):
+    def reply(self, raw: Any) -> ReplyT:
+        """What Redis answered, as this script's result type."""
+        raise NotImplementedError
+
+    def _arguments(self, keys: KeysT, document: DocT, refs: KeyRefs | None) -> dict[str, list[Any]]:
+        if keys.keys() != set(self.KEYS):
             raise ValueError(f"{self.NAME}.lua takes keys {self.KEYS}, not {tuple(keys)}")
         names = [keys[name] for name in self.KEYS] + (refs.names if refs is not None else [])
-        return self._script(keys=names, args=[json.dumps(document, separators=(",", ":"))], client=client)
+        return {"keys": names, "args": [json.dumps(document, separators=(",", ":"))]}
+
+    def __call__(self, keys: KeysT, document: DocT, refs: KeyRefs | None = None) -> ReplyT:
+        """Run the script on a synchronous client."""
+        return self.reply(self._script(**self._arguments(keys, document, refs)))
+
+    async def call_async(self, keys: KeysT, document: DocT, refs: KeyRefs | None = None) -> ReplyT:
+        """Run the script on an asyncio client."""
+        return self.reply(await self._script(**self._arguments(keys, document, refs)))

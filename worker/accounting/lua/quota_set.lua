@@ -1,7 +1,7 @@
 -- quota_set: set a user's quota and alert settings without touching what it has reserved and
 -- spent, and re-arm its alert when the quota left is above the threshold (again).
 --
--- KEYS: the user's quota hash, the set of quota hashes
+-- KEY: quota (the user's hash), quotas (the set of quota hashes)
 -- ARGV[1]: {service, login, mode, quota, threshold, alert_number, ovh_quota, source}
 --   mode "config": quota is the user's total allotment ("" for no limit); written only when
 --                  source (config:<entry digest>) differs from the entry applied last (field
@@ -11,7 +11,7 @@
 --                  are not debited at OVH yet).
 --   quota, threshold, alert_number: absent for none; ovh_quota: true when OVH itself holds the quota.
 -- Returns 1 when written, 0 when the config entry was already applied.
-local h = KEYS[1]
+local h = KEY.quota
 local doc = cjson.decode(ARGV[1])
 local mode, source = doc.mode, doc.source
 if mode == "config" then
@@ -20,7 +20,7 @@ if mode == "config" then
     end
     redis.call("hset", h, "config", source)
 end
-redis.call("sadd", KEYS[2], h)
+redis.call("sadd", KEY.quotas, h)
 redis.call("hsetnx", h, "reserved", 0)
 redis.call("hsetnx", h, "spent", 0)
 redis.call("hset", h, "service", doc.service, "login", doc.login, "source", source, "ovh_quota", doc.ovh_quota and 1 or 0)

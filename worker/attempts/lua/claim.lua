@@ -2,10 +2,11 @@
 -- dispatcher holds its rate-limit slot already), and record the attempt as "calling", owned by
 -- the caller's lease, before the call is made: a crash from here on is found by the lease sweep.
 --
--- KEYS: lease (the caller's), due set of the lane, buffer, buffer meta, in-flight set, attempt
+-- KEY: lease (the caller's), due (the lane's due set), buffer, buffer_meta, inflight, attempt
 -- ARGV[1]: {call_id, batch_key, lane, linger_ms, max, worker, token, attempt_ttl_s}
 -- Returns {"ok", meta, entries...}, {"nolease"}, or {"empty"} (nothing due there any more).
-local lease, due, buf, bufmeta, inflight, attempt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local lease, due, buf, bufmeta, inflight, attempt = KEY.lease, KEY.due, KEY.buffer, KEY.buffer_meta, KEY.inflight,
+    KEY.attempt
 local doc = cjson.decode(ARGV[1])
 if redis.call("get", lease) ~= doc.worker then
     return {"nolease"}

@@ -5,12 +5,12 @@
 -- proved absent: all in one step, so a result is published exactly once and an attempt is
 -- settled at most once.
 --
--- KEYS: attempt, lease (the caller's), in-flight set, reconcile set, quota hash (of the call's
---       user, or any key when it has none), stats hash, buffer, buffer meta, due set, wake list
---       (of the attempt's batch key and lane), pull marker, receipts set (pull mode); then the
---       keys the document refers to by index.
+-- KEY: attempt, lease (the caller's), inflight, reconcile, stats, the attempt's batch key's buffer,
+--      buffer_meta, due (its lane's) and wake, pull (marker) and receipts (set) of pull mode;
+--      then the keys the document refers to by index.
 -- ARGV[1]: {call_id, fence ("owner": the caller must own the attempt and hold its lease;
---   "reconciler": the attempt must be ambiguous), token, worker, has_quota, result_ttl_s,
+--   "reconciler": the attempt must be ambiguous), token, worker, quota (key index of the call's
+--   user's quota hash | absent when the call has no user), result_ttl_s,
 --   request_ttl_s, queue_cap, result_actor,
 --   settlements: [{id, req, outcomes, result, ready, q, msgs (key indexes), queue, n_in_call,
 --     n_sent, n_failed, n_unknown, credits, fragments, error, reserved, spent}],
@@ -22,8 +22,8 @@
 -- (OVH may have debited those: never refunded); the rest of `reserved` is refunded.
 -- Returns the status of each result published (maybe none), or -1 if the caller may not settle
 -- this attempt.
-local attempt, lease, inflight, reconcile = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local quota_key, stats = KEYS[5], KEYS[6]
+local attempt, lease, inflight, reconcile = KEY.attempt, KEY.lease, KEY.inflight, KEY.reconcile
+local stats = KEY.stats
 local doc = cjson.decode(ARGV[1])
 
 local a = redis.call("hmget", attempt, "state", "owner", "batch_key", "meta")
@@ -93,7 +93,8 @@ for _, s in ipairs(doc.settlements) do
 end
 
 local quota_left
-if doc.has_quota then
+if doc.quota then
+    local quota_key = KEYS[doc.quota]
     local reserved = tonumber(redis.call("hincrbyfloat", quota_key, "reserved", -released))
     if math.abs(reserved) < 1e-9 then  -- float sums of rates: do not leave dust behind
         redis.call("hset", quota_key, "reserved", 0)
@@ -115,10 +116,10 @@ end
 if doc.tracking_ttl_s > 0 then
     -- pull mode (worker/after_send/pull.py): while a poller runs, index each SMS for its receipt
     -- poll, scored by the first poll's time (ms)
-    local poll_delay_ms = redis.call("hget", KEYS[11], "first_poll_delay_ms")
+    local poll_delay_ms = redis.call("hget", KEY.pull, "first_poll_delay_ms")
     for _, t in ipairs(doc.tracking) do
         if poll_delay_ms then
-            redis.call("zadd", KEYS[12], math.floor(tonumber(t.fields.sent_at) * 1000 + tonumber(poll_delay_ms)),
+            redis.call("zadd", KEY.receipts, math.floor(tonumber(t.fields.sent_at) * 1000 + tonumber(poll_delay_ms)),
                 int(t.id))
         end
         local fields = {}
@@ -134,5 +135,5 @@ end
 -- campaign statistics of the attempt's tag (lua/_campaign.lua) --------------------------------
 if doc.campaign then campaign_settled(KEYS[doc.campaign.key], doc.campaign, published, now) end
 
-requeue(KEYS[7], KEYS[8], KEYS[9], KEYS[10], a[3], a[4], doc.resend, now)
+requeue(KEY.buffer, KEY.buffer_meta, KEY.due, KEY.wake, a[3], a[4], doc.resend, now)
 return published

@@ -2,7 +2,7 @@
 -- stage its receivers into batch buffers, each request in one atomic step: a redelivered
 -- message changes nothing, and no two threads or replicas can both take a quota's last credits.
 --
--- KEYS[1] stats hash, KEYS[2] set of quota hashes; then the keys the document refers to by index.
+-- KEY: stats (hash), quotas (set of quota hashes); then the keys the document refers to by index.
 -- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap, queue_cap, result_actor,
 --   alert_sms_queue, alert_sms_actor, metas: {batch key: meta JSON},
 --   requests: [{id, seen, req, outcomes (key indexes), skeleton, reply_to, invalid, n_invalid,
@@ -16,7 +16,7 @@
 -- Returns one reply per request: "staged", "duplicate", or "quota:<credits left>" (refused by the
 -- user's quota: nothing changed, the caller publishes the rejection).
 local doc = cjson.decode(ARGV[1])
-local stats, quotas = KEYS[1], KEYS[2]
+local stats, quotas = KEY.stats, KEY.quotas
 local now = now_ms()
 local now_text = int(now)
 local EPSILON = 1e-9

@@ -9,31 +9,32 @@
 -- lane) takes a call while the bucket holds one; every other lane only while it holds
 -- headroom + one, so it never leaves less than the headroom behind.
 --
--- KEYS[1]: the state hash: tokens (micro-tokens, valid at ts), ts (us; in the future while
---          paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
---          last rate decrease)
--- KEYS[2..]: one sorted set per lane, highest priority first: waiter id -> heartbeat expiry (us)
--- ARGV[1]: op ("acquire", "rate_limited", "success", "release", "state"), ARGV[2]: configured rate (calls/s),
--- ARGV[3]: burst (calls), ARGV[4]: headroom (micro-tokens), ARGV[5]: state TTL (ms), then per op:
---   acquire       ARGV[6] lane index (1 = highest), ARGV[7] waiter id, ARGV[8] waiter TTL (us),
---                 ARGV[9] 1 when the lane may take the headroom, else 0
+-- KEY.state: the bucket's hash: tokens (micro-tokens, valid at ts), ts (us; in the future while
+--            paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
+--            last rate decrease)
+-- ARGV[1]: {op ("acquire", "rate_limited", "success", "release", "state"), rate (configured,
+--   calls/s), burst (calls), headroom (micro-calls), state_ttl_ms, waiters (key indexes: one
+--   sorted set per lane, highest priority first: waiter id -> heartbeat expiry, us), then per op:
+--   acquire       lane (index in waiters, 1 = highest), waiter (id), waiter_ttl_us,
+--                 uses_headroom (true when the lane may take the headroom)
 --                 -> {1, now_us, 0, seq} granted, or {0, now_us, wait_us, seq}
---   rate_limited  ARGV[6] Retry-After (us, -1 if none), ARGV[7] the caller's grant seq (-1 if
---                 unknown), ARGV[8] rate floor (calls/s), ARGV[9] decrease factor
+--   rate_limited  retry_after_us (-1 if none), seq (the caller's grant seq, -1 if unknown),
+--                 floor (rate floor, calls/s), factor (decrease factor)
 --                 -> {rate, paused_until_us, decreased}
---   success       ARGV[6] additive increase (calls/s) -> {rate}
+--   success       increase (additive, calls/s) -> {rate}
 --   release       a granted slot that was not used (nothing left to send) goes back -> {tokens}
---   state         -> {now_us, tokens, ts, rate, seq}
+--   state         -> {now_us, tokens, ts, rate, seq}}
 -- Rates are returned as strings: Redis would truncate a Lua number to an integer.
 if redis.replicate_commands then
     redis.replicate_commands() -- Redis < 7 needs it to write after TIME; a no-op since 7.0
 end
 
 local UNIT = 1000000
-local state = KEYS[1]
-local op = ARGV[1]
-local max_rate, burst, headroom = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state_ttl_ms = tonumber(ARGV[5])
+local doc = cjson.decode(ARGV[1])
+local state = KEY.state
+local op = doc.op
+local max_rate, burst, state_ttl_ms = doc.rate, doc.burst, doc.state_ttl_ms
+local headroom = doc.headroom or 0
 local capacity = burst * UNIT + headroom
 
 local clock = redis.call("time")
@@ -85,16 +86,17 @@ local function until_holds(need)
 end
 
 if op == "acquire" then
-    local lane_index, waiter, waiter_ttl = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-    local leave = headroom -- micro-tokens this lane must leave in the bucket
-    if ARGV[9] == "1" then
+    local lane_index, waiter, waiter_ttl = doc.lane, doc.waiter, doc.waiter_ttl_us
+    local leave = headroom -- micro-calls this lane must leave in the bucket
+    if doc.uses_headroom then
         leave = 0
     end
-    local waiters = KEYS[1 + lane_index]
+    local waiters = KEYS[doc.waiters[lane_index]]
     local yield_to_higher = false
-    for i = 2, lane_index do
-        redis.call("zremrangebyscore", KEYS[i], "-inf", int_string(now))
-        if redis.call("zcard", KEYS[i]) > 0 then
+    for i = 1, lane_index - 1 do
+        local higher = KEYS[doc.waiters[i]]
+        redis.call("zremrangebyscore", higher, "-inf", int_string(now))
+        if redis.call("zcard", higher) > 0 then
             yield_to_higher = true
             break
         end
@@ -118,8 +120,8 @@ if op == "acquire" then
     end
     return {0, now, until_holds(need), seq}
 elseif op == "rate_limited" then
-    local retry_after, caller_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
-    local floor, factor = tonumber(ARGV[8]), tonumber(ARGV[9])
+    local retry_after, caller_seq = doc.retry_after_us, doc.seq
+    local floor, factor = doc.floor, doc.factor
     local decreased = 0
     -- One decrease per round: a 429 for a call granted before the last decrease says nothing new.
     if caller_seq < 0 or caller_seq > cut_seq then
@@ -143,7 +145,7 @@ elseif op == "rate_limited" then
     return {rate_string(rate), ts, decreased}
 elseif op == "success" then
     if ts <= now then
-        rate = math.min(max_rate, rate + tonumber(ARGV[6]))
+        rate = math.min(max_rate, rate + doc.increase)
         save()
     end
     return {rate_string(rate)}
