@@ -61,9 +61,11 @@ def by_phonenumbers(raw: str, text: str, default_region: str) -> Receiver:
 # (tests/test_receivers.py) checks it agrees with ``by_phonenumbers`` number for number.
 
 _INTERNATIONAL = re.compile(r"\+([1-9][0-9]{3,16})")
+#: The number types a valid number matches one of. Only whether one matches counts here (not
+#: which, as in phonenumbers' ``_number_type_helper``), so the common ones are tried first.
 _TYPES = (
-    "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-    "fixed_line", "mobile",
+    "mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
+    "uan", "voicemail",
 )  # fmt: skip
 #: What phonenumbers.parse does not strip a national prefix to (it keeps the digits as given).
 _KEEP_AS_GIVEN = {ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH}
