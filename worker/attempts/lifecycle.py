@@ -268,7 +268,7 @@ class Attempts:
             "call_id": call_id,
             "token": "",
             "worker": "",
-            "report": json.dumps(report, separators=(",", ":")),
+            "report": scripts.json_text(report),
         }
         return self._transition(self._transition_keys(call_id, ""), document)
 
@@ -314,8 +314,8 @@ class Attempts:
                 "n_failed": s.n_failed,
                 "n_unknown": s.n_unknown,
                 "credits": s.credits,
-                "fragments": ",".join(json.dumps(o, separators=(",", ":")) for o in s.outcomes),
-                "error": "" if s.error is None else json.dumps(s.error, separators=(",", ":")),
+                "fragments": ",".join(scripts.json_text(o) for o in s.outcomes),
+                "error": "" if s.error is None else scripts.json_text(s.error),
                 "reserved": s.reserved,
                 "spent": s.spent,
             }
