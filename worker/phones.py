@@ -96,6 +96,9 @@ class _Region:
     metadata: Any
     general: _Desc | None
     types: tuple[_Desc, ...]
+    #: ``national_prefix_for_parsing``, compiled: what ``_maybe_strip_national_prefix_carrier_code``
+    #: looks for at the start of a number (it leaves a number that does not start with it as is)
+    national_prefix: re.Pattern[str] | None
 
     def valid(self, nsn: str) -> bool:
         """phonenumbers' ``_number_type_helper(nsn, metadata) != UNKNOWN``."""
@@ -111,7 +114,8 @@ def _region_of(country_code: int) -> _Region | None:
     if metadata is None:
         return None
     types = tuple(d for d in (_Desc.of(getattr(metadata, name)) for name in _TYPES) if d is not None)
-    return _Region(regions[0], metadata, _Desc.of(metadata.general_desc), types)
+    prefix = metadata.national_prefix_for_parsing
+    return _Region(regions[0], metadata, _Desc.of(metadata.general_desc), types, re.compile(prefix) if prefix else None)
 
 
 def international(raw: str, text: str) -> Receiver | None:
@@ -130,10 +134,11 @@ def international(raw: str, text: str) -> Receiver | None:
     if region is None or len(nsn) < 2:
         return None
     # phonenumbers.parse strips a national prefix written after the country code (+33 0612...)
-    # when what is left has a possible length
-    _, stripped, _ = _maybe_strip_national_prefix_carrier_code(nsn, region.metadata)
-    if _test_number_length(stripped, region.metadata) not in _KEEP_AS_GIVEN:
-        nsn = stripped
+    # when what is left has a possible length (most numbers have none: skip the two calls)
+    if region.national_prefix is not None and region.national_prefix.match(nsn):
+        _, stripped, _ = _maybe_strip_national_prefix_carrier_code(nsn, region.metadata)
+        if _test_number_length(stripped, region.metadata) not in _KEEP_AS_GIVEN:
+            nsn = stripped
     if len(nsn) < 2 or len(nsn) > 17:
         return None
     if not region.valid(nsn):
