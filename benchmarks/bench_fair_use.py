@@ -156,6 +156,8 @@ def run(stack: harness.Stack, prefix: str, args: argparse.Namespace, *, ours: bo
 
 
 def _seconds(value: float, timeout: float) -> str:
+    if value != value:  # NaN: nothing measured
+        return "-"
     return f"> {timeout:.0f}" if value == math.inf else f"{value:.3f}"
 
 
@@ -184,9 +186,10 @@ def report(columns: list[dict[str, Any]], args: argparse.Namespace) -> str:
         row("campaign requests done", lambda c: c["campaign_done"]),
         row("campaign seconds", lambda c: c["campaign_s"]),
     ]
+    lost = f"every {args.ambiguous_every}th one's answer lost" if args.ambiguous_every else "no answer lost"
     title = (
         f"Codes at OVH's fair use: campaign of {args.receivers:,} receivers (lane low) + a code every "
-        f"{args.code_every:g} s (lane high), every {args.ambiguous_every}th one's answer lost; sandbox "
+        f"{args.code_every:g} s (lane high), {lost}; sandbox "
         f"{harness.LATENCY_MS:.0f} ms, {RATE_PER_S:g} call/s (burst {args.sandbox_burst:g}); "
         f"worker read timeout {args.read_timeout:g} s"
     )
