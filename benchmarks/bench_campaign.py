@@ -27,6 +27,8 @@ from typing import Any
 import harness
 from harness import log
 
+from contracts.wire import lane_queue, queue_key
+
 #: The cookbook's mail-merge message.
 MESSAGE = (
     "Hello #firstname# #lastname#, your order will be delivered to the following address: #address#. Best regards."
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"queued in {first['seconds']:.1f} s; sending the same file again (a resume)...")
         again = send(stack, contacts, "again")
         client = stack.redis()
-        packs = int(client.llen("dramatiq:sms.low"))
+        packs = int(client.llen(queue_key(lane_queue("low"))))
         redis_mb = int(client.info("memory")["used_memory"]) / 2**20
     s, r = first["summary"], again["summary"]
     rows = [

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
+from contracts.redis_connection import connect
 from contracts.wire import DEFAULT_RESULTS_QUEUE, queue_key
 from devstack.embedded_redis import EmbeddedRedis
 from worker.store import keys
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("seconds 0-120, connections 1-256, max-callbacks 1-1,000,000")
 
     with EmbeddedRedis() as server:
-        client = redis.Redis.from_url(server.url)
+        client = connect(server.url)
         record_sms(client, args.max_callbacks)
         service = start_service(server.url, args.port)
         base = f"http://127.0.0.1:{args.port}"

@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from contracts.redis_connection import connect
 from contracts.wire import result_key
 from devstack.embedded_redis import EmbeddedRedis
 from ovh_sandbox.control import SandboxControl
@@ -249,7 +250,7 @@ class Stack:
         return self.redis_server.url
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return connect(self.redis_url)
 
     def env(self, **extra: str) -> dict[str, str]:
         """What a worker process gets: the broker, the sandbox's credentials, and ``extra``."""
@@ -258,6 +259,7 @@ class Stack:
             **self.sandbox.env,
             "REDIS_URL": self.redis_url,
             "SMS_WORKER_SENDER": "SANDBOX",
+            "SMS_WORKER_QUIET_HOURS_ENABLED": "false",  # benchmarks run at any hour
             "SMS_WORKER_RATE_LIMIT": str(self.rate_limit or 1000),
             "SMS_WORKER_MAX_RECEIVERS_PER_CALL": str(RECEIVERS_PER_CALL),
             "PYTHONUNBUFFERED": "1",

@@ -16,7 +16,7 @@ from .models import (
     SendRequest,
     SendResult,
 )
-from .producer import ResultTimeout, SmsProducer
+from .producer import NotReplicated, ResultTimeout, SmsProducer
 from .results import parse_event, results_actor
 from .wire import CONTRACT_VERSION, DEFAULT_RESULTS_QUEUE, LANES
 
@@ -28,6 +28,7 @@ __all__ = [
     "DeliveryReport",
     "ErrorInfo",
     "IncomingSms",
+    "NotReplicated",
     "OptOut",
     "Priority",
     "QuotaAlert",

@@ -150,14 +150,28 @@ class SendRequest(_Model):
         return self.priority.value
 
 
+#: Every ``ErrorInfo.code`` the worker writes: the request's own faults (``rejected``), refusals
+#: that go away (``rate_unknown``: send it again), OVH's (``ovh_error``) and ours.
+ERROR_CODES: tuple[str, ...] = (
+    "invalid_request",
+    "no_valid_receivers",
+    "message_too_long",
+    "quota_exceeded",
+    "account_credits_exhausted",
+    "rate_unknown",
+    "sender_not_allowed",
+    "blacklisted",
+    "internal_error",
+    "ovh_error",
+    "outcome_unknown",
+    "campaign_cancelled",
+)
+
+
 class ErrorInfo(_Model):
     """Why a request (or a receiver) was not sent."""
 
-    code: str = Field(
-        description="machine-readable: invalid_request, no_valid_receivers, message_too_long, quota_exceeded, "
-        "account_credits_exhausted, rate_unknown, sender_not_allowed, blacklisted, internal_error, ovh_error, "
-        "outcome_unknown"
-    )
+    code: str = Field(description="machine-readable: " + ", ".join(ERROR_CODES))
     message: str
     field: str | None = Field(default=None, description="the request field at fault, dotted")
     ovh_class: str | None = Field(default=None, description="python-ovh exception class name")
@@ -185,13 +199,17 @@ class SendResult(_Model):
     ``SMS_WORKER_RECONCILE_DEADLINE_S`` (an ambiguous call is first reconciled against OVH's
     records: found receivers are ``sent``, receivers proven absent are sent again); ``rejected``
     nothing was sent because the request itself could not be (validation, no valid receiver,
-    quota).
+    quota); ``cancelled`` nothing was sent because its campaign was cancelled first
+    (``sms-worker campaign cancel``: only rows of a campaign carry it).
+
+    ``deferred_until``: a commercial send (``no_stop_clause`` false) accepted in the quiet hours
+    was held by the worker until then (unix seconds) rather than handed to OVH to hold.
     """
 
     kind: Literal["send_result"] = "send_result"
     version: Literal[1] = CONTRACT_VERSION
     request_id: str
-    status: Literal["sent", "partial", "failed", "unknown", "rejected"]
+    status: Literal["sent", "partial", "failed", "unknown", "rejected", "cancelled"]
     service_name: str | None = None
     user: str | None = None
     receivers: list[ReceiverOutcome] = Field(default_factory=list)
@@ -200,6 +218,9 @@ class SendResult(_Model):
     tag: str | None = None
     metadata: dict[str, Any] | None = None
     accepted_at: float | None = Field(default=None, description="unix seconds")
+    deferred_until: float | None = Field(
+        default=None, description="unix seconds: held by the worker for the quiet hours of commercial sends until then"
+    )
     finished_at: float = Field(description="unix seconds")
 
 

@@ -2,9 +2,9 @@
 
 A request is validated here first (a bad one raises ``pydantic.ValidationError`` naming the
 field, before anything is queued), then written as a dramatiq message onto its lane's queue.
-Enqueueing uses dramatiq's own message encoding and its Redis ``enqueue`` layout (message body
-in ``<queue>.msgs``, id pushed on the list) in one pipeline, so thousands of requests cost one
-round trip; ``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
+Enqueueing writes the queue layout of ``contracts.wire`` (dramatiq's envelope and Redis
+``enqueue``) in one pipeline, so thousands of requests cost one round trip;
+``tests/test_producer.py`` checks a real dramatiq worker consumes what it writes.
 
 ``publish`` packs consecutive requests of the same lane into one queue message (a JSON array,
 up to ``PACK_MAX_REQUESTS`` requests and ``PACK_MAX_RECEIVERS`` receivers): the worker then
@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import Any
 
-import dramatiq
 import redis
 
 from .models import BASE_REQUEST_ID_PATTERN, ErrorInfo, SendRequest, SendResult, new_request_id
+from .redis_connection import connect
 from .wire import (
     DRAMATIQ_NAMESPACE,
     MAX_RECEIVERS_PER_REQUEST,
-    accept_actor_name,
+    enqueue,
     group_key,
-    lane_queue,
     part_id,
-    queue_key,
+    request_message,
     result_key,
     result_ready_key,
 )
@@ -54,10 +52,21 @@ class ResultTimeout(TimeoutError):
     """No result arrived for the request within the timeout."""
 
 
+class NotReplicated(redis.RedisError):
+    """The requests were queued on the primary, but fewer replicas than ``wait_replicas``
+    acknowledged them within ``wait_timeout_ms``: a failover now could lose them. Nothing is
+    undone; publishing the same requests again (same ids) is safe, the worker keeps one of each."""
+
+
 class SmsProducer:
     """Publishes ``SendRequest`` messages into Redis for the worker.
 
-    ``redis_url`` or an existing ``client``; the worker must use the same Redis.
+    ``redis_url`` or an existing ``client``; the worker must use the same Redis
+    (``contracts.redis_connection``: standalone, Sentinel, TLS, ACL).
+
+    ``wait_replicas``: after each publish, Redis' ``WAIT`` for that many replicas to hold what
+    was queued, up to ``wait_timeout_ms``; ``NotReplicated`` when fewer did (see its docstring).
+    It bounds what an asynchronous failover can lose of the producer's requests (README, "Redis").
     """
 
     def __init__(
@@ -67,16 +76,20 @@ class SmsProducer:
         client: redis.Redis | None = None,
         max_receivers_per_request: int = MAX_RECEIVERS_PER_REQUEST,
         namespace: str = DRAMATIQ_NAMESPACE,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         if client is None:
             if not redis_url:
                 raise ValueError("SmsProducer needs redis_url or client")
-            client = redis.Redis.from_url(redis_url)
+            client = connect(redis_url)
         if not 1 <= max_receivers_per_request <= MAX_RECEIVERS_PER_REQUEST:
             raise ValueError(f"max_receivers_per_request must be within 1..{MAX_RECEIVERS_PER_REQUEST}")
         self.redis = client
         self.max_receivers_per_request = max_receivers_per_request
         self.namespace = namespace
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
 
     def send(self, to: str | Iterable[str], message: str, *, request_id: str | None = None, **fields: Any) -> str:
         """Queue one send and return its request id.
@@ -126,21 +139,18 @@ class SmsProducer:
         ids: list[str] = []
         with self.redis.pipeline(transaction=False) as pipe:
             for pack in _packs(requests):
-                lane = pack[0].lane
-                queue = lane_queue(lane)
                 payloads = [request.model_dump(mode="json", exclude_none=True) for request in pack]
-                redis_message_id = str(uuid.uuid4())
-                message: dramatiq.Message[Any] = dramatiq.Message(
-                    queue_name=queue,
-                    actor_name=accept_actor_name(lane),
-                    args=(payloads[0] if len(payloads) == 1 else payloads,),
-                    kwargs={},
-                    options={"redis_message_id": redis_message_id},
-                )
-                pipe.hset(queue_key(queue, self.namespace) + ".msgs", redis_message_id, message.encode())
-                pipe.rpush(queue_key(queue, self.namespace), redis_message_id)
+                message = request_message(pack[0].lane, payloads[0] if len(payloads) == 1 else payloads)
+                enqueue(pipe, message, self.namespace)
                 ids += [request.request_id for request in pack]
-            pipe.execute()
+            if self.wait_replicas and ids:  # on the same connection: WAIT counts what it wrote
+                pipe.wait(self.wait_replicas, self.wait_timeout_ms)
+            replies = pipe.execute()
+        if self.wait_replicas and ids and int(replies[-1]) < self.wait_replicas:
+            raise NotReplicated(
+                f"{len(ids)} request(s) queued, but {int(replies[-1])} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout_ms} ms: publish them again (same ids) to be sure"
+            )
         return ids
 
     def result(self, request_id: str) -> SendResult | None:

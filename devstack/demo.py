@@ -51,6 +51,7 @@ def run_demo() -> int:
             service_name=sandbox.service_name,
             sender="SANDBOX",
             linger_ms={"medium": 1000},
+            quiet_hours_enabled=False,  # the demo runs at any hour: its commercial sends are not held
         )
         print(f"Redis   {redis_server.url} (private, stops with the demo)")
         print(f"Sandbox {sandbox.base_url} (OVH SMS API emulator)")

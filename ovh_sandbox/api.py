@@ -2,7 +2,9 @@
 
 Paths, parameter names, types and response types are written here as the schema has them; a
 test walks ``sms.json`` and fails when one of them drifts. Routes of the schema the sandbox does
-not serve answer 501; paths the schema does not have answer 404.
+not serve answer 501; paths the schema does not have answer 404. The account administration
+routes (senders, credits: ``ovh_sandbox.admin``) are declared the same way; the order routes
+there come from OVH's ``order.json``, not ``sms.json``, and say so (``Route.source``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from ovh_sandbox import billing, delivery
+from ovh_sandbox import billing, bulk, delivery
 from ovh_sandbox.ovh_errors import OvhError, bad_request
 from ovh_sandbox.schema import Schema
 from ovh_sandbox.state import Outgoing, SandboxState
 from ovh_sandbox.validation import Param, check_query
 
 #: Types of the path parameters, as the schema declares them.
-PATH_TYPES = {"serviceName": "string", "login": "string", "id": "long", "sender": "string", "number": "string"}
+PATH_TYPES = {
+    "serviceName": "string",
+    "login": "string",
+    "id": "long",
+    "sender": "string",
+    "number": "string",
+    "slotId": "long",
+}
 
 
 @dataclass
@@ -50,6 +59,9 @@ class Route:
     query_body: tuple[Param, ...]
     handler: Callable[[Call], Any] = field(compare=False)
     auth: bool = True
+    #: The published schema the route comes from: ``sms.json``, or another of OVH's (``order.json``
+    #: for the order routes of ``ovh_sandbox.admin``), written down with its source where declared.
+    source: str = "sms.json"
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -108,6 +120,8 @@ OUTGOING_QUERY = (
 
 
 def _send(call: Call) -> dict[str, Any]:
+    if call.params.get("receiversDocumentUrl") or call.params.get("receiversSlotId"):
+        return bulk.desk(call.state).submit(call.service, call.login, call.params, call.call_id)
     report = call.state.send(call.service, call.login, call.params, call.call_id)
     call.credits_removed = report["totalCreditsRemoved"]
     return report
@@ -176,6 +190,47 @@ def _create_user(call: Call) -> None:
 
 SN = "/sms/{serviceName}"
 USER = SN + "/users/{login}"
+
+SLOT_BODY = (
+    _b("autoUpdate", "boolean", True),
+    _b("csvUrl", "string"),
+    _b("description", "string", True),
+    _b("documentId", "string"),
+    _b("slotId", "long", True),
+)
+
+
+def _slot_routes(base: str) -> tuple[Route, ...]:
+    """The receivers slots of the account (``base`` SN) or of an API user (USER): ``ovh_sandbox.bulk``."""
+    slot = base + "/receivers/{slotId}"
+    return (
+        Route("GET", base + "/receivers", "long[]", (), lambda c: bulk.desk(c.state).slot_ids(c.service, c.login)),
+        Route(
+            "POST",
+            base + "/receivers",
+            "sms.Receiver",
+            SLOT_BODY,
+            lambda c: bulk.desk(c.state).create_slot(c.service, c.login, c.params),
+        ),
+        Route(
+            "GET",
+            slot,
+            "sms.Receiver",
+            (),
+            lambda c: bulk.desk(c.state).slot_view(c.service, c.login, c.path["slotId"]),
+        ),
+        Route(
+            "DELETE", slot, "void", (), lambda c: bulk.desk(c.state).delete_slot(c.service, c.login, c.path["slotId"])
+        ),
+        Route(
+            "GET",
+            slot + "/csv",
+            "string",
+            (),
+            lambda c: bulk.desk(c.state).slot_csv(c.service, c.login, c.path["slotId"]),
+        ),
+    )
+
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -259,6 +314,9 @@ ROUTES: tuple[Route, ...] = (
         _incoming_ids,
     ),
     Route("GET", SN + "/incoming/{id}", "sms.Incoming", (), lambda c: c.state.incoming_view(c.service, c.path["id"])),
+    # receivers slots (the bulk route), for the account and for an API user
+    *_slot_routes(SN),
+    *_slot_routes(USER),
     # account-independent helpers
     Route("GET", "/sms/ptts", "sms.PttDetails", (_q("ptt", "long", True),), _ptt),
     Route(

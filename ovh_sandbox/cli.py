@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
@@ -29,6 +30,15 @@ def _fault(text: str) -> FaultRule:
         ) from None
 
 
+def _seconds_range(text: str) -> tuple[float, float | None]:
+    """``S`` or ``MIN-MAX`` seconds."""
+    low, sep, high = text.partition("-")
+    try:
+        return float(low), float(high) if sep else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds, S or MIN-MAX") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
@@ -49,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-burst", type=float, default=None, help="burst of the rate limit")
     parser.add_argument("--hold-s", type=float, default=30.0, help="how long timeout_after_accept holds a call")
     parser.add_argument(
+        "--slow-s",
+        type=_seconds_range,
+        default=(5.0, None),
+        help="how long a slow call waits before it is carried out: S or MIN-MAX seconds (default 5)",
+    )
+    parser.add_argument(
         "--reply-rate", type=float, default=0.0, help="share of delivered senderForResponse SMS that get a reply"
     )
     parser.add_argument("--stop-rate", type=float, default=0.0, help="share of delivered commercial SMS answered STOP")
@@ -63,11 +79,16 @@ def main(argv: list[str] | None = None, *, prog: str = "sms-worker sandbox") -> 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; 0 on a clean stop, 1 when the sandbox cannot start."""
-    for rule in args.fault:
-        rule.retry_after = args.retry_after
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
+            delay_s, delay_max_s = args.slow_s
+            rules = [
+                FaultRule(
+                    **{**asdict(r), "retry_after": args.retry_after, "delay_s": delay_s, "delay_max_s": delay_max_s}
+                )
+                for r in args.fault
+            ]
             sandbox = Sandbox(
                 host=args.host,
                 port=args.port,
@@ -75,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 credits=args.credits,
                 latency_ms=args.latency_ms,
                 jitter_ms=args.jitter_ms,
-                faults=args.fault,
+                faults=rules,
                 rate_limit_per_s=args.rate_limit,
                 rate_limit_burst=args.rate_limit_burst,
                 hold_s=args.hold_s,

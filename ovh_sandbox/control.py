@@ -6,18 +6,22 @@ a bad one gets 400 ``{"error": "..."}``.
 =======  ===========================  =====================================================
 method   path                         body / query -> answer
 =======  ===========================  =====================================================
+GET      /_sandbox/                   -> {"service_name", "base_path", "routes": ["GET /_sandbox/sent", ...]}
 GET      /_sandbox/health             -> {"ok": true, "service_name", "base_path"}
 GET      /_sandbox/sent               ?receiver=&service= -> [accepted SMS]
 GET      /_sandbox/calls              -> [POST .../jobs calls]
 GET      /_sandbox/counters           -> {jobs_calls, jobs_accepted, sms_sent, ...}
 GET      /_sandbox/faults             -> current fault settings
 PUT      /_sandbox/faults             {latency_ms, jitter_ms, faults, rate_limit_per_s, ...}
-POST     /_sandbox/faults             one fault {kind, probability | next, scope, retry_after}
+POST     /_sandbox/faults             one fault {kind, probability | next, scope, retry_after,
+                                      delay_s, delay_max_s}
 DELETE   /_sandbox/faults             no latency, no fault, no rate limit
 POST     /_sandbox/reset              {accounts: bool}
 PUT      /_sandbox/credits            {service, credits}
 POST     /_sandbox/accounts           {service, credits}
-PUT      /_sandbox/senders            {service, sender, status}
+PUT      /_sandbox/senders            {service, sender, status, comment?}: OVH's moderator
+GET      /_sandbox/orders             -> [purchase orders: orderId, service, quantity, paid...]
+POST     /_sandbox/orders/pay         {orderId} -> the order: paid, its credits on the account
 PUT      /_sandbox/invalid-receivers  {receivers: [...]}
 PUT      /_sandbox/failing-receivers  {receivers: {number: ptt}}
 POST     /_sandbox/blacklists         {service, number}
@@ -41,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from ovh_sandbox import admin
 from ovh_sandbox.auth import METHODS, AccessRule, Authenticator
 from ovh_sandbox.faults import FaultConfigError, FaultRule, Faults
 from ovh_sandbox.handler import Reply, Request
@@ -65,6 +70,7 @@ class ControlApi:
         self.auth = auth
         self.callbacks = callbacks
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, list[str]]], Any]] = {
+            ("GET", "/"): lambda b, q: self._index(),
             ("GET", "/health"): lambda b, q: {"ok": True, "service_name": self.state.service_name, "base_path": "/1.0"},
             ("GET", "/sent"): self._sent,
             ("GET", "/calls"): lambda b, q: self.state.call_records(),
@@ -86,11 +92,19 @@ class ControlApi:
             ("GET", "/callbacks"): lambda b, q: self.callbacks.calls_made(),
             ("GET", "/receipts"): lambda b, q: self.state.receipts(),
             ("POST", "/consumer-keys"): self._create_key,
+            **admin.control_routes(state),
         }
+
+    def _index(self) -> dict[str, Any]:
+        """What ``GET /_sandbox/`` answers: the account served and every control route."""
+        routes = sorted(
+            {f"{method} {PREFIX}{path}" for method, path in self._routes} | {f"DELETE {PREFIX}/consumer-keys/KEY"}
+        )
+        return {"service_name": self.state.service_name, "base_path": "/1.0", "routes": routes}
 
     def __call__(self, request: Request) -> Reply:
         path, _, query_string = request.target.partition("?")
-        path = path[len(PREFIX) :]
+        path = path[len(PREFIX) :] or "/"
         try:
             body = json.loads(request.body) if request.body else {}
         except ValueError:
@@ -165,14 +179,14 @@ class ControlApi:
         return self.state.account_view(body["service"])
 
     def _set_sender(self, body: dict[str, Any], query: Any) -> Any:
-        _fields(body, required={"service": str, "sender": str}, optional={"status": str})
+        _fields(body, required={"service": str, "sender": str}, optional={"status": str, "comment": str})
         status = body.get("status", "enable")
         allowed = load().enum("sms.StatusSenderEnum") or []
         if status not in allowed:
             raise ControlError(f"status must be one of {', '.join(allowed)}")
         if not body["sender"] or "/" in body["sender"]:
             raise ControlError("sender must be a non-empty name without '/'")
-        self.state.set_sender(body["service"], body["sender"], status)
+        self.state.set_sender(body["service"], body["sender"], status, body.get("comment"))
         return self.state.sender_view(body["service"], body["sender"])
 
     def _set_invalid(self, body: dict[str, Any], query: Any) -> Any:
@@ -334,10 +348,17 @@ class SandboxControl:
         next: int | None = None,
         scope: str = "jobs",
         retry_after: float = 1.0,
+        delay_s: float | None = None,
+        delay_max_s: float | None = None,
         receiver: str | None = None,
     ) -> dict[str, Any]:
-        """Add a fault rule; ``receiver``: only jobs calls sending to this number match."""
+        """One fault rule (see ``ovh_sandbox.faults``); ``delay_s``/``delay_max_s`` for ``slow``;
+        ``receiver``: only jobs calls sending to this number match."""
         rule: dict[str, Any] = {"kind": kind, "scope": scope, "retry_after": retry_after}
+        if delay_s is not None:
+            rule["delay_s"] = delay_s
+        if delay_max_s is not None:
+            rule["delay_max_s"] = delay_max_s
         if receiver is not None:
             rule["receiver"] = receiver
         if probability is not None:
@@ -363,8 +384,22 @@ class SandboxControl:
             body["credits"] = credits
         return self._call("POST", "/accounts", body)  # type: ignore[no-any-return]
 
-    def set_sender(self, service: str, sender: str, status: str = "enable") -> dict[str, Any]:
-        return self._call("PUT", "/senders", {"service": service, "sender": sender, "status": status})  # type: ignore[no-any-return]
+    def set_sender(
+        self, service: str, sender: str, status: str = "enable", comment: str | None = None
+    ) -> dict[str, Any]:
+        """Create ``sender`` or move it to ``status``, as OVH's moderator does (``comment``: why)."""
+        body = {"service": service, "sender": sender, "status": status}
+        if comment is not None:
+            body["comment"] = comment
+        return self._call("PUT", "/senders", body)  # type: ignore[no-any-return]
+
+    def orders(self) -> list[dict[str, Any]]:
+        """Every purchase order of credits, oldest first (``orderId, service, quantity, url, paid``)."""
+        return self._call("GET", "/orders")  # type: ignore[no-any-return]
+
+    def pay_order(self, order_id: int) -> dict[str, Any]:
+        """Pay a purchase order: its credits reach its account."""
+        return self._call("POST", "/orders/pay", {"orderId": order_id})  # type: ignore[no-any-return]
 
     def set_invalid_receivers(self, receivers: Iterable[str]) -> None:
         """Well-formed numbers to report in invalidReceivers all the same (replaces the list)."""

@@ -11,7 +11,10 @@ Kinds: ``"500"``, ``"502"``, ``"503"`` (JSON error, nothing done), ``"429"`` (wi
 a load balancer in front of OVH answers: python-ovh cannot decode it),
 ``"reset"`` (the socket is closed with an RST before anything is done),
 ``"timeout_after_accept"`` (the call is carried out, then the answer never comes: the
-connection is held until the client leaves or ``hold_s`` passes).
+connection is held until the client leaves or ``hold_s`` passes), ``"slow"`` (OVH takes its
+time: the call waits ``delay_s`` seconds, or a time drawn uniformly from ``delay_s`` to
+``delay_max_s``, then is carried out and answered as usual; a client that gave up meanwhile
+gets nothing, but its SMS are sent all the same).
 
 The per-consumer-key rate limit is a token bucket: ``rate_limit_per_s`` tokens a second, at
 most ``rate_limit_burst`` saved up (default: one second's worth); a call without a token is
@@ -26,13 +29,16 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("500", "502", "503", "429", "proxy_503", "proxy_429", "reset", "timeout_after_accept")
+KINDS = ("500", "502", "503", "429", "proxy_503", "proxy_429", "reset", "timeout_after_accept", "slow")
 SCOPES = ("jobs", "all")
 
 #: How long (seconds) an accepted-then-timed-out call holds its connection at most.
 DEFAULT_HOLD_S = 30.0
 
 _MAX_LATENCY_MS = 120_000
+
+#: Longest a ``slow`` call may be made to wait (seconds).
+_MAX_DELAY_S = 600.0
 
 
 class FaultConfigError(ValueError):
@@ -46,7 +52,9 @@ class FaultRule:
     next: int | None = None
     scope: str = "jobs"
     retry_after: float = 1.0
-    receiver: str | None = None
+    delay_s: float = 5.0  # "slow": how long the call waits before it is carried out (seconds)
+    delay_max_s: float | None = None  # "slow": if set, the wait is drawn in [delay_s, delay_max_s]
+    receiver: str | None = None  # only jobs calls sending to this number match
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -63,6 +71,12 @@ class FaultRule:
             raise FaultConfigError(f"scope must be one of {', '.join(SCOPES)}")
         if not (_is_number(self.retry_after) and 0 <= self.retry_after <= 3600):
             raise FaultConfigError("retry_after must be a number of seconds between 0 and 3600")
+        if not (_is_number(self.delay_s) and 0 <= self.delay_s <= _MAX_DELAY_S):
+            raise FaultConfigError(f"delay_s must be a number of seconds between 0 and {_MAX_DELAY_S:g}")
+        if self.delay_max_s is not None and not (
+            _is_number(self.delay_max_s) and self.delay_s <= self.delay_max_s <= _MAX_DELAY_S
+        ):
+            raise FaultConfigError(f"delay_max_s must be a number of seconds between delay_s and {_MAX_DELAY_S:g}")
         if self.receiver is not None and not (isinstance(self.receiver, str) and self.receiver):
             raise FaultConfigError("receiver must be a phone number as the jobs call gives it")
 
@@ -70,7 +84,8 @@ class FaultRule:
     def from_dict(cls, data: Any) -> FaultRule:
         if not isinstance(data, dict):
             raise FaultConfigError("a fault is an object with at least 'kind'")
-        unknown = set(data) - {"kind", "probability", "next", "scope", "retry_after", "receiver"}
+        fields = {"kind", "probability", "next", "scope", "retry_after", "delay_s", "delay_max_s", "receiver"}
+        unknown = set(data) - fields
         if unknown:
             raise FaultConfigError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
         if "kind" not in data:
@@ -82,6 +97,7 @@ class FaultRule:
 class Decision:
     kind: str
     retry_after: float
+    delay_s: float = 0.0  # "slow": how long this call waits before it is carried out
 
 
 class Faults:
@@ -190,10 +206,17 @@ class Faults:
                     rule.next -= 1
                     if rule.next == 0:
                         self.rules.remove(rule)
-                    return Decision(rule.kind, rule.retry_after)
+                    return self._decide(rule)
                 if self._rng.random() < (rule.probability or 0.0):
-                    return Decision(rule.kind, rule.retry_after)
+                    return self._decide(rule)
         return None
+
+    def _decide(self, rule: FaultRule) -> Decision:
+        """(under the lock) The decision of a rule that fired; a slow call's wait drawn here."""
+        delay_s = rule.delay_s
+        if rule.kind == "slow" and rule.delay_max_s is not None:
+            delay_s = self._rng.uniform(rule.delay_s, rule.delay_max_s)
+        return Decision(rule.kind, rule.retry_after, delay_s if rule.kind == "slow" else 0.0)
 
     def take_token(self, consumer_key: str, now: float) -> int | None:
         """``None`` when the key may call now, else the ``Retry-After`` seconds to answer."""

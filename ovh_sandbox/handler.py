@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ovh_sandbox.api import ROUTES, Call, Router
+from ovh_sandbox import admin
+from ovh_sandbox.api import ROUTES, Call, Route, Router
 from ovh_sandbox.auth import Authenticator
 from ovh_sandbox.faults import Faults
 from ovh_sandbox.ovh_errors import OvhError
@@ -29,6 +30,8 @@ from ovh_sandbox.validation import check_params
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/1.0"
+#: Every route the sandbox serves: the SMS API's, then the account administration's.
+SERVED: tuple[Route, ...] = (*ROUTES, *admin.ROUTES)
 
 
 @dataclass
@@ -65,13 +68,13 @@ class Dispatcher:
         self.stop = stop
         self.control = control
         self.clock = clock
-        self.router = Router(ROUTES, load())
+        self.router = Router(SERVED, load())
         self._query_ids = itertools.count(1)
         self._query_prefix = f"EU.sandbox-{state.seed}."
 
     def handle(self, request: Request) -> Reply:
         path = request.target.partition("?")[0]
-        if path.startswith("/_sandbox/"):
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
             reply = self.control(request)
         elif path.startswith(API_PREFIX + "/"):
             reply = self._ovh(request, path[len(API_PREFIX) :])
@@ -85,6 +88,9 @@ class Dispatcher:
         if request.method == "GET" and api_path == "/auth/time":
             self._sleep(self.faults.latency_s())
             decision = self.faults.pick(False)  # faults of scope "all" cover the clock too
+            if decision is not None and decision.kind == "slow":
+                self._sleep(decision.delay_s)
+                decision = None
             if decision is None:
                 return Reply(200, int(self.clock()))
             if decision.kind == "reset":
@@ -143,6 +149,11 @@ class Dispatcher:
                     )
             receivers = body.get("receivers") if route.is_jobs_post and isinstance(body, dict) else None
             decision = self.faults.pick(route.is_jobs_post, receivers)
+            if decision is not None and decision.kind == "slow":
+                # OVH takes its time, then carries the call out whether the client waited or not.
+                call.state.note_delay(call.call_id, decision.delay_s)
+                self._sleep(decision.delay_s)
+                decision = None
             if decision is not None:
                 if decision.kind == "reset":
                     return Reply(0, action="reset")

@@ -27,6 +27,11 @@ class Schema:
         model = self.models.get(type_name)
         return model.get("enum") if model else None
 
+    def enum_type(self, type_name: str) -> str | None:
+        """What an enum's values are (``string``, ``long``...), or None for a type that is no enum."""
+        model = self.models.get(type_name)
+        return model.get("enumType") if model and "enum" in model else None
+
     def properties(self, type_name: str) -> dict[str, Any] | None:
         model = self.models.get(type_name)
         return model.get("properties") if model else None

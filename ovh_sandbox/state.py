@@ -58,15 +58,18 @@ class Sender:
     name: str
     status: str = "enable"
     description: str = ""
+    comment: str | None = None  # the moderator's message (why it was refused)
+    kind: str = "alpha"  # sms.TypeSenderEnum
+    reason: str = ""  # what the declaration told the moderator
 
     def view(self) -> dict[str, Any]:
         return {
-            "comment": None,
+            "comment": self.comment,
             "description": self.description,
             "referer": "custom",
             "sender": self.name,
             "status": self.status,
-            "type": "alpha",
+            "type": self.kind,
             "validationMedia": None,
         }
 
@@ -193,6 +196,9 @@ class Account:
     blacklist: dict[str, float] = field(default_factory=dict)
     incoming: dict[int, Incoming] = field(default_factory=dict)
     description: str = "OVH SMS sandbox account"
+    recredit_amount: int | None = None  # automatic top-up (automaticRecreditAmount), None: off
+    recredit_below: float = 0.0  # creditThresholdForAutomaticRecredit
+    orders: list[dict[str, Any]] = field(default_factory=list)  # purchase orders (ovh_sandbox.admin)
     callback: str = ""
     stop_callback: str = ""
     sms_response: dict[str, Any] = field(
@@ -208,10 +214,10 @@ class Account:
     def view(self) -> dict[str, Any]:
         with_quota = [u for u in self.users.values() if u.quota_status == "active"]
         return {
-            "automaticRecreditAmount": None,
+            "automaticRecreditAmount": self.recredit_amount,
             "callBack": self.callback,
             "channel": "both",
-            "creditThresholdForAutomaticRecredit": 0.0,
+            "creditThresholdForAutomaticRecredit": self.recredit_below,
             "creditsHoldByQuota": float(sum(u.quota_left for u in with_quota)),
             "creditsLeft": self.credits_left,
             "description": self.description,
@@ -339,6 +345,13 @@ class SandboxState:
             call["ended"] = self.clock()
             self.by_status[str(status)] += 1
 
+    def note_delay(self, call_id: int | None, delay_s: float) -> None:
+        """A ``slow`` fault made this jobs call wait ``delay_s`` seconds before it was carried out."""
+        with self.lock:
+            call = self.calls.get(call_id) if call_id is not None else None
+            if call is not None:
+                call["delayed_s"] = round(delay_s, 3)
+
     def sent_records(self, receiver: str | None = None, service: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [
@@ -355,7 +368,15 @@ class SandboxState:
         with self.lock:
             view: dict[str, Any] = {
                 name: self.counters[name]
-                for name in ("jobs_calls", "jobs_accepted", "sms_sent", "sms_cancelled", "requests")
+                for name in (
+                    "jobs_calls",
+                    "jobs_accepted",
+                    "sms_sent",
+                    "sms_cancelled",
+                    "requests",
+                    "bulk_jobs",  # jobs calls with a receivers document (ovh_sandbox.bulk)
+                    "bulk_rows_refused",  # rows of such documents not sent (credits, length)
+                )
             }
             view["credits_debited"] = self.credits_debited
             view["credits_refunded"] = self.credits_refunded
@@ -378,9 +399,12 @@ class SandboxState:
                 raise OvhError(409, f"Account {service} already exists")
             self._add_account(service, credits_left)
 
-    def set_sender(self, service: str, sender: str, status: str) -> None:
+    def set_sender(self, service: str, sender: str, status: str, comment: str | None = None) -> None:
+        """Create the sender, or move it to ``status`` (OVH's moderator), with its ``comment``."""
         with self.lock:
-            self._account(service).senders[sender] = Sender(sender, status)
+            senders = self._account(service).senders
+            found = senders.setdefault(sender, Sender(sender, status))
+            found.status, found.comment = status, comment
 
     def set_invalid_receivers(self, receivers: Iterable[str]) -> None:
         with self.lock:
@@ -611,8 +635,12 @@ class SandboxState:
                 user.ip_restrictions = list(changes["ipRestrictions"])
 
     def update_account(self, service: str, changes: dict[str, Any]) -> None:
-        """PUT of an ``sms.Account``: the callbacks, ``smsResponse`` and the description are kept;
+        """PUT of an ``sms.Account``: the callbacks, ``smsResponse``, the description and the
+        automatic top-up's settings are kept (the sandbox never tops an account up by itself);
         read-only fields are ignored, as OVH does."""
+        below = changes.get("creditThresholdForAutomaticRecredit")
+        if below is not None and below < 0:
+            raise bad_request("[creditThresholdForAutomaticRecredit] Must not be negative")
         with self.lock:
             account = self._account(service)
             if changes.get("callBack") is not None:
@@ -621,6 +649,11 @@ class SandboxState:
                 account.stop_callback = _callback_url("stopCallBack", changes["stopCallBack"])
             if changes.get("description") is not None:
                 account.description = changes["description"]
+            if "automaticRecreditAmount" in changes:  # null turns the automatic top-up off
+                amount = changes["automaticRecreditAmount"]
+                account.recredit_amount = None if amount is None else int(amount)
+            if below is not None:
+                account.recredit_below = float(below)
             response = changes.get("smsResponse")
             if response is not None:
                 merged = {**account.sms_response, **{k: v for k, v in response.items() if v is not None}}
@@ -638,41 +671,56 @@ class SandboxState:
 
     # -- OVH surface: jobs and outgoing ----------------------------------------------------------
 
-    def send(self, service: str, login: str | None, params: dict[str, Any], call_id: int | None) -> dict[str, Any]:
-        """``POST .../jobs``: check, pay, record one SMS per valid receiver; the SmsSendingReport."""
-        message: str = params["message"]
-        if not message:
-            raise bad_request("[message] The message is empty")
-        if "receiversDocumentUrl" in params or "receiversSlotId" in params:
-            raise OvhError(501, "The sandbox takes receivers only from 'receivers'")
-        receivers: list[str] = params.get("receivers") or []
-        if not receivers:
-            raise bad_request("[receivers] No receiver given")
+    def check_send(self, service: str, login: str | None, params: dict[str, Any]) -> None:
+        """What a jobs call is refused for whatever its receivers: the account, the user, the
+        sender, the text's length (``ovh_sandbox.bulk`` checks a document's call with it)."""
         no_stop = bool(params.get("noStopClause", False))
-        cost = billing.estimate(message, no_stop)
+        cost = billing.estimate(params["message"], no_stop)
         if cost.parts > billing.MAX_PARTS:
             raise bad_request(
                 f"[message] Message too long: {cost.parts} SMS parts ({cost.characters} {cost.characters_class} "
                 f"characters), at most {billing.MAX_PARTS}"
             )
-        sender = params.get("sender")
-        for_response = bool(params.get("senderForResponse", False))
-        checked = [(raw, phones.normalize(raw)) for raw in receivers]
-        text = billing.full_text(message, no_stop)
-        differed = int(params.get("differedPeriod") or 0)
-        if differed < 0:
+        if int(params.get("differedPeriod") or 0) < 0:
             raise bad_request("[differedPeriod] Must not be negative")
+        sender = params.get("sender")
         with self.lock:
             account = self._account(service)
-            user = self._user(account, login) if login is not None else None
+            if login is not None:
+                self._user(account, login)
             if sender is not None:
                 known = account.senders.get(sender)
                 if known is None:
                     raise bad_request(f"[sender] The sender {sender!r} does not exist on {service}")
                 if known.status != "enable":
                     raise bad_request(f"[sender] The sender {sender!r} is not enabled (status {known.status})")
-            elif not for_response:
+            elif not params.get("senderForResponse", False):
                 raise bad_request("[sender] A sender is required when senderForResponse is false")
+
+    def send(
+        self, service: str, login: str | None, params: dict[str, Any], call_id: int | None, *, bulk: bool = False
+    ) -> dict[str, Any]:
+        """``POST .../jobs``: check, pay, record one SMS per valid receiver; the SmsSendingReport.
+
+        ``bulk``: SMS created from a receivers document (``ovh_sandbox.bulk``), not a call of its own.
+        """
+        message: str = params["message"]
+        if not message:
+            raise bad_request("[message] The message is empty")
+        receivers: list[str] = params.get("receivers") or []
+        if not receivers:
+            raise bad_request("[receivers] No receiver given")
+        no_stop = bool(params.get("noStopClause", False))
+        cost = billing.estimate(message, no_stop)
+        self.check_send(service, login, params)
+        sender = params.get("sender")
+        for_response = bool(params.get("senderForResponse", False))
+        checked = [(raw, phones.normalize(raw)) for raw in receivers]
+        text = billing.full_text(message, no_stop)
+        differed = int(params.get("differedPeriod") or 0)
+        with self.lock:
+            account = self._account(service)
+            user = self._user(account, login) if login is not None else None
             valid: list[tuple[str, float]] = []
             invalid: list[str] = []
             for raw, normalized in checked:
@@ -762,7 +810,8 @@ class SandboxState:
             for sms in created:
                 account.sms[sms.id] = sms
             self.sent.extend(records)
-            self.counters["jobs_accepted"] += 1
+            if not bulk:
+                self.counters["jobs_accepted"] += 1
             self.counters["sms_sent"] += len(valid)
             self.credits_debited += total
         if self.listener is not None:

@@ -82,9 +82,11 @@ def check_body(name: str, value: Any, data_type: str, schema: Schema) -> Any:
     elif data_type.startswith("map["):
         ok = isinstance(value, dict)
     elif schema.enum(data_type) is not None:
-        if not isinstance(value, str):
+        # an enum of numbers (enumType long) also takes them as JSON numbers, as OVH's own clients send them
+        numeric = schema.enum_type(data_type) == "long" and isinstance(value, int) and not isinstance(value, bool)
+        if not (isinstance(value, str) or numeric):
             raise bad_request(f"[{name}] Given data ({value!r}) is not a {data_type.split('.')[-1]}")
-        _check_enum(name, value, data_type, schema)
+        _check_enum(name, str(value), data_type, schema)
     elif (properties := schema.properties(data_type)) is not None:
         if not isinstance(value, dict):
             raise bad_request(f"[{name}] Given data is not an object of type {data_type}")

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from devstack.embedded_redis import EmbeddedRedis
+from contracts.redis_connection import connect
+from devstack.embedded_redis import EmbeddedRedis, die_with_parent
+from tests.nemesis.proxy import FaultProxy, Protocol
 from worker.app import App, build_app
 from worker.settings import Settings
 
@@ -30,7 +33,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     client.flushdb()
     yield client
     client.close()
@@ -49,7 +52,8 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
     """Factory of started in-process workers against the sandbox; stopped after the test."""
     apps: list[App] = []
 
-    def factory(**overrides: Any) -> App:
+    def factory(client: redis.Redis | None = None, **overrides: Any) -> App:
+        """``client``: the Redis client the worker uses (default: its own for ``redis_url``)."""
         values: dict[str, Any] = {
             "redis_url": redis_url,
             "ovh_endpoint": sandbox.base_url,
@@ -64,9 +68,11 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
             "rate_limit_burst": 20,
             # the sandbox lists a created SMS at once: no need to give its records time
             "reconcile_grace_s": 0.5,
+            # tests run at any hour: only the quiet hours' own tests turn them on (with a clock)
+            "quiet_hours_enabled": False,
         }
         values.update(overrides)
-        app = build_app(Settings(**values), ovh_credentials=sandbox.credentials).start()
+        app = build_app(Settings(**values), ovh_credentials=sandbox.credentials, client=client).start()
         apps.append(app)
         return app
 
@@ -75,18 +81,28 @@ def make_app(redis_client: redis.Redis, redis_url: str, sandbox: Any) -> Iterato
         app.stop()
 
 
-def _die_with_parent() -> None:
-    """In a child process: get SIGTERM when the test process dies, even if it is killed (Linux).
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """Factory of fault proxies (``tests.nemesis``) to a URL's host and port, closed after the test.
 
-    Without it, a suite killed by a timeout leaves worker processes polling a Redis that is gone.
+    ``make_proxy("redis://127.0.0.1:6379/0", "resp")``; ``make_proxy(sandbox.base_url, "http")``.
     """
-    import ctypes
-    import signal
+    proxies: list[FaultProxy] = []
 
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the fixture's teardown still stops them
+    def factory(url: str, protocol: Protocol, **options: Any) -> FaultProxy:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port, url
+        proxy = FaultProxy(parts.hostname, parts.port, protocol=protocol, **options)
+        proxies.append(proxy)
+        return proxy
+
+    yield factory
+    for proxy in proxies:
+        proxy.close()
+
+
+#: Children started by tests get SIGTERM when the test process dies (a suite killed by a timeout).
+_die_with_parent = die_with_parent
 
 
 @pytest.fixture
@@ -105,6 +121,8 @@ def process_env(redis_url: str, sandbox: Any) -> dict[str, str]:
         "OVH_APPLICATION_SECRET": sandbox.credentials["application_secret"],
         "OVH_CONSUMER_KEY": sandbox.credentials["consumer_key"],
         "SMS_WORKER_SERVICE_NAME": sandbox.service_name,
+        # tests run at any hour: only the quiet hours' own tests turn them on
+        "SMS_WORKER_QUIET_HOURS_ENABLED": "false",
     }
 
 

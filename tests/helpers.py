@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-import dramatiq
 import redis
 
 from contracts import parse_event
 from contracts.results import Event
-from contracts.wire import DEFAULT_RESULTS_QUEUE, DRAMATIQ_NAMESPACE, accept_actor_name, lane_queue
+from contracts.wire import (
+    DEFAULT_RESULTS_QUEUE,
+    dead_letter_messages_key,
+    enqueue,
+    messages_key,
+    queue_key,
+    request_message,
+)
 
 
 def read_queue(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list[dict[str, Any]]:
     """Every dramatiq message waiting on ``queue``, decoded, in order (reads, does not consume)."""
-    ids = client.lrange(f"{DRAMATIQ_NAMESPACE}:{queue}", 0, -1)
-    bodies = client.hmget(f"{DRAMATIQ_NAMESPACE}:{queue}.msgs", ids) if ids else []
+    ids = client.lrange(queue_key(queue), 0, -1)
+    bodies = client.hmget(messages_key(queue), ids) if ids else []
     return [json.loads(body) for body in bodies]
 
 
@@ -28,19 +33,16 @@ def read_events(client: redis.Redis, queue: str = DEFAULT_RESULTS_QUEUE) -> list
 
 def dead_letters(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """Messages dramatiq moved to ``queue``'s dead-letter queue."""
-    bodies = client.hvals(f"{DRAMATIQ_NAMESPACE}:{queue}.XQ.msgs")
+    bodies = client.hvals(dead_letter_messages_key(queue))
     return [json.loads(body) for body in bodies]
 
 
 def enqueue_raw(client: redis.Redis, lane: str, payload: Any) -> None:
     """Publish a message the way a careless producer would: any payload, no validation."""
-    message_id = str(uuid.uuid4())
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=lane_queue(lane),
-        actor_name=accept_actor_name(lane),
-        args=(payload,),
-        kwargs={},
-        options={"redis_message_id": message_id},
-    )
-    client.hset(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}.msgs", message_id, message.encode())
-    client.rpush(f"{DRAMATIQ_NAMESPACE}:{lane_queue(lane)}", message_id)
+    enqueue(client, request_message(lane, payload))
+
+
+def redis_ms(client: redis.Redis) -> int:
+    """The Redis server's clock (ms): the one attempts and leases are timed with."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000

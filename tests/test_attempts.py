@@ -7,9 +7,7 @@ SIGKILL and paused with SIGSTOP as a node failure, an OOM kill or a VM pause wou
 from __future__ import annotations
 
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,25 +15,17 @@ import pytest
 from contracts import SmsProducer
 from contracts.models import SendRequest
 from tests.quota_fixtures import create_user, sandbox_spent
+from tests.waiting import wait_until
 from worker.accounting.quotas import QuotaStore
 from worker.app import build_app
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Owner
+from worker.attempts.steps import Step
 from worker.batching.buffers import Due
 from worker.settings import Settings
 from worker.store import keys
 
 LEASE = {"SMS_WORKER_LEASE_S": "2", "SMS_WORKER_RECONCILE_GRACE_S": "1"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout_s} s")
 
 
 def statuses(sandbox: Any) -> list[Any]:
@@ -101,7 +91,8 @@ def test_a_paused_worker_sends_nothing_when_it_wakes(worker_processes, redis_cli
     assert producer.wait(request_id, timeout=30).status == "sent"
     # and the paused worker then wakes up, where it was: about to try its call again
     paused.send_signal(signal.SIGCONT)
-    time.sleep(6)  # its 3 s backoff, a slot, and the call it must not make
+    # (after its 3 s backoff, it finds the attempt taken over when it marks its retry: no call)
+    wait_until(lambda: b"lost its lease" in paused.log_path.read_bytes(), what="the woken worker to see it was fenced")
     # Then the receiver got one SMS, and the user's quota was spent once, never negative
     assert statuses(sandbox) == [503, 200]
     assert [s["receiver"] for s in sandbox.control.sent()] == ["+33612345678"]
@@ -154,7 +145,8 @@ def test_a_worker_whose_local_lease_ran_out_does_not_call(idle_app, redis_client
     # Then nothing reached OVH, and the receiver is back in its buffer for any worker to send
     assert sandbox.control.calls() == []
     assert redis_client.llen(keys.buffer(attempt.batch_key)) == 1
-    assert not redis_client.exists(keys.attempt(attempt.call_id))
+    assert idle_app.attempts.load(attempt.call_id) is None  # released (a tombstone answers a repeat)
+    assert redis_client.hget(keys.attempt(attempt.call_id), "state") == b"released"
 
 
 def test_transitions_are_fenced_by_owner_and_lease(idle_app, redis_client) -> None:
@@ -165,14 +157,19 @@ def test_transitions_are_fenced_by_owner_and_lease(idle_app, redis_client) -> No
     assert owner is not None
     _, attempt = stage_and_claim(idle_app, owner, ["+33612345678"])
     stranger = Owner("w2", uuid.uuid4().hex)
-    # Only the owner may move its attempt
-    assert not attempts.uncall(stranger, attempt.call_id)
-    assert attempts.uncall(owner, attempt.call_id)
-    assert attempts.call(owner, attempt.call_id)
+    # Only the owner may move its attempt; each step is tokened by its try number, so the same
+    # step sent again (its reply lost) answers "already", never fences its owner out
+    assert attempts.call(stranger, attempt.call_id, 1) is Step.TAKEN
+    assert attempts.call(owner, attempt.call_id, 1) is Step.APPLIED
+    assert attempts.call(owner, attempt.call_id, 1) is Step.ALREADY
+    assert attempts.uncall(stranger, attempt.call_id, 1) is Step.TAKEN
+    assert attempts.uncall(owner, attempt.call_id, 1) is Step.APPLIED
+    assert attempts.uncall(owner, attempt.call_id, 1) is Step.ALREADY
+    assert attempts.call(owner, attempt.call_id, 2) is Step.APPLIED
     # Once its lease is gone, not even the owner may
     redis_client.delete(keys.lease(owner.token))
-    assert not attempts.uncall(owner, attempt.call_id)
-    assert not attempts.ambiguous(owner, attempt.call_id, "late")
+    assert attempts.uncall(owner, attempt.call_id, 2) is Step.NOLEASE
+    assert attempts.ambiguous(owner, attempt.call_id, 2, "late") is Step.NOLEASE
     # but OVH's answer, if it has one, is still recorded for whoever takes it over
     assert attempts.answer(attempt.call_id, {"ids": [1]}) == "calling"
     # and the sweep hands it to the reconcilers (it was calling: it may have left)

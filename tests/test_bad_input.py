@@ -6,13 +6,14 @@ message whose payload cannot be read at all lands in the dead-letter queue.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
 from contracts import SendResult, SmsProducer
+from contracts.wire import lane_queue, messages_key
 from tests.helpers import dead_letters, enqueue_raw, read_events
+from tests.waiting import wait_until
 
 
 def wait_result(client, request_id: str) -> SendResult:
@@ -67,10 +68,7 @@ def test_invalid_numbers_are_set_aside_and_the_rest_sent(make_app, redis_client,
 def test_an_unreadable_message_is_dead_lettered(make_app, redis_client, sandbox, payload, caplog) -> None:
     make_app()
     enqueue_raw(redis_client, "medium", payload)
-    deadline = time.monotonic() + 10
-    while not dead_letters(redis_client, "sms.medium") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [dead] = dead_letters(redis_client, "sms.medium")
+    [dead] = wait_until(lambda: dead_letters(redis_client, "sms.medium"), timeout=10, what="the dead letter")
     assert dead["args"] == [payload]
     assert "dead-lettering" in caplog.text
     assert read_events(redis_client) == []
@@ -85,9 +83,8 @@ def test_a_redelivered_bad_request_gets_no_second_result(make_app, redis_client,
     enqueue_raw(redis_client, "high", bad)
     enqueue_raw(redis_client, "high", bad)
     assert wait_result(redis_client, "bad-twice").status == "rejected"
-    deadline = time.monotonic() + 5
-    while redis_client.hlen("dramatiq:sms.high.msgs") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # (both copies taken and acked: the second one was read too, and published nothing)
+    wait_until(lambda: redis_client.hlen(messages_key(lane_queue("high"))) == 0, timeout=5, what="the lane to drain")
     assert [e.request_id for e in read_events(redis_client)] == ["bad-twice"]
 
 
@@ -98,8 +95,5 @@ def test_an_unreadable_request_in_a_pack_is_dead_lettered_alone(make_app, redis_
     enqueue_raw(redis_client, "high", [good, {"message": "no id"}])
     # Then the good one is sent and answered, and only the bad one is in the dead-letter queue
     assert wait_result(redis_client, "pack-good").status == "sent"
-    deadline = time.monotonic() + 10
-    while not dead_letters(redis_client, "sms.high") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [dead] = dead_letters(redis_client, "sms.high")
+    [dead] = wait_until(lambda: dead_letters(redis_client, "sms.high"), timeout=10, what="the dead letter")
     assert dead["args"] == [{"message": "no id"}]

@@ -36,6 +36,7 @@ CRD_API_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 SECRET = "sms-worker-secrets"
 MINIMAL = {"existingSecret": SECRET}
 KEDA_REDIS = {"redis": {"address": "redis-master.redis.svc:6379", "databaseIndex": 2, "passwordKey": "REDIS_PASSWORD"}}
+SENTINEL = {"addresses": "s1:26379,s2:26379,s3:26379", "masterName": "mymaster", "passwordKey": "SENTINEL_PASSWORD"}
 OVH_KEYS = ["OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY", "OVH_CLIENT_ID", "OVH_CLIENT_SECRET"]
 
 
@@ -64,6 +65,13 @@ CASES: dict[str, dict[str, Any]] = {
     "secretsAsFiles": {**MINIMAL, "secretsAsFiles": True},
     "keda": {**MINIMAL, "pools": [one_pool(keda={"enabled": True})], "keda": KEDA_REDIS},
     "hpa": {**MINIMAL, "pools": [one_pool(autoscaling={"enabled": True, "maxReplicas": 4})]},
+    "keda through Sentinel, TLS with a private CA": {
+        **MINIMAL,
+        "pools": [one_pool(keda={"enabled": True})],
+        "keda": {"redis": {"enableTLS": True, "passwordKey": "REDIS_PASSWORD", "sentinel": SENTINEL}},
+        "redis": {"caSecret": "redis-ca"},
+        "inbound": {"enabled": True},
+    },
     "two pools (examples/pools.yaml)": example_pools(),
     "quotas file": {**MINIMAL, "quotas": {"enabled": True, "content": "[users.marketing]\nquota = 5000\n"}},
     "serviceMonitor and networkPolicy": {
@@ -140,15 +148,22 @@ def check_custom_resource(manifest: dict[str, Any]) -> None:
         assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
         assert spec["triggers"]
         for trigger in spec["triggers"]:
-            assert trigger["type"] == "redis"
             metadata = trigger["metadata"]
-            assert set(metadata) <= {"address", "databaseIndex", "enableTLS", "listName", "listLength"}
+            common = {"databaseIndex", "enableTLS", "listName", "listLength"}
             assert all(isinstance(value, str) for value in metadata.values()), "KEDA metadata values are strings"
-            assert re.fullmatch(r"[^:/\s]+:\d+", metadata["address"])
+            if trigger["type"] == "redis-sentinel":
+                assert set(metadata) <= common | {"addresses", "sentinelMaster"}
+                assert all(re.fullmatch(r"[^:/\s]+:\d+", a) for a in metadata["addresses"].split(","))
+                assert metadata["sentinelMaster"]
+            else:
+                assert trigger["type"] == "redis"
+                assert set(metadata) <= common | {"address"}
+                assert re.fullmatch(r"[^:/\s]+:\d+", metadata["address"])
     elif kind == "TriggerAuthentication":
         assert api_version == "keda.sh/v1alpha1"
         for ref in manifest["spec"]["secretTargetRef"]:
-            assert ref["parameter"] in {"password", "username"} and ref["name"] and ref["key"]
+            assert ref["parameter"] in {"password", "username", "sentinelPassword", "sentinelUsername", "tls", "ca"}
+            assert ref["name"] and ref["key"]
     elif kind == "ServiceMonitor":
         assert api_version == "monitoring.coreos.com/v1"
         assert manifest["spec"]["selector"]["matchLabels"]
@@ -297,6 +312,10 @@ REFUSED = {
     "keda without a Redis address": (
         {"pools": [one_pool(keda={"enabled": True})]},
         r"keda.enabled needs keda.redis.address",
+    ),
+    "keda through Sentinel without the primary's name": (
+        {"pools": [one_pool(keda={"enabled": True})], "keda": {"redis": {"sentinel": {"addresses": "s1:26379"}}}},
+        r"keda.redis.sentinel.addresses needs keda.redis.sentinel.masterName",
     ),
     "two pools of one name": (
         {"pools": [one_pool(lanes=["high"]), one_pool(lanes=["low"])]},
@@ -477,3 +496,35 @@ def test_every_value_is_commented(chart: helm.Chart) -> None:
         if path in known and not (previous.startswith("#") or " # " in line):
             uncommented.append(".".join(path))
     assert uncommented == []
+
+
+def test_keda_through_sentinel_and_the_redis_ca_in_every_pod(chart: helm.Chart) -> None:
+    manifests = render(chart, CASES["keda through Sentinel, TLS with a private CA"])
+    (scaled_object,) = of_kind(manifests, "ScaledObject")
+    triggers = scaled_object["spec"]["triggers"]
+    assert [t["type"] for t in triggers] == ["redis-sentinel"] * len(LANES)
+    assert [t["metadata"]["listName"] for t in triggers] == [queue_key(lane_queue(lane)) for lane in LANES]
+    for trigger in triggers:
+        assert (trigger["metadata"]["addresses"], trigger["metadata"]["sentinelMaster"]) == (
+            SENTINEL["addresses"],
+            "mymaster",
+        )
+        assert "enableTLS" not in trigger["metadata"], "KEDA takes a CA only as tls + ca, never with enableTLS"
+    (auth,) = of_kind(manifests, "TriggerAuthentication")
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": SECRET, "key": "REDIS_PASSWORD"},
+        {"parameter": "sentinelPassword", "name": SECRET, "key": "SENTINEL_PASSWORD"},
+        {"parameter": "tls", "name": "sms-ovh-sms-worker-keda-tls", "key": "tls"},
+        {"parameter": "ca", "name": "redis-ca", "key": "ca.crt"},
+    ]
+    (tls,) = [m for m in of_kind(manifests, "Secret") if m["metadata"]["name"] == "sms-ovh-sms-worker-keda-tls"]
+    assert tls["stringData"] == {"tls": "enable"}
+    # The CA is mounted where REDIS_URL's ssl_ca_certs points, in the workers and the inbound service
+    deployments = of_kind(manifests, "Deployment")
+    assert len(deployments) == 2
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "redis-ca"]
+        assert volume["secret"]["secretName"] == "redis-ca"
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "redis-ca"]
+        assert (mount["mountPath"], mount["readOnly"]) == ("/etc/sms-worker/redis-ca", True)

@@ -75,6 +75,10 @@ def test_rate_and_balance_lookups_take_background_slots(redis_client, sandbox) -
         ("2026-11-22T14:00", True, 0, True),  # a Sunday
         ("2026-11-23T23:30", False, 0, False),  # not commercial: never held
         ("2026-11-23T14:00", False, 5, True),  # deferred
+        ("2026-11-23T20:30", True, 0, True),  # after 20:00, OVH's current rule (older material said 22:00)
+        ("2026-07-14T14:00", True, 0, True),  # a French public holiday (a Tuesday)
+        ("2026-11-21T14:00", True, 0, True),  # a Saturday: OVH's guides disagree; assume it may be held
+        ("2026-07-14T14:00", False, 0, False),  # not commercial: never held
     ],
 )
 def test_which_calls_may_wait_in_ovhs_pending_jobs(when, commercial, differed, pending) -> None:

@@ -39,7 +39,7 @@ def test_users_created_and_updated_through_the_cli_are_what_the_sandbox_holds(
     assert (alice["callBack"], alice["stopCallBack"]) == ("https://example.org/dlr", "https://example.org/stop")
     assert alice["ipRestrictions"] == ["192.0.2.1", "192.0.2.2"]
     shown = json.loads(done.stdout)
-    assert shown == [{k: v for k, v in alice.items() if k != "password"}]
+    assert shown == {k: v for k, v in alice.items() if k != "password"}, "one user: an object"
     # And the worker's own quota follows OVH's
     store = QuotaStore(redis_client)
     state = store.get(sandbox.service_name, "alice")
@@ -59,6 +59,8 @@ def test_users_created_and_updated_through_the_cli_are_what_the_sandbox_holds(
     listed = json.loads(sms_worker("users", "list", "--json", env=sandbox_env).stdout)
     assert [u["login"] for u in listed] == client.get(users) == ["alice"]
     assert "password" not in listed[0]
+    shown = json.loads(sms_worker("users", "show", "alice", "--json", env=sandbox_env).stdout)
+    assert shown == {k: v for k, v in alice.items() if k != "password"}, "one user: an object"
     # When the user is deleted (which needs --yes), it is gone from OVH and from the worker
     refused = sms_worker("users", "delete", "alice", env=sandbox_env)
     assert refused.returncode == 2 and "--yes" in one_line_error(refused)

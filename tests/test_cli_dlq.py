@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
-import dramatiq
 import redis
 
 from contracts import SendRequest, SmsProducer
-from contracts.wire import accept_actor_name, lane_queue
+from contracts.wire import lane_queue, request_message
 from tests.campaigns.cli import one_line_error, sms_worker
 from tests.helpers import enqueue_raw
+from tests.waiting import wait_until
 from worker.store import keys
 
 QUEUE = lane_queue("high")
@@ -22,17 +21,10 @@ QUEUE = lane_queue("high")
 
 def dead_letter(client: redis.Redis, payload: Any, **options: Any) -> str:
     """Put a message into the high lane's dead-letter queue, as dramatiq's nack leaves it."""
-    message_id = str(uuid.uuid4())
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=QUEUE,
-        actor_name=accept_actor_name("high"),
-        args=(payload,),
-        kwargs={},
-        options={"redis_message_id": message_id, **options},
-    )
-    client.hset(keys.dead_letter_messages(QUEUE), message_id, message.encode())
-    client.zadd(keys.dead_letters(QUEUE), {message_id: int(time.time() * 1000)})
-    return message_id
+    message = request_message("high", payload, **options)
+    client.hset(keys.dead_letter_messages(QUEUE), message.message_id, message.encode())
+    client.zadd(keys.dead_letters(QUEUE), {message.message_id: int(time.time() * 1000)})
+    return message.message_id
 
 
 def request(request_id: str, receiver: str) -> dict[str, Any]:
@@ -41,10 +33,7 @@ def request(request_id: str, receiver: str) -> dict[str, Any]:
 
 
 def _eventually_dead(client: redis.Redis, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while client.zcard(keys.dead_letters(QUEUE)) < count:
-        assert time.monotonic() < deadline, "the worker did not dead-letter the unreadable message"
-        time.sleep(0.1)
+    wait_until(lambda: client.zcard(keys.dead_letters(QUEUE)) >= count, what="the unreadable message's dead letter")
 
 
 def test_a_replayed_dead_letter_is_sent_once_and_only_when_it_has_no_result(

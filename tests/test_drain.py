@@ -4,10 +4,11 @@ what it had not called, and exits 0 within its drain time; a second signal exits
 from __future__ import annotations
 
 import signal
-import time
 
 from contracts import SmsProducer
-from tests.test_attempts import LEASE, wait_until
+from tests.test_attempts import LEASE
+from tests.waiting import wait_until
+from worker.store import keys
 
 
 def test_sigterm_finishes_the_call_in_flight_and_exits_zero(worker_processes, redis_client, sandbox) -> None:
@@ -35,7 +36,11 @@ def test_what_a_stopping_worker_had_not_called_is_sent_by_another(worker_process
     first = producer.send("+33612345678", "Code 1", priority="high", no_stop_clause=True)
     assert producer.wait(first, timeout=60).status == "sent"
     second = producer.send("+33612345679", "Code 2", priority="high", no_stop_clause=True)
-    time.sleep(0.5)
+
+    def waiting_for_a_slot() -> int:
+        return sum(redis_client.zcard(key) for key in redis_client.keys(keys.rate_waiters("*", "high")))
+
+    wait_until(waiting_for_a_slot, what="a dispatcher to wait for the second code's slot")
     # When the worker is stopped while it waits for the slot
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(25) == 0
@@ -58,7 +63,7 @@ def test_a_second_signal_exits_at_once_and_the_lease_hands_the_call_over(
     wait_until(lambda: sandbox.control.sent(), what="the call to reach OVH")
     # When it gets SIGTERM, then SIGTERM again
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: b"stopping: draining" in worker.log_path.read_bytes(), what="the worker to start draining")
     worker.send_signal(signal.SIGTERM)
     # Then it leaves at once (long before its 60 s drain time)
     assert worker.wait(10) == 128 + signal.SIGTERM

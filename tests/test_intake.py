@@ -4,7 +4,6 @@ bad item in a pack, and a Redis that stays bounded."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from contracts.models import MAX_METADATA_BYTES, SendRequest
 from contracts.producer import merge_results
 from contracts.wire import DEFAULT_RESULTS_QUEUE, lane_queue
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.accounting.credits import RateTable
 from worker.intake.accept import AcceptStage
 from worker.store import keys
@@ -44,9 +44,7 @@ def test_a_body_that_is_not_a_dramatiq_message_is_dead_lettered_and_consuming_go
     ids = [producer.send(f"+3361234567{n}", "Code", priority="high", no_stop_clause=True) for n in range(3)]
     # Then the good ones are sent, and the poisoned one waits in the dead-letter queue
     assert [producer.wait(i, timeout=20).status for i in ids] == ["sent"] * 3
-    deadline = time.monotonic() + 10
-    while not redis_client.zscore(keys.dead_letters("sms.high"), poison) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: redis_client.zscore(keys.dead_letters("sms.high"), poison), timeout=10, what="the dead letter")
     assert redis_client.hget(keys.dead_letter_messages("sms.high"), poison) == body
     assert not redis_client.hexists(keys.queue_messages("sms.high"), poison)
     assert "dead-lettered an unreadable message on sms.high" in caplog.text
@@ -165,9 +163,7 @@ def test_every_per_request_key_expires(make_app, redis_client, sandbox) -> None:
     make_app(linger_ms={"veryLow": 60_000})
     producer = SmsProducer(client=redis_client)
     request_id = producer.send(["+33612345678", "12"], "Later", priority="veryLow")
-    deadline = time.monotonic() + 10
-    while not redis_client.exists(keys.request(request_id)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: redis_client.exists(keys.request(request_id)), timeout=10, what="the request to be staged")
     # Then each of its keys carries a TTL
     for key in (keys.seen(request_id), keys.request(request_id), keys.outcomes(request_id)):
         assert 0 < redis_client.ttl(key) <= 7 * 86_400, key
@@ -199,21 +195,33 @@ def test_oversized_metadata_is_refused_and_not_echoed(make_app, redis_client, sa
     assert len(redis_client.get(keys.result("big"))) < 1000
 
 
-def test_an_unknown_destination_rate_is_refused_clearly_then_learned(make_app, redis_client, sandbox) -> None:
+def test_an_unknown_destination_rate_is_waited_for_never_guessed(make_app, redis_client, sandbox) -> None:
     # Given nobody has read Belgium's credit rate yet
     make_app()
     producer = SmsProducer(client=redis_client)
+    # When a code is sent there, it waits for the rate (read at once), then goes out, reserved
+    # at OVH's rate, not at a guess
     first = producer.wait(producer.send("+32470123456", "Hi", priority="high"), timeout=20)
-    # Then the request is refused rather than reserved at a guess, and says to send it again
+    assert first.status == "sent" and first.credits == 1.5
+    assert json.loads(redis_client.hget(keys.RATES, "be"))["credit"] == 1.5
+
+
+def test_a_rate_that_cannot_be_read_in_time_is_refused_and_the_id_may_be_sent_again(
+    make_app, redis_client, sandbox
+) -> None:
+    # Given OVH does not answer the rate lookup, and a request waits for a rate 2 s at most
+    sandbox.control.add_fault("503", probability=1.0, scope="all")
+    make_app(rate_wait_s=2.0)
+    producer = SmsProducer(client=redis_client)
+    first = producer.wait(producer.send("+32470123456", "Hi", priority="high", request_id="be-1"), timeout=20)
+    # Then it is refused, saying so, and not for good: once OVH answers, the same id goes through
     assert first.status == "rejected" and first.error is not None and first.error.code == "rate_unknown"
     assert "send it again" in first.error.message
-    # and a moment later the refresher has read it: the same send goes through
-    deadline = time.monotonic() + 10
-    while not redis_client.hexists(keys.RATES, "be") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    again = producer.wait(producer.send("+32470123456", "Hi", priority="high"), timeout=20)
-    assert again.status == "sent" and again.credits == 1.5
-    assert json.loads(redis_client.hget(keys.RATES, "be"))["credit"] == 1.5
+    sandbox.control.clear_faults()
+    wait_until(lambda: redis_client.hexists(keys.RATES, "be"), what="the rate read")
+    producer.send("+32470123456", "Hi", priority="high", request_id="be-1")
+    again = wait_until(lambda: (r := producer.result("be-1")) is not None and r.status == "sent" and r, what="sent")
+    assert again.credits == 1.5
 
 
 def test_merging_a_split_sends_results_keeps_unknown() -> None:

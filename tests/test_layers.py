@@ -20,8 +20,9 @@ import redis
 import requests
 
 from contracts import SmsProducer
-from tests.after_send.conftest import TOKEN, free_port, wait_until
+from tests.after_send.conftest import TOKEN, free_port
 from tests.conftest import _die_with_parent
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPER_PACKAGES = ("ovh_sandbox", "devstack")
@@ -59,14 +60,16 @@ def test_importing_the_cli_and_its_help_load_no_sandbox_module() -> None:
 
 
 def test_a_running_worker_loads_no_sandbox_module_while_it_sends(
-    redis_client: redis.Redis, redis_url: str, sandbox_env: dict[str, str]
+    redis_client: redis.Redis, redis_url: str, sandbox_env: dict[str, str], tmp_path: Path
 ) -> None:
     # Given a real `sms-worker run` process, every import it makes written to its stderr
     env = {**sandbox_env, "SMS_WORKER_SENDER": "SANDBOX", "SMS_WORKER_POLL_MS": "200"}
     process = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "worker.cli", "run"],
         env=env,
-        stderr=subprocess.PIPE,
+        # a file, not a pipe: -X importtime writes more than a pipe holds, and the process
+        # would block on its stderr before it ever sends
+        stderr=(tmp_path / "stderr.txt").open("wb"),
         preexec_fn=_die_with_parent,
     )
     try:
@@ -76,7 +79,8 @@ def test_a_running_worker_loads_no_sandbox_module_while_it_sends(
         assert producer.wait(request_id, timeout=60).status == "sent"
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        stderr = (tmp_path / "stderr.txt").read_bytes()
     # Then it exited cleanly, having loaded the pipeline and nothing of the sandbox or the tools
     assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
     names = imported(stderr.decode(errors="replace"))
@@ -84,7 +88,9 @@ def test_a_running_worker_loads_no_sandbox_module_while_it_sends(
     assert developer_modules(names) == []
 
 
-def test_a_running_inbound_service_loads_no_sandbox_module(redis_client: redis.Redis, redis_url: str) -> None:
+def test_a_running_inbound_service_loads_no_sandbox_module(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -96,7 +102,9 @@ def test_a_running_inbound_service_loads_no_sandbox_module(redis_client: redis.R
     process = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "worker.cli", "inbound"],
         env=env,
-        stderr=subprocess.PIPE,
+        # a file, not a pipe: -X importtime writes more than a pipe holds, and the process
+        # would block on its stderr before it ever sends
+        stderr=(tmp_path / "stderr.txt").open("wb"),
         preexec_fn=_die_with_parent,
     )
     base = f"http://127.0.0.1:{port}"
@@ -114,7 +122,8 @@ def test_a_running_inbound_service_loads_no_sandbox_module(redis_client: redis.R
         assert answer.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        stderr = (tmp_path / "stderr.txt").read_bytes()
     assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
     names = imported(stderr.decode(errors="replace"))
     assert "worker.after_send.service" in names

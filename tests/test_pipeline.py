@@ -11,7 +11,9 @@ from dramatiq.brokers.redis import RedisBroker
 
 from contracts import SendResult, SmsProducer, results_actor
 from contracts.models import CreditUsage
+from contracts.wire import LANES, lane_queue, messages_key
 from tests.helpers import read_events
+from tests.waiting import wait_until
 
 
 def test_a_thousand_broadcast_requests(make_app, redis_client, sandbox) -> None:
@@ -115,14 +117,11 @@ def test_results_reach_a_dramatiq_service_through_results_actor(make_app, redis_
 
 def _drain_queues(client) -> None:
     """Wait until no lane queue holds a message (the worker took and acked them all)."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if not any(client.hlen(f"dramatiq:sms.{lane}.msgs") for lane in ("high", "medium", "low", "veryLow")):
-            return
-        time.sleep(0.05)
-    raise AssertionError("lane queues not drained")
+    wait_until(
+        lambda: not any(client.hlen(messages_key(lane_queue(lane))) for lane in LANES),
+        timeout=10,
+        what="the lane queues to drain",
+    )
 
 
 def test_each_sent_sms_is_mapped_back_to_its_request_and_receiver(make_app, redis_client, sandbox) -> None:

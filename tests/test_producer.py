@@ -10,7 +10,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import ValidationError
 
-from contracts import SmsProducer
+from contracts import NotReplicated, SmsProducer
 from contracts.models import SendRequest
 from contracts.wire import accept_actor_name, group_key, lane_queue
 
@@ -118,3 +118,19 @@ def test_a_campaign_is_streamed_from_an_iterator(redis_client: redis.Redis) -> N
     payloads = consume(redis_client, "veryLow", 250)
     assert [p["request_id"] for p in payloads] == [f"{request_id}#{n}" for n in range(1, 251)]
     assert sum(len(p["receivers"]) for p in payloads) == 25_000
+
+
+def test_wait_replicas_says_when_no_replica_holds_the_requests_and_sending_again_is_safe(
+    make_app, redis_url, sandbox
+) -> None:
+    # Given a worker, and a producer that wants each publish held by one replica (this Redis has none)
+    make_app()
+    producer = SmsProducer(redis_url, wait_replicas=1, wait_timeout_ms=50)
+    # When a send is not confirmed, and is sent again under the same id
+    for _ in range(2):
+        with pytest.raises(NotReplicated, match="0 of 1 replica"):
+            producer.send("+33612345678", "Hello", request_id="replicated-1")
+    # Then the request was queued all the same, and sent once
+    assert producer.wait("replicated-1", timeout=30).status == "sent"
+    assert len(sandbox.control.sent()) == 1
+    producer.close()

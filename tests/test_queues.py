@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-import redis
 from dramatiq import Worker
 
+from contracts.redis_connection import connect
 from devstack.embedded_redis import EmbeddedRedis
+from tests.waiting import wait_until
 from worker.store import keys
 from worker.store.queues import Broker
 
@@ -25,9 +26,9 @@ def stallable_redis() -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
-def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis) -> None:
+def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis, caplog) -> None:
     # Given a message queued, and a worker whose Redis replies time out after 1 s
-    client = redis.Redis.from_url(stallable_redis.url, socket_timeout=1.0)
+    client = connect(stallable_redis.url, socket_timeout=1.0)
     broker = Broker(client=client, heartbeat_timeout_ms=60_000)
     handled: list[int] = []
 
@@ -42,17 +43,12 @@ def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis) 
     worker = Worker(broker, worker_threads=1, worker_timeout=200)
     worker.start()
     try:
-        time.sleep(2.5)
+        wait_until(lambda: "consumer of stall lost Redis" in caplog.text, what="the fetch's reply to be lost")
         stallable_redis.resume()
         # Then the worker still handles the message, once, and acks it
-        deadline = time.monotonic() + 15
-        while not handled and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: handled, timeout=15, what="the message to be handled")
         assert handled == [1]
-        deadline = time.monotonic() + 5
-        while client.scard(keys.acks(broker.broker_id, "stall")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.scard(keys.acks(broker.broker_id, "stall")) == 0
+        wait_until(lambda: client.scard(keys.acks(broker.broker_id, "stall")) == 0, timeout=5, what="the ack")
         assert client.llen(keys.queue("stall")) == 0
     finally:
         stallable_redis.resume()
@@ -62,7 +58,7 @@ def test_messages_fetched_while_redis_stalled_are_not_stranded(stallable_redis) 
 
 def test_an_ack_whose_reply_was_lost_is_retried_not_dropped(stallable_redis) -> None:
     # Given a worker handling a message while Redis stalls
-    client = redis.Redis.from_url(stallable_redis.url, socket_timeout=1.0)
+    client = connect(stallable_redis.url, socket_timeout=1.0)
     broker = Broker(client=client, heartbeat_timeout_ms=60_000)
     started, release = threading.Event(), threading.Event()
 
@@ -78,13 +74,10 @@ def test_an_ack_whose_reply_was_lost_is_retried_not_dropped(stallable_redis) -> 
         assert started.wait(10)
         stallable_redis.pause()
         release.set()  # the ack is sent into the stall
-        time.sleep(2.5)
+        time.sleep(2.5)  # the stall's length: past the client's 1 s socket timeout
         stallable_redis.resume()
         # Then the ack lands: nothing of the message stays in the worker's ack set
-        deadline = time.monotonic() + 10
-        while client.scard(keys.acks(broker.broker_id, "stall-ack")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.scard(keys.acks(broker.broker_id, "stall-ack")) == 0
+        wait_until(lambda: client.scard(keys.acks(broker.broker_id, "stall-ack")) == 0, timeout=10, what="the ack")
     finally:
         stallable_redis.resume()
         worker.stop(timeout=2000)

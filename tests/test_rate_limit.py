@@ -12,7 +12,6 @@ import math
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from worker.ovhcloud.rate_limit import Grant, RateLimiter
 from worker.settings import Settings
 from worker.store import keys
@@ -32,12 +32,12 @@ KEY = "test-consumer"
 #: (Redis time, seq, lane) and the code thread's tries (granted or not).
 HAMMER = """
 import json, sys, threading, time
-import redis
+from contracts.redis_connection import connect
 from worker.ovhcloud.rate_limit import RateLimiter
 
 url, key, rate, burst, headroom, threads, start_s, end_s, code = sys.argv[1:10]
 rate, start_s, end_s = float(rate), float(start_s), float(end_s)
-client = redis.Redis.from_url(url)
+client = connect(url)
 grants, tries, lock = [], [], threading.Lock()
 
 def record(grant):
@@ -100,13 +100,6 @@ def in_threads(targets: list[Callable[[], None]]) -> list[threading.Thread]:
     return threads
 
 
-def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
-
-
 def hammer(redis_url: str, *, rate: float, burst: int, headroom: float, seconds: float, start_s: float) -> dict:
     """Three processes of four bulk threads each, the first with a code thread too, from ``start_s``."""
     root = Path(__file__).resolve().parent.parent
@@ -161,11 +154,11 @@ def test_a_later_high_waiter_gets_the_next_slot(redis_client: redis.Redis) -> No
         pass
     grants.clear()
     early = in_threads([lambda: limiter.acquire("low") for _ in range(5)])
-    until(lambda: limiter.waiting("low") + len(grants) == 5)
+    wait_until(lambda: limiter.waiting("low") + len(grants) == 5, timeout=5, every=0.005)
 
     # When a high-lane waiter arrives, then three more low-lane waiters
     high = in_threads([lambda: limiter.acquire("high")])
-    until(lambda: limiter.waiting("high") == 1 or any(g.lane == "high" for g in grants))
+    wait_until(lambda: limiter.waiting("high") == 1 or any(g.lane == "high" for g in grants), timeout=5, every=0.005)
     granted_when_high_waited = limiter.snapshot().granted
     late = in_threads([lambda: limiter.acquire("low") for _ in range(3)])
     for thread in early + high + late:
@@ -189,7 +182,7 @@ def test_lanes_are_served_highest_first(redis_client: redis.Redis) -> None:
     threads = []
     for lane in ("background", "veryLow", "low", "medium", "reconcile", "high"):
         threads += in_threads([lambda lane=lane: limiter.acquire(lane) for _ in range(2)])
-        until(lambda lane=lane: limiter.waiting(lane) == 2)
+        wait_until(lambda lane=lane: limiter.waiting(lane) == 2, timeout=5, every=0.005)
     snapshot = limiter.snapshot()
     assert snapshot.paused_until_s is not None and snapshot.now_s < snapshot.paused_until_s
     # When the pause ends

@@ -7,7 +7,6 @@ never turned into ``unknown``.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from contracts import CreditUsage, SmsProducer
 from devstack.embedded_redis import EmbeddedRedis
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.app import App, build_app
 from worker.settings import Settings
 
@@ -96,9 +96,7 @@ def test_unreadable_records_end_unknown_only_after_the_deadline(make_app, redis_
     sandbox.control.add_fault("500", next=1)
     producer = SmsProducer(client=redis_client)
     request_id = producer.send("+33612345678", "Hello", priority="high")
-    deadline = time.monotonic() + 10
-    while not sandbox.control.calls() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: sandbox.control.calls(), timeout=10, what="the call answered 500", every=0.01)
     sandbox.control.add_fault("503", probability=1.0, scope="all")
     result = producer.wait(request_id, timeout=30)
     sandbox.control.clear_faults()
@@ -140,14 +138,12 @@ def test_an_answer_that_comes_back_while_redis_is_gone_is_not_lost(private_redis
         sandbox.control.set_faults(latency_ms=2000)
         producer = SmsProducer(private_redis.url)
         request_id = producer.send("+33612345678", "Your code is 1234", priority="high", no_stop_clause=True)
-        deadline = time.monotonic() + 10
-        while not sandbox.control.calls() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: sandbox.control.calls(), timeout=10, what="the call to reach OVH", every=0.02)
         # When Redis stops answering during the call, for longer than a socket timeout (and, in
         # the second case, than the worker's lease)
         private_redis.pause()
-        threading.Timer(8.0, private_redis.resume).start()
-        time.sleep(8.5)
+        time.sleep(8.0)  # the outage's length
+        private_redis.resume()
         sandbox.control.set_faults(latency_ms=0)
         # Then the call's known answer is applied once Redis is back: sent, one SMS, no lookup
         # (the owner settles; or, when its lease expired meanwhile, the answer it recorded)

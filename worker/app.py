@@ -26,19 +26,24 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.middleware import CurrentMessage
 
-from contracts.wire import LANES, accept_actor_name, lane_queue
+from contracts.redis_connection import connect
+from contracts.wire import LANES, accept_actor_name, delay_queue, lane_queue
 from worker import background_jobs
 from worker.accounting.credits import AccountBalance, RateTable
 from worker.accounting.quotas import QuotaStore, load_config
 from worker.accounting.refresher import Refresher
+from worker.attempts.bulk import BulkAttempts
 from worker.attempts.dispatcher import Dispatcher
 from worker.attempts.lease import Lease, LeaseKeeper
 from worker.attempts.lifecycle import Attempts
 from worker.attempts.reconcile import Reconciler
 from worker.batching.buffers import Buffers
+from worker.campaigns.bulk_dispatch import BulkDispatcher
+from worker.campaigns.outcomes import RowResults
 from worker.errors import UnreadablePayload
-from worker.intake.accept import AcceptStage
+from worker.intake.accept import AcceptStage, Delivery
 from worker.ops.endpoints import OpsServer, ops_server
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
@@ -59,10 +64,13 @@ TAKEOVER_REASON = "the worker making the call lost its lease (stopped, paused or
 
 
 def _retry_when(retries: int, exc: BaseException) -> bool:
-    """Unreadable payloads go straight to the dead-letter queue; other failures retry."""
+    """Unreadable payloads go straight to the dead-letter queue; a message whose requests wait for
+    a destination's rate comes back (accept bounds that wait by time); other failures retry."""
     if isinstance(exc, UnreadablePayload):
         log.error("dead-lettering a message: %s", exc)
         return False
+    if isinstance(exc, dramatiq.Retry):
+        return True
     return retries < ACCEPT_MAX_RETRIES
 
 
@@ -80,6 +88,7 @@ class App:
     telemetry: Telemetry = field(default_factory=Telemetry)
     ops: OpsServer | None = None  # /metrics, /healthz, /readyz when settings.metrics_port is set
     background: Background | None = None  # senders, blacklist, ptts, pull pollers (background_jobs)
+    bulk: BulkDispatcher | None = None  # bulk campaigns' documents (worker.campaigns.bulk_dispatch)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _keeper: threading.Thread | None = None
@@ -94,7 +103,7 @@ class App:
         """The lease keeper's round: take over dead workers' attempts, requeue their messages."""
         for call_id, what in self.attempts.sweep(TAKEOVER_REASON):
             log.warning("took over call %s of a worker whose lease expired: %s", call_id, what)
-        self.broker.maintain([*self.queues, *(f"{q}.DQ" for q in self.queues)])
+        self.broker.maintain([*self.queues, *(delay_queue(q) for q in self.queues)])
 
     def start(self) -> App:
         """Take a lease, then run the worker's threads and dramatiq's in this process."""
@@ -117,6 +126,8 @@ class App:
         for n, reconciler in enumerate(self.reconcilers):
             self._threads.append(self._thread(reconciler.run, f"sms-reconcile-{n}", self._stop))
         self._threads.append(self._thread(self.refresher.run, "sms-refresh", self._stop))
+        if self.bulk is not None:
+            self._threads.append(self._thread(self.bulk.run, "sms-bulk", self._stop))
         if self.background is not None:
             self.background.start()
         self._worker = dramatiq.Worker(
@@ -197,14 +208,28 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = None) -> App:
-    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup."""
+def build_app(
+    settings: Settings,
+    *,
+    ovh_credentials: dict[str, Any] | None = None,
+    client: redis.Redis | None = None,
+    clock: Callable[[], float] = time.time,
+    usage_clock: Callable[[], float] | None = None,
+) -> App:
+    """Broker, actors and threads for ``settings``; OVH credentials default to python-ovh's own lookup.
+
+    ``client``: the Redis client every part of the process shares (default: one for
+    ``settings.redis_url``); tests pass one whose connections lose replies on purpose.
+    ``clock``: the wall clock (unix s) the quiet hours are read with (a seam for tests).
+    ``usage_clock`` (unix seconds) decides which day a settled call is counted on in
+    ``sms-worker usage`` instead of Redis' clock: a seam for tests that spread sends over a month.
+    """
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client if client is not None else connect(settings.redis_url)
     broker = Broker(client=client, heartbeat_timeout_ms=int(max(10.0, 2 * settings.lease_s) * 1000))
-    buffers = Buffers.from_settings(client, settings)
-    attempts = Attempts.from_settings(client, settings)
+    buffers = Buffers.from_settings(client, settings, clock=clock)
+    attempts = Attempts.from_settings(client, settings, usage_clock=usage_clock)
     credentials = {**settings.ovh_credentials(), **(ovh_credentials or {})}
     telemetry = Telemetry()
 
@@ -241,6 +266,8 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         dead_letter=broker.dead_letter,
         telemetry=telemetry,
         policy=policy,
+        quiet=settings.quiet_hours(),
+        clock=clock,
     )
     # The first dispatcher serves only the highest lane this process has, so a one-time code
     # never waits behind bulk batches the other dispatchers are holding for a rate-limit slot.
@@ -273,15 +300,41 @@ def build_app(settings: Settings, *, ovh_credentials: dict[str, Any] | None = No
         telemetry=telemetry,
         ops=ops_server(settings, telemetry, limiter=limiter, client_factory=client_factory),
         background=background,
+        bulk=BulkDispatcher(
+            settings,
+            client,
+            BulkAttempts(
+                client,
+                attempt_ttl_s=settings.bulk_document_ttl_s,
+                grace_ms=int(settings.reconcile_grace_s * 1000),
+                deadline_ms=int(settings.reconcile_deadline_s * 1000),
+            ),
+            gateway,
+            limiter,
+            lease,
+            calls,
+            RowResults(
+                client,
+                result_ttl_s=settings.result_ttl_s,
+                queue_cap=settings.results_queue_max_length,
+                tracking_ttl_s=settings.delivery_tracking_ttl_s,
+                stats_ttl_s=settings.campaign_stats_ttl_s,
+            ),
+            on_breaker=lambda campaign_id: telemetry.breaker_tripped(),
+            clock=clock,
+        ),
         _stop=stop,
     )
     broker.add_middleware(telemetry.dramatiq_middleware())
+    broker.add_middleware(CurrentMessage())
 
     def accept_actor(lane: str) -> Callable[..., None]:
         def accept_request(*args: Any, **kwargs: Any) -> None:
             if len(args) != 1 or kwargs:
                 raise UnreadablePayload(f"an accept message takes one argument, not {len(args)} and {sorted(kwargs)}")
-            accept(args[0], lane=lane)
+            message = CurrentMessage.get_current_message()
+            delivery = None if message is None else Delivery(message.message_id, message.message_timestamp / 1000)
+            accept(args[0], lane=lane, delivery=delivery)
 
         return accept_request
 

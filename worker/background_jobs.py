@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import redis
 
-from worker.after_send.ptts import fetch_wanted
+from worker.after_send.ptts import PttTable, ask_for_wanted, fetch_wanted
 from worker.after_send.publish import Publisher
 from worker.after_send.pull import IncomingPoller, ReceiptPoller
-from worker.after_send.receipts import PttTable, ask_for_wanted
 from worker.intake.policy import Policy
 from worker.ovhcloud.background_calls import BackgroundCalls, take_lease
 from worker.ovhcloud.blacklist import Blacklist

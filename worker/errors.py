@@ -6,6 +6,7 @@
     ├── ConfigurationError        refuse to start: missing broker or credentials
     │   └── UsageError            a command was given input it cannot use (a file, an option)
     ├── UnreadablePayload         no request id can be read: dead-letter queue
+    ├── Rejection                 the request itself cannot be sent: its ``rejected`` result says why
     └── GatewayError              a jobs call did not succeed (carries OVH's details)
         ├── RetryableError        surely not carried out (connect error, 429, 503): retry
         ├── PermanentError        OVH refused (400, 403, 404, ...): ``failed`` result
@@ -14,6 +15,10 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contracts.models import ErrorInfo, ReceiverOutcome
 
 
 class SmsWorkerError(Exception):
@@ -30,6 +35,27 @@ class UsageError(ConfigurationError):
 
 class UnreadablePayload(SmsWorkerError):
     """A queued message carries no readable request id; it goes to the dead-letter queue."""
+
+
+class Rejection(SmsWorkerError):
+    """The request cannot be sent, for a fault of its own (or a refusal that goes away: the code
+    says so); carries what its ``rejected`` result says: ``error`` and the receivers' ``outcomes``."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        outcomes: Sequence[ReceiverOutcome] = (),
+        credits_needed: float | None = None,
+        credits_left: float | None = None,
+    ):
+        super().__init__(message)
+        self.error = ErrorInfo(
+            code=code, message=message, field=field, credits_needed=credits_needed, credits_left=credits_left
+        )
+        self.outcomes = list(outcomes)
 
 
 class GatewayError(SmsWorkerError):

@@ -1,4 +1,5 @@
-"""Receiver numbers: normalize to E.164 with ``phonenumbers``, set aside the invalid ones."""
+"""Phone numbers, in one place: normalize to E.164 with ``phonenumbers`` (receivers, numbers OVH
+reports, numbers that reply), set aside the invalid ones, and mask them for logs."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class Receiver:
 
 
 @functools.lru_cache(maxsize=65_536)  # pure: codes and campaigns repeat numbers
-def normalize(raw: str, default_region: str) -> Receiver:
-    """E.164 form of ``raw``; numbers without a country code are read in ``default_region``.
+def normalize(raw: str, default_region: str | None) -> Receiver:
+    """E.164 form of ``raw``; numbers without a country code are read in ``default_region``
+    (``None``: such numbers are invalid).
 
     ``00`` international prefixes are accepted, as OVH accepts them.
     """
@@ -40,7 +42,7 @@ def normalize(raw: str, default_region: str) -> Receiver:
     return international(raw, text) or by_phonenumbers(raw, text, default_region)
 
 
-def by_phonenumbers(raw: str, text: str, default_region: str) -> Receiver:
+def by_phonenumbers(raw: str, text: str, default_region: str | None) -> Receiver:
     """The reference: phonenumbers' own parse, validation and formatting (~20 us a number)."""
     try:
         number = phonenumbers.parse(text, default_region)
@@ -146,6 +148,11 @@ def international(raw: str, text: str) -> Receiver | None:
     return Receiver(raw, f"+{digits[:size]}{nsn}", region=region.code)
 
 
+def e164(number: str, default_region: str | None = None) -> str | None:
+    """``number`` in E.164 (``+33612345678``), or ``None`` when it is not a valid phone number."""
+    return normalize(number, default_region).e164
+
+
 def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
     """Normalize each receiver; a number already listed (in any spelling) is invalid as a duplicate."""
     seen: set[str] = set()
@@ -163,11 +170,18 @@ def normalize_all(raws: list[str], default_region: str) -> list[Receiver]:
 
 
 def mask_number(number: str) -> str:
-    """A number fit for logs: its country code and last two digits (``+33*******78``)."""
-    digits = number.lstrip("+")
-    try:
-        country = str(phonenumbers.parse("+" + digits, None).country_code) if number.startswith("+") else ""
-    except phonenumbers.NumberParseException:
-        country = ""
-    hidden = max(len(digits) - len(country) - 2, 0)
-    return ("+" + country if country else "") + "*" * hidden + digits[len(digits) - min(2, len(digits)) :]
+    """A number fit for logs: ``+33612345678`` -> ``+33*******78``, its country code and last 2
+    digits kept. Anything that is not an E.164 number keeps only its last 2 characters."""
+    digits = number[1:] if number.startswith("+") else None
+    if digits is None or not digits.isdigit() or len(digits) < 4:
+        return "*" * max(len(number) - 2, 0) + number[-2:]
+    code = _country_code_length(digits)
+    return "+" + digits[:code] + "*" * (len(digits) - code - 2) + digits[-2:]
+
+
+def _country_code_length(digits: str) -> int:
+    """Length of the ITU country calling code that starts ``digits`` (1 to 3 digits)."""
+    for length in (1, 2, 3):
+        if phonenumbers.region_code_for_country_code(int(digits[:length])) != phonenumbers.UNKNOWN_REGION:
+            return length
+    return 1

@@ -1,8 +1,9 @@
 """The one retry layer (tenacity): what is retried, how long, and never where it could send twice.
 
-- OVH calls (``call_with_retries``): short and bounded, only ``RetryableError`` (connect errors,
-  429, 503: surely not carried out), honouring ``Retry-After``, exponential backoff with jitter
-  otherwise. ``AmbiguousError`` is never retried here: the call may have been carried out, so
+- OVH calls (``call_with_retries``): only ``RetryableError`` (connect errors, 429, 503: surely
+  not carried out), within a time budget (per lane: seconds for a one-time code, minutes for
+  bulk), never starting a wait that would end past it, honouring ``Retry-After``, exponential
+  backoff with jitter otherwise. ``AmbiguousError`` is never retried here: the call may have been carried out, so
   only a reconciliation may decide to send again.
 - Redis (``until_redis_answers``): steps that are idempotent (staging a pack, recording OVH's
   answer, settling) are retried through an outage of up to ``outage_s`` seconds (a failover,
@@ -26,6 +27,7 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_before_delay,
     stop_never,
     wait_exponential,
     wait_random,
@@ -76,13 +78,22 @@ def _wait(max_wait_s: float) -> Callable[[RetryCallState], float]:
 
 
 def call_with_retries(
-    fn: Callable[[], T], *, attempts: int, max_wait_s: float, stop: threading.Event | None = None
+    fn: Callable[[], T],
+    *,
+    budget_s: float,
+    max_wait_s: float,
+    attempts: int | None = None,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Run ``fn``, retrying ``RetryableError`` up to ``attempts`` tries in all; re-raises the last
+    """Run ``fn``, retrying ``RetryableError`` while the next try would start within ``budget_s``
+    seconds of the first (and, if given, up to ``attempts`` tries in all); re-raises the last
     error (also when ``stop`` is set during a wait: the caller tells by looking at ``stop``)."""
+    give_up = stop_before_delay(budget_s) | (_stop_on(stop) if stop is not None else stop_never)
+    if attempts is not None:
+        give_up = give_up | stop_after_attempt(attempts)
     retrying = Retrying(
         retry=retry_if_exception_type(RetryableError),
-        stop=stop_after_attempt(attempts) | (_stop_on(stop) if stop is not None else stop_never),
+        stop=give_up,
         wait=_wait(max_wait_s),
         sleep=_sleeper(stop),
         reraise=True,

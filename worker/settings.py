@@ -19,10 +19,14 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.wire import DEFAULT_RESULTS_QUEUE, LANES
+from worker import quiet_hours
 from worker.accounting.quotas import UserQuota
 
 #: Per-lane linger (ms): how long a partly filled batch buffer waits for more identical sends.
 DEFAULT_LINGER_MS = {"high": 0, "medium": 50, "low": 200, "veryLow": 500}
+#: Per-lane retry budget (s): a one-time code is worth little after a quarter of a minute; bulk
+#: sends can wait out an OVH incident of minutes.
+DEFAULT_RETRY_BUDGET_S = {"high": 15.0, "medium": 120.0, "low": 300.0, "veryLow": 600.0}
 
 
 class Settings(BaseSettings):
@@ -74,9 +78,25 @@ class Settings(BaseSettings):
         description="how long a tag's campaign statistics are kept after its last SMS or delivery report "
         "(sms-worker campaign report; 0: not kept)",
     )
+    usage_ttl_s: int = Field(
+        default=400 * 86_400,
+        ge=0,
+        description="how long a day's SMS and credits per user, tag and sender are kept after its last "
+        "settlement (sms-worker usage; 0: not kept)",
+    )
+    usage_timezone: str = Field(
+        default="Europe/Paris", description="the zone whose days sms-worker usage counts (an IANA name)"
+    )
     ovh_connect_timeout_s: float = Field(default=5.0, gt=0)
     ovh_read_timeout_s: float = Field(default=30.0, gt=0)
-    retry_attempts: int = Field(default=5, ge=1, le=20, description="tries of one jobs call on safe failures")
+    retry_budget_s: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RETRY_BUDGET_S),
+        description="per lane: how long a jobs call keeps retrying failures that surely sent nothing "
+        "(429, 503, connect errors), from its first try (seconds)",
+    )
+    retry_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="tries of one jobs call at most, besides the budget (None: no count)"
+    )
     retry_max_wait_s: float = Field(default=30.0, gt=0)
     dispatchers: int = Field(default=4, ge=1, le=64, description="dispatch threads per process")
     # Accept is CPU-bound Python (validation, phonenumbers, JSON) and a pack costs one Redis round
@@ -96,6 +116,12 @@ class Settings(BaseSettings):
         default=86_400.0,
         gt=0,
         description="after how long a destination's credit rate is read again (it is used meanwhile)",
+    )
+    rate_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a request whose destination's credit rate OVH has not told yet waits for it "
+        "(its message retried while the rate is read) before it is refused with rate_unknown (seconds)",
     )
     rates_prefetch: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -203,6 +229,12 @@ class Settings(BaseSettings):
         "poll waits twice as long as the one before, up to an hour",
     )
     pull_max_polls: int = Field(default=10, ge=1, le=100, description="pull mode: polls of one SMS's receipt at most")
+    pull_max_pending: int = Field(
+        default=50_000,
+        ge=1,
+        description="pull mode: SMS whose receipt is awaited, at most; past it the oldest are no longer "
+        "polled (counted in sms_worker_pull_receipts_dropped_total)",
+    )
     pull_calls_per_min: int = Field(
         default=30,
         ge=1,
@@ -221,6 +253,58 @@ class Settings(BaseSettings):
     sender_check: bool = Field(
         default=True, description="reject requests naming a sender OVH lists as missing or not enabled"
     )
+
+    # quiet hours of commercial sends (see worker.quiet_hours); campaigns (see worker.campaigns.bulk)
+    quiet_hours_enabled: bool = Field(
+        default=True, description="hold commercial sends (no_stop_clause false) due in the quiet hours"
+    )
+    quiet_hours_window: str = Field(default="20:00-08:00", description="local times no commercial SMS leaves")
+    quiet_hours_closed_days: str = Field(default="sun", description="weekdays closed all day: mon,...,sun or empty")
+    quiet_hours_holidays: str = Field(
+        default="FR", description="country (ISO code, or CC-SUBDIVISION such as FR-57) whose public holidays are closed"
+    )
+    quiet_hours_timezone: str = Field(default="Europe/Paris", description="the zone the window is read in")
+    bulk_document_rows: int = Field(
+        default=50_000,
+        ge=1,
+        le=500_000,
+        description="rows per receivers document of a bulk campaign (one OVH jobs call each)",
+    )
+    bulk_document_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=600,
+        description="how long a bulk campaign's documents and records live in Redis (and its document URLs work)",
+    )
+    inbound_public_url: str | None = Field(
+        default=None,
+        description="the URL OVH reaches sms-worker inbound at (https://host[:port]); bulk campaigns' "
+        "receivers documents are served under it",
+    )
+
+    breaker_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of failed SMS over the window at which a bulk campaign is paused (1: never)",
+    )
+    breaker_window_s: float = Field(default=300.0, gt=0, description="the circuit breaker's window (seconds)")
+    breaker_min_outcomes: int = Field(
+        default=50, ge=1, description="outcomes in the window before the circuit breaker may trip"
+    )
+
+    def quiet_hours(self) -> quiet_hours.QuietHours:
+        """The quiet-hours rule these settings describe (``QuietHoursError`` when it cannot be used)."""
+        start, end = quiet_hours.parse_window(self.quiet_hours_window)
+        country, _, subdivision = self.quiet_hours_holidays.strip().upper().partition("-")
+        return quiet_hours.QuietHours(
+            enabled=self.quiet_hours_enabled,
+            timezone=self.quiet_hours_timezone,
+            start=start,
+            end=end,
+            closed_days=quiet_hours.parse_days(self.quiet_hours_closed_days),
+            country=country,
+            subdivision=subdivision or None,
+        )
 
     def ovh_credentials(self) -> dict[str, str]:
         """The OVH credentials set here, as python-ovh's keyword arguments (secrets revealed: pass, never log)."""
@@ -251,6 +335,14 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("usage_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from worker.accounting.usage import zone
+
+        zone(value)  # ValueError with the reason when the zone is unknown
+        return value
+
     @field_validator("lanes")
     @classmethod
     def _known_lanes(cls, value: list[str]) -> list[str]:
@@ -258,6 +350,16 @@ class Settings(BaseSettings):
         if unknown or not value:
             raise ValueError(f"lanes must be a non-empty subset of {', '.join(LANES)}; got {unknown or value}")
         return value
+
+    @field_validator("retry_budget_s")
+    @classmethod
+    def _complete_budget(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(LANES)
+        if unknown:
+            raise ValueError(f"retry_budget_s: unknown lane {sorted(unknown)[0]!r}")
+        if any(s < 0 for s in value.values()):
+            raise ValueError("retry_budget_s: must be >= 0")
+        return {**DEFAULT_RETRY_BUDGET_S, **value}
 
     @field_validator("linger_ms")
     @classmethod

@@ -17,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import _die_with_parent
+from tests.waiting import wait_until
 
 #: The token the tests' services are started with.
 TOKEN = "test-token-0123456789abcdef"
@@ -92,17 +93,17 @@ def start_inbound(inbound_env: dict[str, str]) -> Iterator[Callable[..., Inbound
         )
         handle = InboundProcess(process, f"http://127.0.0.1:{port}")
         started.append(handle)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"sms-worker inbound exited: {handle.output()}")
             try:
-                if requests.get(handle.base + ("/readyz" if ready else "/healthz"), timeout=1).status_code == 200:
-                    return handle
+                return requests.get(handle.base + ("/readyz" if ready else "/healthz"), timeout=1).status_code == 200
             except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("sms-worker inbound did not get ready")
+                return False
+
+        wait_until(answers, what="sms-worker inbound to get ready")
+        return handle
 
     yield start
     for handle in started:
@@ -119,18 +120,6 @@ def callbacks_setup(env: dict[str, str], *args: str) -> subprocess.CompletedProc
     """``sms-worker callbacks setup ARGS`` as a user runs it, in ``env``."""
     command = [sys.executable, "-m", "worker.cli", "callbacks", "setup", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """``check()``'s first truthy value, polled until ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def track(

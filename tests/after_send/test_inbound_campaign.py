@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from contracts import DeliveryReport, OptOut, SmsProducer
-from tests.after_send.conftest import TOKEN, callbacks_setup, wait_until
+from tests.after_send.conftest import TOKEN, callbacks_setup
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.campaigns.stats import CampaignStats
 
 pytestmark = [pytest.mark.timeout(180)]

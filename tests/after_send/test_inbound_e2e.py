@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from contracts import DeliveryReport, OptOut, SmsProducer
-from tests.after_send.conftest import TOKEN, callbacks_setup, wait_until
+from tests.after_send.conftest import TOKEN, callbacks_setup
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.ovhcloud.client import make_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -8,9 +8,10 @@ import pytest
 import redis
 
 from contracts import CreditUsage, SendRequest, SmsProducer
-from tests.after_send.conftest import wait_until
 from tests.helpers import read_events
-from worker.intake.policy import Policy, PolicyRefusal
+from tests.waiting import wait_until
+from worker.errors import Rejection
+from worker.intake.policy import Policy
 from worker.ovhcloud.blacklist import Blacklist
 from worker.ovhcloud.senders import Senders
 from worker.phones import normalize
@@ -69,9 +70,9 @@ def test_an_opt_out_is_refused_from_the_next_message_on(redis_url, redis_client)
     policy.new_pack()
     kept, blocked = policy.screen(request, SN, receivers)
     assert [r.e164 for r in kept] == [FR2] and [(o.receiver, o.status) for o in blocked] == [(FR, "blacklisted")]
-    with pytest.raises(PolicyRefusal) as refused:
+    with pytest.raises(Rejection) as refused:
         policy.screen(request.model_copy(update={"receivers": [FR]}), SN, receivers[:1])
-    assert refused.value.code == "blacklisted"
+    assert refused.value.error.code == "blacklisted"
 
 
 def test_a_sender_ovh_does_not_enable_is_rejected_before_anything_is_spent(make_app, redis_client, sandbox) -> None:

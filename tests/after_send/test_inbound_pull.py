@@ -7,8 +7,8 @@ import time
 import pytest
 
 from contracts import DeliveryReport, IncomingSms, OptOut, SmsProducer
-from tests.after_send.conftest import wait_until
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.store import keys
 
 pytestmark = pytest.mark.timeout(180)
@@ -57,9 +57,8 @@ def test_receipts_are_polled_until_final(make_app, redis_client, sandbox) -> Non
 
 
 def test_polling_keeps_to_its_budget(make_app, redis_client, sandbox) -> None:
-    # Given a budget of 3 OVH calls a minute (and not too close to the next minute)
-    if time.time() % 60 > 40:
-        time.sleep(61 - time.time() % 60)
+    # Given a budget of 3 OVH calls a minute (the budget is per clock minute: start with 20 s of it left)
+    wait_until(lambda: time.time() % 60 < 40, timeout=25, what="a clock minute with 20 s left", every=0.2)
     # (incoming SMS are read once, at start: one call of the budget)
     pull_app(make_app, redis_client, pull_calls_per_min=3, pull_incoming_s=3600)
     producer = SmsProducer(client=redis_client)
@@ -89,5 +88,7 @@ def test_incoming_stop_is_polled_and_blocks_the_next_commercial_send(make_app, r
     again = producer.wait(producer.send(fr, "Another sale"), timeout=30)
     notice = producer.wait(producer.send(fr, "Your parcel", no_stop_clause=True), timeout=30)
     assert (again.status, notice.status) == ("rejected", "sent")
-    time.sleep(1.5)  # a few more incoming polls: the reply is not published again
+    # (a few more incoming polls, each moving the cursor: the reply is not published again)
+    polled = float(redis_client.get(keys.incoming_cursor(SN)))
+    wait_until(lambda: float(redis_client.get(keys.incoming_cursor(SN))) > polled + 1, what="more incoming polls")
     assert len([e for e in read_events(redis_client) if isinstance(e, IncomingSms)]) == 1

@@ -7,8 +7,9 @@ import pytest
 import requests
 
 from contracts import DeliveryReport, IncomingSms, OptOut
-from tests.after_send.conftest import track, wait_until
+from tests.after_send.conftest import track
 from tests.helpers import read_events
+from tests.waiting import wait_until
 from worker.after_send.receipts import classify, parse_date
 from worker.store import keys
 

@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.after_send.conftest import TOKEN, track, wait_until
+from contracts.wire import queue_key
+from tests.after_send.conftest import TOKEN, track
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,7 +27,7 @@ MARK = "ECHO-<script>x</script>"
 
 def all_queued(redis_client) -> int:
     """Messages on every dramatiq queue of this Redis."""
-    return sum(redis_client.llen(key) for key in redis_client.keys("dramatiq:*") if redis_client.type(key) == b"list")
+    return sum(redis_client.llen(key) for key in redis_client.keys(queue_key("*")) if redis_client.type(key) == b"list")
 
 
 def test_a_wrong_token_is_404_whatever_else_is_right(start_inbound, redis_client) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +15,9 @@ import pytest
 import redis
 
 from tests.campaigns.cli import COOKBOOK_MESSAGE, e164, one_line_error, sms_worker, write_contacts
+from tests.waiting import wait_until
+from worker.after_send.ptts import PttLookup
 from worker.campaigns import html, report
-from worker.campaigns.ptt import PttMeanings
 from worker.campaigns.stats import CampaignStats, TagStats, bucket_upper_s, delay_bucket
 from worker.ovhcloud.client import make_client
 
@@ -30,12 +30,12 @@ def _unix(iso: str) -> float:
 
 def _final_records(ovh: Any, service: str, timeout_s: float = 60) -> list[dict[str, Any]]:
     """The sandbox's record of every SMS with the tag, once each has its final receipt."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def final() -> list[dict[str, Any]]:
         records = [ovh.get(f"/sms/{service}/outgoing/{i}") for i in ovh.get(f"/sms/{service}/outgoing", tag=TAG)]
-        if all(r["deliveryReceipt"] in (1, 2) for r in records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.5)
+        return records if all(r["deliveryReceipt"] in (1, 2) for r in records) else []
+
+    return wait_until(final, timeout_s, "a final receipt for every SMS of the campaign", every=0.5)
 
 
 def _play_delivery_reports(stats: CampaignStats, records: list[dict[str, Any]]) -> None:
@@ -139,7 +139,7 @@ def _sample_report() -> report.Report:
         opt_outs=12,
     )
 
-    return report.build(stats, PttMeanings(None, None))
+    return report.build(stats, PttLookup(None, None))
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")

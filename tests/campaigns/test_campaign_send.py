@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from contracts.wire import result_key
+from contracts.wire import lane_queue, messages_key, result_key
 from tests.campaigns.cli import (
     COOKBOOK_CSV,
     COOKBOOK_MESSAGE,
@@ -26,6 +25,7 @@ from tests.campaigns.cli import (
     sms_worker,
     write_contacts,
 )
+from tests.waiting import wait_until
 from worker.campaigns.rows import request_id
 
 
@@ -80,12 +80,7 @@ def test_the_cookbook_file_as_written_is_read_with_its_spaces_and_sent(
 
 
 def _wait_for_results(client: redis.Redis, ids: list[str], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(client.mget([result_key(i) for i in ids])):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the worker did not answer the first rows")
+    wait_until(lambda: all(client.mget([result_key(i) for i in ids])), timeout_s, "the results of the first rows")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
@@ -172,6 +167,10 @@ def test_dry_run_estimates_parts_and_credits_and_queues_nothing(
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["rejected"], summary["parts"]) == (10, 0, 20)
     assert summary["estimated_credits"] == 9 * 2 * 1 + 2 * 2
+    # And it shows the first row's SMS as merged, as the README says, in JSON and in the table
+    assert summary["example"] == {"line": 2, "text": merged(0) + " " + "x" * 60}
+    table = sms_worker("campaign", "send", str(contacts), "--message", message, "--dry-run", env=sandbox_env)
+    assert f"line 2             {merged(0)} {'x' * 60}" in table.stdout.splitlines()
     # Then nothing was queued or sent, and no request id was taken
     assert sandbox.control.sent() == []
     assert [k for k in redis_client.keys() if not k.startswith(b"sms-worker:rates")] == []
@@ -252,7 +251,7 @@ def test_without_a_worker_running_it_again_queues_nothing_twice(
     args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait", "--json"]
     first, again = (json.loads(sms_worker(*args, env=sandbox_env).stdout) for _ in range(2))
     assert (first["queued"], again["queued"], again["earlier"], again["waiting"]) == (30, 0, 30, 30)
-    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    packs = [json.loads(body) for body in redis_client.hvals(messages_key(lane_queue("low")))]
     assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 30
 
 
@@ -263,3 +262,23 @@ def test_another_encoding_is_read_when_named(sandbox_env, tmp_path: Path) -> Non
     done = sms_worker(*args, "--encoding", "latin-1", env=sandbox_env)
     assert done.returncode == 0, done.stderr
     assert (json.loads(done.stdout)["rows"], json.loads(done.stdout)["rejected"]) == (1, 0)
+
+
+def test_the_campaign_id_as_the_summary_prints_it_resumes_that_campaign(
+    sandbox_env, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a campaign queued with no worker running, whose summary prints its id
+    contacts = write_contacts(tmp_path / "contacts.csv", 30)
+    args = ["campaign", "send", str(contacts), "--message", "Hi #firstname#", "--no-wait"]
+    first = sms_worker(*args, env=sandbox_env)
+    assert first.returncode == 0, first.stderr
+    (printed,) = [line.split()[1] for line in first.stdout.splitlines() if line.startswith("CAMPAIGN")]
+    assert printed.startswith("campaign-")
+    # When a row is added to the file (a new digest) and the campaign resumed with the id as printed
+    write_contacts(contacts, 31)
+    again = json.loads(sms_worker(*args, "--campaign-id", printed, "--json", env=sandbox_env).stdout)
+    # Then it is the same campaign: only the new row is queued, under the same tag
+    assert (again["campaign_id"], again["tag"]) == (printed.removeprefix("campaign-"), printed)
+    assert (again["queued"], again["earlier"]) == (1, 30)
+    packs = [json.loads(body) for body in redis_client.hvals("dramatiq:sms.low.msgs")]
+    assert sum(len(p["args"][0]) if isinstance(p["args"][0], list) else 1 for p in packs) == 31

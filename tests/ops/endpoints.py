@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,17 +44,6 @@ def scrape(port: int) -> Scrape:
     status, body = get(port, "/metrics")
     assert status == 200, body
     return Scrape(body)
-
-
-def eventually(check: Callable[[], Any], *, timeout_s: float = 30.0, every_s: float = 0.05) -> Any:
-    """``check()`` once it returns something truthy; fails with its last value after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            assert value, f"still {value!r} after {timeout_s} s"
-            return value
-        time.sleep(every_s)
 
 
 def ops_port(app: Any) -> int:

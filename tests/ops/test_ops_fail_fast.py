@@ -81,3 +81,39 @@ def test_quotas_sync_answers_an_unreachable_ovh_with_one_line(sandbox_env) -> No
     done = cli("quotas", "sync", env=env)
     assert done.returncode == 1
     assert one_line(done).startswith("sms-worker: OVH API does not answer")
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "expected"),
+    [
+        (["run"], {"OVH_ENDPOINT": "ovh-euu"}, "OVH_ENDPOINT 'ovh-euu' is not an OVH endpoint (did you mean ovh-eu?)"),
+        (["users", "list"], {"OVH_ENDPOINT": "ovh-euu"}, "OVH_ENDPOINT 'ovh-euu' is not an OVH endpoint"),
+        (["run"], {"OVH_CONSUMER_KEY": None}, "OVH_CONSUMER_KEY is not set"),
+        (["users", "list"], {"OVH_CONSUMER_KEY": None}, "OVH_CONSUMER_KEY is not set"),
+        (["account"], {"OVH_APPLICATION_SECRET": None}, "both application_key and application_secret must be given"),
+        (["run"], {"SMS_WORKER_SERVICE_NAME": None}, "SMS_WORKER_SERVICE_NAME is not set"),
+        (
+            ["callbacks", "setup", "--url", "https://sms.example.com"],
+            {"REDIS_URL": None, "SMS_WORKER_INBOUND_TOKEN": "t" * 20},
+            "REDIS_URL is not set: sms-worker callbacks setup needs the worker's Redis",
+        ),
+    ],
+    ids=[
+        "endpoint typo",
+        "endpoint typo (users)",
+        "no consumer key",
+        "no consumer key (users)",
+        "no secret",
+        "no service name",
+        "callbacks without Redis",
+    ],  # fmt: skip
+)
+def test_a_configuration_mistake_is_named(sandbox_env, command, change, expected) -> None:
+    env = {**sandbox_env, "SMS_WORKER_SENDER": "SANDBOX", **{k: v for k, v in change.items() if v is not None}}
+    for name in [k for k, v in change.items() if v is None]:
+        env.pop(name, None)
+    done = cli(*command, env=env)
+    assert done.returncode == 2, done.stderr
+    line = one_line(done)
+    assert expected in line
+    assert "'None'" not in line and "%s" not in line

@@ -8,7 +8,8 @@ import sys
 
 from contracts import SmsProducer
 from devstack.embedded_redis import EmbeddedRedis
-from tests.ops.endpoints import eventually, get, ops_port
+from tests.ops.endpoints import get, ops_port
+from tests.waiting import wait_until
 from worker.app import build_app
 from worker.ops.health import Liveness
 from worker.settings import Settings
@@ -34,18 +35,18 @@ def test_healthz_fails_while_a_dispatcher_is_stuck_in_a_call(make_app, redis_cli
     # call and then holds its answer past the worker's read timeout (9 s)
     app = make_app(metrics_port=0, metrics_host="127.0.0.1", dispatch_liveness_s=5.0, ovh_read_timeout_s=9.0)
     port = ops_port(app)
-    assert eventually(lambda: get(port, "/healthz") == (200, "alive\n"))
+    assert wait_until(lambda: get(port, "/healthz") == (200, "alive\n"))
     sandbox.control.set_faults(hold_s=12)
     sandbox.control.add_fault("timeout_after_accept", next=1)
     # When a code is sent, its dispatcher is stuck in the call
     producer = SmsProducer(client=redis_client)
     request_id = producer.send("+33612345678", "Your code is 1234", priority="high", no_stop_clause=True)
     # Then /healthz fails and names that loop
-    status, body = eventually(lambda: (answer := get(port, "/healthz"))[0] == 503 and answer)
+    status, body = wait_until(lambda: (answer := get(port, "/healthz"))[0] == 503 and answer)
     assert "sms-dispatch-" in body and "has not ticked" in body
     # and once the call times out (reconciled: OVH had taken it), the loop ticks again and /healthz recovers
     assert producer.wait(request_id, timeout=30).status == "sent"
-    assert eventually(lambda: get(port, "/healthz")[0] == 200)
+    assert wait_until(lambda: get(port, "/healthz")[0] == 200)
 
 
 def test_readyz_fails_while_redis_is_gone(sandbox) -> None:
@@ -63,7 +64,7 @@ def test_readyz_fails_while_redis_is_gone(sandbox) -> None:
     restarted = None
     try:
         port = ops_port(app)
-        assert eventually(lambda: get(port, "/readyz") == (200, "ready\n"))
+        assert wait_until(lambda: get(port, "/readyz") == (200, "ready\n"))
         # When Redis stops, /readyz fails and says why
         server.stop()
         status, body = get(port, "/readyz")
@@ -73,7 +74,7 @@ def test_readyz_fails_while_redis_is_gone(sandbox) -> None:
         assert status == 200 and "sms_worker_jobs_calls_total" in body and "sms_worker_queue_depth{" not in body
         # When Redis is back on the same port, /readyz recovers
         restarted = EmbeddedRedis(port=server.port).start()
-        assert eventually(lambda: get(port, "/readyz") == (200, "ready\n"))
+        assert wait_until(lambda: get(port, "/readyz") == (200, "ready\n"))
     finally:
         app.stop()
         for redis_server in (restarted, server):
@@ -83,7 +84,7 @@ def test_readyz_fails_while_redis_is_gone(sandbox) -> None:
 
 def test_readyz_fails_when_the_default_sender_is_not_enabled(make_app) -> None:
     app = make_app(metrics_port=0, metrics_host="127.0.0.1", sender="PENDINGSNDR")
-    status, body = eventually(
+    status, body = wait_until(
         lambda: (answer := get(ops_port(app), "/readyz"))[0] == 503 and "sender" in answer[1] and answer
     )
     assert "'PENDINGSNDR'" in body and "not enabled" in body and "\n" not in body.rstrip("\n")
@@ -97,14 +98,22 @@ def health(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_health_command_asks_the_worker(make_app, redis_url) -> None:
     app = make_app(metrics_port=0, metrics_host="127.0.0.1")
     port = str(ops_port(app))
-    eventually(lambda: get(int(port), "/readyz")[0] == 200)
+    wait_until(lambda: get(int(port), "/readyz")[0] == 200)
     alive = health(SMS_WORKER_METRICS_PORT=port, SMS_WORKER_METRICS_HOST="127.0.0.1")
     assert (alive.returncode, alive.stdout) == (0, "alive\n"), alive.stderr
     ready = health("--ready", SMS_WORKER_METRICS_PORT=port)
     assert (ready.returncode, ready.stdout) == (0, "ready\n"), ready.stderr
-    # without a metrics port there is no worker to ask: Redis is checked instead
+    # without a metrics port there is no worker to ask: Redis is asked whether a worker holds a lease
     redis_only = health(REDIS_URL=redis_url)
-    assert redis_only.returncode == 0 and redis_only.stdout.startswith("Redis answers")
+    assert (redis_only.returncode, redis_only.stdout.split(" (")[0]) == (0, "1 worker(s) hold a lease in Redis")
+
+
+def test_health_without_a_metrics_port_fails_when_no_worker_runs(redis_client, redis_url) -> None:
+    # Given a Redis that answers, and no worker running against it
+    done = health(REDIS_URL=redis_url)
+    # Then health does not say healthy
+    assert done.returncode == 1
+    assert done.stdout == "no worker is running: Redis answers, but no sms-worker run holds a lease in it\n"
 
 
 def test_health_command_fails_with_one_line_when_nothing_answers() -> None:

@@ -13,7 +13,8 @@ import dramatiq
 import pytest
 
 from contracts import SmsProducer
-from worker.ops.logs import RepeatFilter, configure_logging, mask_phone, redact
+from worker.ops.logs import RepeatFilter, configure_logging, redact
+from worker.phones import mask_number
 
 
 @pytest.mark.parametrize(
@@ -26,7 +27,7 @@ from worker.ops.logs import RepeatFilter, configure_logging, mask_phone, redact
     ],
 )
 def test_mask_phone_keeps_the_country_code_and_two_digits(number, masked) -> None:
-    assert mask_phone(number) == masked
+    assert mask_number(number) == masked
 
 
 def test_redact_masks_numbers_but_not_ids() -> None:

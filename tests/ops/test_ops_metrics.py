@@ -9,7 +9,8 @@ import pytest
 from contracts import SmsProducer
 from contracts.wire import LANES
 from tests.helpers import enqueue_raw
-from tests.ops.endpoints import eventually, get, ops_port, scrape
+from tests.ops.endpoints import get, ops_port, scrape
+from tests.waiting import wait_until
 
 
 def test_metrics_equal_the_sandbox_counts(make_app, redis_client, sandbox) -> None:
@@ -44,7 +45,7 @@ def test_metrics_equal_the_sandbox_counts(make_app, redis_client, sandbox) -> No
     statuses = Counter(result.status for result in results)
     assert statuses == {"sent": 4, "rejected": 1, "failed": 1}
     counts = sandbox.control.counters()
-    metrics = eventually(
+    metrics = wait_until(
         lambda: (
             (m := scrape(port)).by("sms_worker_results_total", "status") == statuses
             and m.value("sms_worker_dead_letters_total", queue="sms.low") == 1

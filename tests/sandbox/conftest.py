@@ -87,3 +87,50 @@ def send() -> Callable[..., Any]:
         return client.post(f"/sms/{service}/jobs", message=message, receivers=receivers, **options)
 
     return post
+
+
+class Documents:
+    """A plain HTTP server on 127.0.0.1 serving texts the test puts at paths (``url(path)``);
+    any other path is 404. Stands for the worker's inbound service in the sandbox's own tests."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        texts: dict[str, bytes] = {}
+        self.texts = texts
+        self.fetched: list[str] = []
+        fetched = self.fetched
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                fetched.append(self.path)
+                body = texts.get(self.path)
+                self.send_response(404 if body is None else 200)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def put(self, path: str, text: str) -> str:
+        self.texts[path] = text.encode()
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def documents() -> Iterator[Documents]:
+    served = Documents()
+    yield served
+    served.close()

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import ovh
 import pytest
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.timeout(60)
 
 FR = "+33612345678"
@@ -62,13 +64,11 @@ class Recorder:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> list[dict[str, Any]]:
             with self.lock:
-                if len(self.calls) >= n:
-                    return list(self.calls)
-            time.sleep(0.01)
-        raise AssertionError(f"expected {n} calls, got {len(self.calls)}")
+                return list(self.calls) if len(self.calls) >= n else []
+
+        return wait_until(arrived, timeout, f"{n} calls to the recorder", every=0.01)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -92,6 +94,10 @@ def test_cli_flags() -> None:
     ]
     with pytest.raises(SystemExit):
         parser.parse_args(["--fault", "teapot:0.5"])
+    assert parser.parse_args(["--fault", "slow:0.1", "--slow-s", "4-8"]).slow_s == (4.0, 8.0)
+    assert parser.parse_args([]).slow_s == (5.0, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--slow-s", "soon"])
 
 
 def test_python_m_worker_sandbox_serves_and_prints_what_to_export(tmp_path) -> None:
@@ -128,3 +134,31 @@ def test_python_m_worker_sandbox_serves_and_prints_what_to_export(tmp_path) -> N
         assert process.wait(timeout=10) == 0
         process.stdout.close()
         process.stderr.close()
+
+
+def test_every_address_the_banner_prints_answers() -> None:
+    # Given `sms-worker sandbox` started from the command line
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        banner = "".join(iter(process.stdout.readline, "Ctrl-C to stop.\n"))
+        # When each control API address of the banner is asked
+        (line,) = [line for line in banner.splitlines() if "control API" in line]
+        urls = re.findall(r"http://\S+", line)
+        assert len(urls) == 2
+        for url in urls:
+            with urllib.request.urlopen(url.rstrip(")"), timeout=10) as answer:
+                # Then it answers, and the control API's root lists its routes
+                assert answer.status == 200
+                body = json.loads(answer.read())
+                if url.endswith("/_sandbox/"):
+                    assert "GET /_sandbox/sent" in body["routes"] and "GET /_sandbox/counters" in body["routes"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()

@@ -193,3 +193,61 @@ def test_faults_scoped_to_all_cover_the_clock_route(sb) -> None:
     with pytest.raises(oe.APIError):
         fresh.get("/sms")  # its first request reads /auth/time, which answers 503
     assert fresh.get("/sms") == [sb.service_name]
+
+
+def test_a_slow_call_is_carried_out_after_its_delay_even_when_the_client_gave_up(sb, clients, send) -> None:
+    # Given OVH will take 1.5 s before carrying out the next jobs call
+    sb.control.add_fault("slow", next=1, delay_s=1.5)
+    client = clients(sb, timeout=(2.0, 0.3))
+    client.get("/sms")
+    # When a client with a 0.3 s read timeout sends
+    with pytest.raises(oe.HTTPError) as caught:
+        send(client, sb.service_name, [FR1])
+    # Then it times out before anything is sent...
+    assert isinstance(caught.value.args[1], requests.ReadTimeout)
+    assert sb.control.sent() == []
+    # ...and the SMS is sent all the same once the delay has passed
+    deadline = time.monotonic() + 10
+    while not sb.control.sent() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [sms] = sb.control.sent()
+    assert sms["receiver"] == FR1
+    [call] = sb.control.calls()
+    assert call["delayed_s"] == 1.5
+    assert call["ended"] - call["time"] >= 1.5
+
+
+def test_a_client_that_waits_for_a_slow_call_gets_its_answer(sb, clients, send) -> None:
+    sb.control.add_fault("slow", next=1, delay_s=0.3)
+    client = clients(sb, timeout=(2.0, 5.0))
+    started = time.monotonic()
+    assert send(client, sb.service_name, [FR1])["validReceivers"] == [FR1]
+    assert time.monotonic() - started >= 0.3
+    assert [c["status"] for c in sb.control.calls()] == [200]
+
+
+def test_slow_delays_are_drawn_in_their_range_and_reproducible_for_a_seed(make_sandbox, clients, send) -> None:
+    def delays(seed: int) -> list[float]:
+        sandbox = make_sandbox(
+            seed=seed, faults=[{"kind": "slow", "probability": 1.0, "delay_s": 0.01, "delay_max_s": 0.05}]
+        )
+        client = clients(sandbox)
+        for _ in range(5):
+            send(client, sandbox.service_name, [FR1])
+        return [c["delayed_s"] for c in sandbox.control.calls()]
+
+    first = delays(5)
+    assert first == delays(5)
+    assert all(0.01 <= d <= 0.05 for d in first) and len(set(first)) > 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [({"delay_s": -1}, "delay_s must be"), ({"delay_s": 2, "delay_max_s": 1}, "delay_max_s must be")],
+)
+def test_a_slow_fault_with_a_wrong_delay_is_refused(sb, fields, error) -> None:
+    from ovh_sandbox.control import SandboxControlError
+
+    with pytest.raises(SandboxControlError, match=error) as caught:
+        sb.control.add_fault("slow", next=1, **fields)
+    assert caught.value.status == 400

@@ -5,7 +5,9 @@ same method and response type; every parameter it accepts must be the schema's, 
 type and required flag (and the other way round); every answer it gives, called through
 python-ovh, must fit the response model: known fields only, compatible types, enum values,
 null only where the schema allows it. The type checker below is written for this test, apart
-from the sandbox's own validation.
+from the sandbox's own validation. Routes from another of OVH's schemas (the credit orders of
+``order.json``) must say so (``Route.source``), must not be in ``sms.json``, and are checked the
+same way against this test's transcription of that schema (``order_schema.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from ovh_sandbox.api import ROUTES
+from ovh_sandbox.handler import SERVED
 from ovh_sandbox.schema import load
+from tests.sandbox import order_schema
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,8 +31,12 @@ PACKAGE_COPY = Path(__file__).resolve().parents[2] / "ovh_sandbox" / "sms.json"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "ovh-api" / "sms.json"
 
 SCHEMA = json.loads(PACKAGE_COPY.read_text(encoding="utf-8"))
-OPERATIONS = {(op["httpMethod"], api["path"]): op for api in SCHEMA["apis"] for op in api["operations"]}
-MODELS = SCHEMA["models"]
+SMS_OPERATIONS = {(op["httpMethod"], api["path"]): op for api in SCHEMA["apis"] for op in api["operations"]}
+#: Every operation the sandbox may serve, by the schema it comes from.
+SOURCES = {"sms.json": SMS_OPERATIONS, "order.json": order_schema.OPERATIONS}
+OPERATIONS = {**SMS_OPERATIONS, **order_schema.OPERATIONS}
+MODELS = {**order_schema.MODELS, **SCHEMA["models"]}
+ROUTES = SERVED
 PRIMITIVES = {"string", "text", "password", "long", "double", "boolean", "datetime", "uuid", "ip"}
 
 #: Fields the real API leaves out of an answer at times: a report has no tag when none was given.
@@ -48,8 +55,11 @@ def test_the_sandbox_loads_the_package_copy() -> None:
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_each_route_is_a_schema_operation_with_its_parameters(route) -> None:
-    operation = OPERATIONS.get((route.method, route.path))
-    assert operation is not None, f"{route.method} {route.path} is not in sms.json"
+    assert route.source in SOURCES, f"{route.method} {route.path}: unknown source {route.source}"
+    if route.source != "sms.json":  # declared as coming from elsewhere: it must not be in sms.json
+        assert (route.method, route.path) not in SMS_OPERATIONS
+    operation = SOURCES[route.source].get((route.method, route.path))
+    assert operation is not None, f"{route.method} {route.path} is not in {route.source}"
     assert route.response_type == operation["responseType"]
     assert route.auth == (not operation.get("noAuthentication", False))
     schema_params = {
@@ -108,19 +118,22 @@ def conforms(value: Any, type_name: str, where: str, nullable: bool = False) -> 
     return errors
 
 
-def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
+def test_every_answer_fits_its_response_model(make_sandbox, clients, documents) -> None:
     # Given a sandbox with something behind every route
     sb = make_sandbox(delivery_delay_s=(0.01, 0.02))
     client = clients(sb)
     sn = sb.service_name
     fr = "+33612345678"
     sb.control.add_blacklist(sn, fr)
+    sb.control.add_account("sms-other-1", credits=0)
     incoming = sb.control.add_incoming(sn, fr, "STOP", tag="t")
     job = {"message": "Hi", "receivers": [fr], "sender": "SANDBOX", "tag": "t"}
     client.post(f"/sms/{sn}/users", login="alice", password="abcd1234")
     client.put(f"/sms/{sn}/users/alice", quotaInformations={"quotaStatus": "active", "quotaLeft": 100})
     differed = client.post(f"/sms/{sn}/jobs", differedPeriod=30, **job)["ids"][0]
     user_differed = client.post(f"/sms/{sn}/users/alice/jobs", differedPeriod=30, **job)["ids"][0]
+    csv_url = documents.put("/slot.csv", "number;name\n+33612345679;Ann\n")
+    slot = {"slotId": 1, "description": "d", "autoUpdate": False, "csvUrl": csv_url}
     time.sleep(0.1)  # the jobs below have their final receipts when read
     # When every route is called (deletions last)
     samples: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -147,7 +160,29 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
         ("POST", "/sms/estimate", "/sms/estimate", {"message": "Hi", "noStopClause": False, "senderType": "alpha"}),
         ("GET", "/sms/rates/destinations", "/sms/rates/destinations", {"country": "fr"}),
         ("POST", "/sms/{serviceName}/users", f"/sms/{sn}/users", {"login": "bob", "password": "abcd1234"}),
+        ("POST", "/sms/{serviceName}/senders", f"/sms/{sn}/senders", {"sender": "NewShop", "reason": "our shop"}),
+        (
+            "POST",
+            "/sms/{serviceName}/transferCredits",
+            f"/sms/{sn}/transferCredits",
+            {"credits": 10.0, "smsAccountTarget": "sms-other-1"},
+        ),
+        ("GET", "/order/sms/{serviceName}/credits", f"/order/sms/{sn}/credits", {"quantity": 1000}),
+        ("POST", "/order/sms/{serviceName}/credits", f"/order/sms/{sn}/credits", {"quantity": 1000}),
         ("PUT", "/sms/{serviceName}/users/{login}", f"/sms/{sn}/users/bob", {"callBack": "https://example.com"}),
+        ("POST", "/sms/{serviceName}/receivers", f"/sms/{sn}/receivers", slot),
+        ("POST", "/sms/{serviceName}/users/{login}/receivers", f"/sms/{sn}/users/alice/receivers", slot),
+        ("GET", "/sms/{serviceName}/receivers", f"/sms/{sn}/receivers", {}),
+        ("GET", "/sms/{serviceName}/users/{login}/receivers", f"/sms/{sn}/users/alice/receivers", {}),
+        ("GET", "/sms/{serviceName}/receivers/{slotId}", f"/sms/{sn}/receivers/1", {}),
+        ("GET", "/sms/{serviceName}/users/{login}/receivers/{slotId}", f"/sms/{sn}/users/alice/receivers/1", {}),
+        ("GET", "/sms/{serviceName}/receivers/{slotId}/csv", f"/sms/{sn}/receivers/1/csv", {}),
+        (
+            "GET",
+            "/sms/{serviceName}/users/{login}/receivers/{slotId}/csv",
+            f"/sms/{sn}/users/alice/receivers/1/csv",
+            {},
+        ),
     ]
     answers = {}
     for method, template, path, kwargs in samples:
@@ -163,6 +198,9 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
         ("DELETE", "/sms/{serviceName}/outgoing/{id}", f"/sms/{sn}/outgoing/{outgoing[0]}", {}),
         ("DELETE", "/sms/{serviceName}/users/{login}/outgoing/{id}", alice_outgoing, {}),
         ("DELETE", "/sms/{serviceName}/users/{login}", f"/sms/{sn}/users/bob", {}),
+        ("DELETE", "/sms/{serviceName}/senders/{sender}", f"/sms/{sn}/senders/NewShop", {}),
+        ("DELETE", "/sms/{serviceName}/receivers/{slotId}", f"/sms/{sn}/receivers/1", {}),
+        ("DELETE", "/sms/{serviceName}/users/{login}/receivers/{slotId}", f"/sms/{sn}/users/alice/receivers/1", {}),
     ]
     for method, template, path, kwargs in more:
         answers[(method, template)] = getattr(client, method.lower())(path, **kwargs)
@@ -175,6 +213,7 @@ def test_every_answer_fits_its_response_model(make_sandbox, clients) -> None:
     assert errors == []
     # (and the checks above did look at real content)
     assert answers[("GET", "/sms/{serviceName}/outgoing/{id}")]["deliveredAt"] is not None
+    assert answers[("POST", "/order/sms/{serviceName}/credits")]["orderId"] is not None
 
 
 def test_the_checker_catches_drift() -> None:
@@ -182,3 +221,10 @@ def test_the_checker_catches_drift() -> None:
     assert conforms({"charactersClass": "8bits"}, "sms.JobEstimate", "e") != []
     assert conforms({"quotaLeft": "3", "quotaStatus": "active"}, "sms.Quota", "q") != []
     assert conforms({"quotaLeft": 3.0, "quotaStatus": "active"}, "sms.Quota", "q") == []
+    # and the transcription of order.json is read the same way
+    price = {"currencyCode": "EUR", "text": "1.00 \u20ac", "value": 1.0}
+    prices = {"originalWithoutTax": None, "reduction": None, "tax": price, "withTax": price, "withoutTax": price}
+    order = {"contracts": [], "details": [], "orderId": None, "prices": prices, "url": None}
+    assert conforms(order, "order.Order", "o") == []
+    assert conforms({**order, "orderId": "90000001"}, "order.Order", "o") != []
+    assert conforms({**order, "prices": {**prices, "tax": None}}, "order.Order", "o") != []

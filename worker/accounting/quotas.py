@@ -37,6 +37,7 @@ from typing import Any, NotRequired, Protocol, TypedDict
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.redis_connection import text
 from worker.errors import ConfigurationError
 from worker.store import keys, scripts
 
@@ -112,8 +113,8 @@ def load_config(settings: QuotaConfig) -> list[UserQuota]:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        content = path.read_text(encoding="utf-8")
+        data = json.loads(content) if path.suffix == ".json" else tomllib.loads(content)
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
         raise ConfigurationError(f"SMS_WORKER_QUOTAS_FILE {path}: {exc}") from None
     users = data.get("users", {}) if isinstance(data, dict) else None
@@ -124,10 +125,6 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _number(raw: bytes | str | None) -> float | None:
     return None if raw is None else float(raw)
-
-
-def _text(raw: bytes | str | None) -> str | None:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class _QuotaSetKeys(TypedDict):
@@ -225,7 +222,7 @@ class QuotaStore:
         return self._read(keys.quota(service, login))
 
     def all(self) -> list[QuotaState]:
-        found = [self._read(_text(key) or "") for key in self.redis.smembers(keys.QUOTAS)]
+        found = [self._read(text(key)) for key in self.redis.smembers(keys.QUOTAS)]
         return sorted((s for s in found if s is not None), key=lambda s: (s.service, s.login))
 
     def forget(self, service: str, login: str) -> bool:
@@ -242,7 +239,7 @@ class QuotaStore:
         return self.redis.hget(keys.quota(service, login), "ovh_quota") == b"1"
 
     def _read(self, key: str) -> QuotaState | None:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(key).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(key).items()}
         if "service" not in raw:
             return None
         return QuotaState(

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 from contracts.models import DeliveryReport, IncomingSms, OptOut
+from contracts.redis_connection import text
 from contracts.wire import RESULT_ACTOR_NAME
-from worker.after_send.receipts import PttTable, classify
-from worker.phones import normalize
+from worker.after_send.ptts import PttTable
+from worker.after_send.receipts import classify
+from worker.phones import e164
 from worker.store import keys, scripts
 
 #: Fields of the tracking hash (``keys.sms``) a report needs, in this order.
@@ -33,12 +35,6 @@ Source = Literal["callback", "poll"]
 
 def is_stop(message: str) -> bool:
     return _STOP.match(message) is not None
-
-
-def _text(raw: Any) -> str | None:
-    if raw is None:
-        return None
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 KeysT = TypeVar("KeysT")
@@ -157,6 +153,7 @@ class Receipt:
     source: Source
     dlr_description: str | None = None
     reported_at: float | None = None
+    receiver: str | None = None  # the account's callbacks name it (API users' do not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +190,7 @@ def report_call(
     ``tracked``: ``HMGET keys.sms(id) *TRACKED``. The script publishes it once per (SMS, status),
     never after a final status, on the request's ``reply_to`` (else ``results_queue``).
     """
-    fields = dict(zip(TRACKED, (_text(raw) for raw in tracked), strict=True))
+    fields = dict(zip(TRACKED, (None if raw is None else text(raw) for raw in tracked), strict=True))
     request_id, receiver, service = fields["request_id"], fields["receiver"], fields["service"]
     if request_id is None or receiver is None or service is None:
         return None
@@ -265,9 +262,9 @@ class InvalidNumber(ValueError):
     """The number of a reply or a STOP is not a phone number."""
 
 
-def e164(number: str, default_region: str) -> str:
+def reply_number(number: str, default_region: str) -> str:
     """The number of a reply in E.164; ``InvalidNumber`` when it is not one."""
-    found = normalize(number, default_region).e164
+    found = e164(number, default_region)
     if found is None:
         raise InvalidNumber("not a valid phone number")
     return found
@@ -290,7 +287,7 @@ def reply_call(
     ``results_queue``. An IncomingSms is published once per (account, incoming id); an OptOut
     (a STOP reply, or a stopCallBack) once per (account, number) while it is remembered.
     """
-    last = dict(zip(LAST_SENT, (_text(raw) for raw in last_sent), strict=True))
+    last = dict(zip(LAST_SENT, (None if raw is None else text(raw) for raw in last_sent), strict=True))
     tied = last["request_id"] is not None and (not reply.tag or reply.tag == last["tag"])
     service = reply.service or (last["service"] if tied else None) or default_service
     queue = (last["reply_to"] if tied else None) or results_queue

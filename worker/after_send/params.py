@@ -75,6 +75,7 @@ class _Delivery(_Params):
     description: str | None = None
     descriptionDlr: str | None = None
     date: str | None = Field(default=None, max_length=64)
+    receiver: str | None = Field(default=None, max_length=32)
 
 
 class _Reply(_Params):
@@ -121,6 +122,7 @@ def delivery(values: dict[str, str]) -> Receipt:
         source="callback",
         dlr_description=params.descriptionDlr,
         reported_at=parse_date(params.date),
+        receiver=params.receiver,
     )
 
 

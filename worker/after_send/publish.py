@@ -20,11 +20,11 @@ from worker.after_send.events import (
     ReplyEvents,
     ReplyScript,
     ReportScript,
-    e164,
     reply_call,
+    reply_number,
     report_call,
 )
-from worker.after_send.receipts import PttTable
+from worker.after_send.ptts import PttTable
 from worker.phones import mask_number
 from worker.settings import Settings
 from worker.store import keys
@@ -147,7 +147,7 @@ class Publisher(_Publishing):
 
     def reply(self, reply: Reply) -> ReplyEvents:
         """Publish a reply's events (``InvalidNumber`` when its number is not one)."""
-        number = e164(reply.number, self.default_region)
+        number = reply_number(reply.number, self.default_region)
         last = self.redis.hmget(keys.last_sent(number), LAST_SENT)
         events = reply_call(reply, number, last, **self.reply_options)
         published = self._reply(events.call.keys, events.call.document, events.call.refs)
@@ -181,7 +181,7 @@ class AsyncPublisher(_Publishing):
 
     async def reply(self, reply: Reply) -> tuple[ReplyEvents, tuple[int, int]]:
         """Publish a reply's events; also what was published (incoming, opt-out) as 1/0."""
-        number = e164(reply.number, self.default_region)
+        number = reply_number(reply.number, self.default_region)
         last = await self.redis.hmget(keys.last_sent(number), LAST_SENT)
         events = reply_call(reply, number, last, **self.reply_options)
         published = await self._reply.call_async(events.call.keys, events.call.document, events.call.refs)

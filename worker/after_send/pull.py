@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 
 import redis
 
+from contracts.redis_connection import text
 from worker.after_send.events import InvalidNumber, Receipt, Reply
 from worker.after_send.publish import Publisher
 from worker.after_send.receipts import classify, parse_date
@@ -120,7 +121,7 @@ class ReceiptPoller:
             return
         spacing = self.settings.pull_spacing_s
         try:
-            service = raw_service.decode() if isinstance(raw_service, bytes) else str(raw_service)
+            service = text(raw_service)
             outgoing = self.calls.get(f"/sms/{service}/outgoing/{ovh_id}")
         except PermanentError as exc:
             if exc.status != 404:

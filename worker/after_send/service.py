@@ -8,6 +8,7 @@ path                                   methods     what
 ``/ovh/<token>/delivery``              GET, POST   delivery receipts (``callBack``)
 ``/ovh/<token>/reply``                 GET, POST   replies (``smsResponse`` cgi)
 ``/ovh/<token>/stop``                  GET, POST   STOPs (``stopCallBack``)
+``/ovh/<token>/receivers/<secret>.csv`` GET         a bulk campaign's receivers document, for OVH
 ``/healthz``                           GET         the process answers
 ``/readyz``                            GET         Redis answers (else 503)
 ``/metrics``                           GET         Prometheus text
@@ -19,9 +20,14 @@ Security: the token is compared in constant time and a wrong one is 404, like an
 that cannot be read are 400. Answers are fixed texts: nothing of the request is echoed back, and
 no access log is written (the token is in the path). Redis unreachable is 503.
 
+A receivers document is served while its secret's key lives (``keys.bulk_url``: it expires
+with the campaign's documents); an unknown or expired secret is 404, like a wrong token.
+
 A delivery report for an SMS id not recorded yet (OVH can call back before the worker has
 settled the call that sent it) is kept for ``inbound_orphan_grace_s`` and tried again every
-``ORPHAN_RETRY_S``; then it is counted as an unknown id and dropped.
+``ORPHAN_RETRY_S``; then it is counted as an unknown id and dropped. One that names its
+receiver (the account's callbacks do) is first offered to ``bulk_mapper``, each time: the
+rows of bulk campaigns, whose SMS ids OVH does not tell (``worker.campaigns.callbacks``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -39,12 +46,13 @@ import redis
 import redis.asyncio
 from aiohttp import web
 
+from contracts.redis_connection import connect_async, watch_async
 from worker.after_send import params
 from worker.after_send.events import InvalidNumber, Receipt
 from worker.after_send.http import QuietAppRunner
 from worker.after_send.metrics import CONTENT_TYPE, InboundMetrics
+from worker.after_send.ptts import PttTable, ask_for_wanted
 from worker.after_send.publish import AsyncPublisher
-from worker.after_send.receipts import PttTable, ask_for_wanted
 from worker.settings import Settings
 from worker.store import keys
 
@@ -60,6 +68,12 @@ PTT_RELOAD_S = 60.0
 CALLBACK_METHODS = ("GET", "POST")
 #: Seconds ``/readyz`` waits for Redis.
 READY_TIMEOUT_S = 1.0
+#: A receivers document's file name: its secret (32 hex digits) and ``.csv``.
+DOCUMENT_NAME = re.compile(r"^([0-9a-f]{32})\.csv$")
+
+#: Maps a delivery report of an SMS id the worker does not know to a bulk campaign's row; ``True``
+#: when it did (the SMS is then recorded).
+BulkMapper = Callable[[Receipt], Awaitable[bool]]
 
 
 def _plain(status: int, text: str, **headers: str) -> web.Response:
@@ -69,7 +83,14 @@ def _plain(status: int, text: str, **headers: str) -> web.Response:
 class Inbound:
     """The service's state: settings, Redis, the publisher, the metrics."""
 
-    def __init__(self, settings: Settings, client: redis.asyncio.Redis, metrics: InboundMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.asyncio.Redis,
+        metrics: InboundMetrics,
+        *,
+        bulk_mapper: BulkMapper | None = None,
+    ) -> None:
         if settings.inbound_token is None:
             raise ValueError("the inbound service needs a token")
         self.settings = settings
@@ -78,6 +99,7 @@ class Inbound:
         self.ptts = PttTable()
         self.publisher = AsyncPublisher.from_settings(client, self.ptts, settings)
         self._token = settings.inbound_token.get_secret_value().encode()
+        self.bulk_mapper = bulk_mapper
 
     # -- callbacks -------------------------------------------------------------------------------
 
@@ -114,8 +136,33 @@ class Inbound:
         self.metrics.callbacks.labels(kind, outcome).inc()
         return _plain(200, "OK")
 
+    async def document(self, request: web.Request) -> web.Response:
+        """A bulk campaign's receivers document (OVH fetches it when the jobs call names it)."""
+        token, name = request.match_info["token"], request.match_info["name"]
+        found = DOCUMENT_NAME.match(name)
+        if not hmac.compare_digest(token.encode(), self._token) or found is None:
+            self.metrics.callbacks.labels("unknown", "not_found").inc()
+            return _plain(404, "404: Not Found")
+        if request.method != "GET":
+            return _plain(405, "405: Method Not Allowed", Allow="GET")
+        raw = await self.redis.get(keys.bulk_url(found.group(1)))
+        member = raw.decode() if isinstance(raw, bytes) else ""
+        text = None
+        if member:
+            campaign_id, _, number = member.rpartition("/")
+            text = await self.redis.get(keys.bulk_document(campaign_id, int(number)))
+        if text is None:
+            self.metrics.callbacks.labels("receivers", "not_found").inc()
+            return _plain(404, "404: Not Found")
+        self.metrics.callbacks.labels("receivers", "served").inc()
+        log.info("receivers document %s served (%d bytes)", member, len(text))
+        return web.Response(body=text, headers={"Content-Type": "text/csv; charset=utf-8"})
+
     async def _delivery(self, receipt: Receipt) -> str:
         outcome = await self.publisher.receipt(receipt)
+        if outcome == "unknown_id" and receipt.receiver and self.bulk_mapper is not None:
+            if await self.bulk_mapper(receipt):
+                outcome = await self.publisher.receipt(receipt)
         if outcome == "unknown_id":
             await self._park(receipt)
             return "parked"
@@ -139,6 +186,7 @@ class Inbound:
                 "dlr": receipt.dlr,
                 "dlr_description": receipt.dlr_description,
                 "reported_at": receipt.reported_at,
+                "receiver": receipt.receiver,
             },
             sort_keys=True,
         )
@@ -158,6 +206,9 @@ class Inbound:
         for raw, expiry_ms in parked:
             receipt = Receipt(source="callback", **json.loads(raw))
             outcome = await self.publisher.receipt(receipt)
+            if outcome == "unknown_id" and receipt.receiver and self.bulk_mapper is not None:
+                if await self.bulk_mapper(receipt):
+                    outcome = await self.publisher.receipt(receipt)
             if outcome != "unknown_id":
                 if await self.redis.zrem(keys.ORPHANS, raw) and outcome == "published":
                     self.metrics.events.labels("delivery_report").inc()
@@ -203,6 +254,7 @@ async def _redis_down(request: web.Request, handler: Callable[[web.Request], Awa
 def make_app(inbound: Inbound) -> web.Application:
     app = web.Application(client_max_size=inbound.settings.inbound_max_body_bytes, middlewares=[_redis_down])
     app.router.add_route("*", "/ovh/{token}/{kind}", inbound.callback, name="callback")
+    app.router.add_route("*", "/ovh/{token}/receivers/{name}", inbound.document, name="receivers")
     app.router.add_get("/healthz", inbound.healthz, allow_head=False)
     app.router.add_get("/readyz", inbound.readyz, allow_head=False)
     app.router.add_get("/metrics", inbound.metrics_text, allow_head=False)
@@ -221,15 +273,17 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]], stop: async
             pass
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, *, stop: asyncio.Event | None = None, bulk_mapper: BulkMapper | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop``), then finish the requests in flight."""
     assert settings.redis_url, "the inbound service needs settings.redis_url"
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
-    inbound = Inbound(settings, client, InboundMetrics())
+    client = connect_async(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    inbound = Inbound(settings, client, InboundMetrics(), bulk_mapper=bulk_mapper)
     runner = QuietAppRunner(make_app(inbound), access_log=None, logger=logging.getLogger("worker.after_send.http"))
     await runner.setup()
     site = web.TCPSite(runner, settings.inbound_host, settings.inbound_port, backlog=1024)
@@ -239,6 +293,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     jobs = [
         asyncio.create_task(_every(orphan_every_s, inbound.retry_orphans, stop)),
         asyncio.create_task(_every(PTT_RELOAD_S, inbound.reload_ptts, stop)),
+        asyncio.create_task(watch_async(client, stop)),  # follows a Sentinel failover between callbacks
     ]
     await stop.wait()
     log.info("inbound service stopping")

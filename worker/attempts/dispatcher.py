@@ -21,18 +21,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from contracts.wire import LANES
 from worker.attempts.lease import Lease
 from worker.attempts.lifecycle import Attempt, Attempts, Outcome, Owner
 from worker.attempts.settlement import from_failure, from_report
+from worker.attempts.steps import Settled, Step
 from worker.batching.buffers import Buffers, Idle
 from worker.errors import AmbiguousError, PermanentError, RetryableError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.gateway import OvhGateway
 from worker.ovhcloud.jobs import JobCall, SendingReport
-from worker.ovhcloud.rate_limit import RateLimiter
+from worker.ovhcloud.rate_limit import ACQUIRE_TIMEOUT_S, RateLimiter
 from worker.retries import REDIS_OUTAGE, call_with_retries, until_redis_answers
 from worker.settings import Settings
 
@@ -42,9 +44,6 @@ T = TypeVar("T")
 
 #: Longest a dispatcher sleeps before looking at the buffers again (seconds).
 MAX_IDLE_S = 2.0
-
-#: Longest a dispatcher waits for a rate-limit slot before looking again (seconds).
-ACQUIRE_TIMEOUT_S = 30.0
 
 #: Longest a dispatcher waits for a slot of a lane below the top one it serves before looking at
 #: the buffers again (seconds): a code that arrives meanwhile is claimed by the first dispatcher
@@ -71,6 +70,17 @@ class _GiveBack(Exception):
 
 class _FencedOut(Exception):
     """This worker no longer owns the attempt: whoever took it over finishes it."""
+
+    def __init__(self, step: Step) -> None:
+        super().__init__(step.value)
+        self.step = step
+
+
+@dataclass
+class _Tries:
+    """How many tries a call has made so far (the number of the last one)."""
+
+    n: int = 0
 
 
 class Dispatcher:
@@ -138,18 +148,22 @@ class Dispatcher:
         patience_s = ACQUIRE_TIMEOUT_S if lane == self.lanes[0] else RELOOK_S
         if not self.limiter.acquire(lane, timeout_s=patience_s, stop=stop):
             return False
-        attempt = self.attempts.claim(
-            owner,
-            lane,
-            batch_key,
-            uuid.uuid4().hex,
-            linger_ms=self.settings.linger_ms[lane],
-            max_receivers=self.settings.max_receivers_per_call,
+        call_id = uuid.uuid4().hex  # the claim's token: sent again after a lost reply, it finds its attempt
+        claimed = self._redis(
+            lambda: self.attempts.claim(
+                owner,
+                lane,
+                batch_key,
+                call_id,
+                linger_ms=self.settings.linger_ms[lane],
+                max_receivers=self.settings.max_receivers_per_call,
+            ),
+            "claim a call",
         )
-        if not isinstance(attempt, Attempt):  # another dispatcher took it, or the lease is gone
+        if not isinstance(claimed, Attempt):  # another dispatcher took it, or the lease is gone
             self.limiter.release()
             return False
-        self.send(attempt, owner)
+        self.send(claimed, owner)
         return True
 
     def _redis_ms(self) -> int:
@@ -159,26 +173,29 @@ class Dispatcher:
     # -- one call ---------------------------------------------------------------------------------
 
     def send(self, attempt: Attempt, owner: Owner) -> None:
-        """Make the jobs call of a claimed attempt (state calling, slot held) and settle it."""
+        """Make the jobs call of a claimed attempt (slot held for its first try) and settle it."""
         started = time.monotonic()
         kind = "sent"
         outcome: Outcome | None = None
+        tries = _Tries()
         try:
             report = call_with_retries(
-                self._tries(attempt, owner),
-                attempts=self.settings.retry_attempts,
+                self._tries(attempt, owner, tries),
+                budget_s=self.settings.retry_budget_s[attempt.lane],
                 max_wait_s=self.settings.retry_max_wait_s,
+                attempts=self.settings.retry_attempts,
                 stop=self._stop,
             )
         except _GiveBack as exc:
             kind = "given_back"
             log.info("call %s given back unsent: %s", attempt.call_id, exc, extra={"call_id": attempt.call_id})
             self._redis(lambda: self.attempts.release(owner, attempt), "give back a call")
-        except _FencedOut:
+        except _FencedOut as exc:
             kind = "fenced_out"
             log.warning(
-                "call %s: this worker lost its lease; the attempt is taken over elsewhere",
+                "call %s: this worker lost its lease or the attempt (%s); it is finished elsewhere",
                 attempt.call_id,
+                exc.step.value,
                 extra={"call_id": attempt.call_id},
             )
         except RetryableError as exc:
@@ -195,12 +212,12 @@ class Dispatcher:
             self._settle(attempt, owner, outcome, None)
         except AmbiguousError as exc:
             kind = "ambiguous"
-            self._ambiguous(attempt, owner, exc.message)
+            self._ambiguous(attempt, owner, tries.n, exc.message)
         except Exception as exc:
             # A fault of ours during the call: whether it left is unknown, so it is reconciled.
             log.exception("call %s failed unexpectedly", attempt.call_id, extra={"call_id": attempt.call_id})
             kind = "ambiguous"
-            self._ambiguous(attempt, owner, f"internal error during the jobs call: {type(exc).__name__}")
+            self._ambiguous(attempt, owner, tries.n, f"internal error during the jobs call: {type(exc).__name__}")
         else:
             outcome = from_report(attempt, report, self.settings.results_queue)
             self._settle(attempt, owner, outcome, report)
@@ -215,38 +232,49 @@ class Dispatcher:
             outcome=None if kind in ("sent", "failed") else kind,
         )
 
-    def _tries(self, attempt: Attempt, owner: Owner) -> Callable[[], SendingReport]:
-        """One try of the jobs call; every try after the first takes its own slot."""
+    def _tries(self, attempt: Attempt, owner: Owner, tries: _Tries) -> Callable[[], SendingReport]:
+        """One try of the jobs call; every try after the first takes its own slot. Each try's
+        number is the token of its steps (``call``, ``uncall``, ``ambiguous``)."""
         body: JobCall = {**attempt.meta.body, "receivers": [entry.receiver for entry in attempt.entries]}
         # Left on the lease when a try starts: enough to connect and send before other workers
         # may take the attempt over (half a lease at most; the refresh keeps four fifths left).
         margin_s = min(self.settings.ovh_connect_timeout_s, self.settings.lease_s / 2)
-        tries = 0
+        budget_s = self.settings.retry_budget_s[attempt.lane]
+        # Longest the owner may then take before its next try: the backoff, and a slot.
+        next_try_ms = int((min(self.settings.retry_max_wait_s, budget_s) + ACQUIRE_TIMEOUT_S) * 1000)
+        started = time.monotonic()
 
         def one_try() -> SendingReport:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
+            tries.n += 1
+            number = tries.n
+            if number > 1:
                 try:
                     granted = self.limiter.acquire(attempt.lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=self._stop)
                 except REDIS_OUTAGE as exc:
                     raise _GiveBack(f"Redis does not answer ({exc})") from exc
                 if not granted:
                     raise _GiveBack("no rate-limit slot for the retry")
-                if not self._redis(lambda: self.attempts.call(owner, attempt.call_id), "mark a retry as calling"):
-                    raise _FencedOut()
+            step = self._redis(lambda: self.attempts.call(owner, attempt.call_id, number), "mark a try as calling")
+            if not step.done:
+                raise _FencedOut(step)
             # The local fence: after a pause, only this check (made after the Redis one) tells.
             if not self.lease.valid(owner, margin_s=margin_s):
                 raise _GiveBack("the lease is about to expire")
             self.telemetry.tick(threading.current_thread().name)
+            cap = self.settings.retry_attempts
+            last = (cap is not None and number >= cap) or time.monotonic() - started >= budget_s
             try:
-                with self.telemetry.jobs_try(attempt.lane, last=tries >= self.settings.retry_attempts):
+                with self.telemetry.jobs_try(attempt.lane, last=last):
                     report = self.gateway.send_job(attempt.service, attempt.login, body)
             except RetryableError as exc:
                 # Surely not carried out: back to "claimed" before the backoff, so a worker that
                 # dies while waiting leaves a call that never left, not an ambiguous one.
-                if not self._redis(lambda: self.attempts.uncall(owner, attempt.call_id), "mark a try as not sent"):
-                    raise _FencedOut() from exc
+                step = self._redis(
+                    lambda: self.attempts.uncall(owner, attempt.call_id, number, next_step_ms=next_try_ms),
+                    "mark a try as not sent",
+                )
+                if not step.done:
+                    raise _FencedOut(step) from exc
                 if exc.status == 429:
                     retry_after_s = exc.retry_after_s
                     self._feedback(lambda: self.limiter.on_rate_limited(retry_after_s))
@@ -260,35 +288,34 @@ class Dispatcher:
         return one_try
 
     def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: SendingReport | None) -> None:
-        """Record OVH's answer on the attempt and settle it, in one round trip, until Redis answers.
+        """Settle the attempt with what the call did, retried until Redis answers (the same step
+        sent again after a lost reply says it was applied). Fenced out (the lease expired, the
+        attempt was taken over), OVH's answer is recorded on the attempt instead: whoever took it
+        over settles from it."""
+        reply = self._redis(lambda: self.attempts.settle(attempt, outcome, owner=owner), "settle a call")
+        if isinstance(reply, Settled):
+            self.telemetry.results(reply.published)
+            return
+        if report is not None:
+            self._redis(lambda: self.attempts.answer(attempt.call_id, report), "record OVH's answer")
+        log.warning(
+            "call %s: not settled by this worker (%s); OVH's answer is on the attempt for whoever took it over",
+            attempt.call_id,
+            reply,
+            extra={"call_id": attempt.call_id},
+        )
 
-        Fenced out (the lease expired meanwhile), the answer is still recorded: whoever took the
-        attempt over settles from it.
-        """
-
-        def record_and_settle() -> list[str] | None:
-            if report is not None:
-                self.attempts.answer(attempt.call_id, report)
-            return self.attempts.settle(attempt, outcome, owner=owner)
-
-        published = self._redis(record_and_settle, "settle a call")
-        if published is not None:
-            self.telemetry.results(published)
-        else:
-            log.warning(
-                "call %s: lease lost before settling; OVH's answer is on the attempt for whoever took it over",
-                attempt.call_id,
-                extra={"call_id": attempt.call_id},
-            )
-
-    def _ambiguous(self, attempt: Attempt, owner: Owner, reason: str) -> None:
+    def _ambiguous(self, attempt: Attempt, owner: Owner, try_number: int, reason: str) -> None:
         log.warning(
             "call %s may have been carried out (%s): reconciling with OVH",
             attempt.call_id,
             reason,
             extra={"call_id": attempt.call_id},
         )
-        self._redis(lambda: self.attempts.ambiguous(owner, attempt.call_id, reason), "hand a call to reconciliation")
+        self._redis(
+            lambda: self.attempts.ambiguous(owner, attempt.call_id, try_number, reason),
+            "hand a call to reconciliation",
+        )
 
     @staticmethod
     def _feedback(step: Callable[[], None]) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import redis
 
+from contracts.redis_connection import text
 from worker.attempts.lifecycle import Owner
 from worker.store import keys
 
@@ -96,6 +97,13 @@ class Lease:
     def _left(self) -> float:
         with self._lock:
             return self._valid_until - self._clock()
+
+
+def live_workers(client: redis.Redis) -> list[str]:
+    """Names of the workers holding a lease now (one ``SCAN`` of the lease keys, then their values)."""
+    found = list(client.scan_iter(match=keys.LEASES, count=1000))
+    names = client.mget(found) if found else []
+    return sorted(text(name) for name in names if name is not None)
 
 
 class LeaseKeeper:

@@ -8,31 +8,17 @@ OVH's own figures; the estimate only decides the reservation.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-
-import phonenumbers
 
 from contracts.models import CreditUsage
 from worker.attempts.lifecycle import Attempt, ErrorFragment, Event, Outcome, Settlement, Tracking, by_request
 from worker.batching.buffers import Entry, Fragment
 from worker.errors import AmbiguousError, GatewayError
 from worker.ovhcloud.jobs import SendingReport
-
-_E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
-
-
-def e164(number: str) -> str:
-    """OVH reports receivers in E.164 already (as sent); other spellings are normalized."""
-    if _E164.match(number):
-        return number
-    try:
-        return phonenumbers.format_number(phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164)
-    except phonenumbers.NumberParseException:
-        return number
+from worker.phones import e164
 
 
 def error_of(exc: GatewayError) -> ErrorFragment:
@@ -73,12 +59,25 @@ def from_failure(attempt: Attempt, exc: GatewayError, default_queue: str) -> Out
 def from_report(attempt: Attempt, report: SendingReport, default_queue: str) -> Outcome:
     """Map OVH's ``SmsSendingReport`` back onto each request of the call.
 
-    ``totalCreditsRemoved`` is apportioned to the receivers OVH accepted by their estimated
-    credits, so the shares add up to OVH's figure exactly. Receivers missing from the report
-    are neither sent nor refused: they are ``unknown`` (their credits kept as spent).
+    Receivers missing from the report are neither sent nor refused: they are ``unknown`` (their
+    credits kept as spent).
     """
-    valid = [e164(r) for r in report.get("validReceivers") or []]
-    invalid = {e164(r) for r in report.get("invalidReceivers") or []}
+    sent, refused = from_report_findings(attempt, report)
+    return from_findings(
+        attempt, sent, refused=refused, unknown_reason="not in OVH's report", default_queue=default_queue
+    )
+
+
+def from_report_findings(attempt: Attempt, report: SendingReport) -> tuple[dict[str, Sent], dict[str, str]]:
+    """What OVH's ``SmsSendingReport`` says of each receiver: sent (with its id, in the order of
+    ``validReceivers``: a call carries each receiver once) or refused.
+
+    ``totalCreditsRemoved`` is apportioned to the receivers OVH accepted by their estimated
+    credits, so the shares add up to OVH's figure exactly.
+    """
+    # OVH reports receivers as sent (E.164); another spelling is normalized, an invalid one kept
+    valid = [e164(r) or r for r in report.get("validReceivers") or []]
+    invalid = {e164(r) or r for r in report.get("invalidReceivers") or []}
     ids = report.get("ids") or []
     id_of = dict(zip(valid, ids, strict=False)) if len(ids) == len(valid) else {}
     valid_set = set(valid)  # once: this is per call of up to 500 receivers
@@ -91,10 +90,7 @@ def from_report(attempt: Attempt, report: SendingReport, default_queue: str) -> 
         share = total - shared if n == len(accepted) - 1 else total * entry.credits / weight
         shared += share
         sent[entry.receiver] = Sent(id_of.get(entry.receiver), share)
-    refused = {r: "refused by OVH" for r in invalid}
-    return from_findings(
-        attempt, sent, refused=refused, unknown_reason="not in OVH's report", default_queue=default_queue
-    )
+    return sent, {r: "refused by OVH" for r in invalid}
 
 
 def from_findings(

@@ -7,8 +7,10 @@ comment describes, field for field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, NotRequired, TypedDict
 
+from worker.accounting.usage import UsageDocument
 from worker.store import scripts
 
 # -- claim --------------------------------------------------------------------------------------
@@ -32,6 +34,7 @@ class ClaimDocument(TypedDict):
     worker: str
     token: str
     attempt_ttl_s: int
+    stale_ms: int  # how long the owner may take before its next step
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,12 @@ class LeaseLost:
     """The caller's lease is gone: it may not claim."""
 
 
-ClaimReply = Claimed | NothingDue | LeaseLost
+@dataclass(frozen=True, slots=True)
+class ClaimGone:
+    """This call id was claimed and is no claim of the caller's any more (taken over, settled)."""
+
+
+ClaimReply = Claimed | NothingDue | LeaseLost | ClaimGone
 
 
 class Claim(scripts.Script[ClaimKeys, ClaimDocument, ClaimReply]):
@@ -63,6 +71,8 @@ class Claim(scripts.Script[ClaimKeys, ClaimDocument, ClaimReply]):
         status = scripts.text(raw[0])
         if status == "ok":
             return Claimed(scripts.text(raw[1]), [scripts.text(entry) for entry in raw[2:]])
+        if status == "gone":
+            return ClaimGone()
         return LeaseLost() if status == "nolease" else NothingDue()
 
 
@@ -77,19 +87,45 @@ class TransitionKeys(TypedDict):
     reconcile_wake: str
 
 
+class OwnedSms(TypedDict):
+    key: int  # index of keys.sms(id)
+    id: int
+
+
 class TransitionDocument(TypedDict):
     op: str  # call, uncall, ambiguous, answer
     call_id: str
     token: str
     worker: str
+    try_number: NotRequired[int]  # the attempt's try number after the step (its token)
+    stale_ms: NotRequired[int]  # call, uncall: how long the owner may take before its next step
+    try_ms: NotRequired[int]  # call, ambiguous: a try's own deadline (connect + read timeouts)
     report: NotRequired[str]  # answer: OVH's SmsSendingReport, JSON
+    owned: NotRequired[list[OwnedSms]]  # answer: the SMS ids it names
+    owned_ttl_s: NotRequired[int]  # answer
     reason: NotRequired[str]  # ambiguous
     grace_ms: NotRequired[int]  # ambiguous
     deadline_ms: NotRequired[int]  # ambiguous
 
 
+class Step(Enum):
+    """What an owner's transition answered."""
+
+    APPLIED = "applied"
+    ALREADY = "already"  # applied before, by this owner: its reply was lost
+    GONE = "gone"  # no such attempt any more (settled, released, taken over)
+    TAKEN = "taken"  # another owner holds it
+    NOLEASE = "nolease"  # the caller's lease expired
+    REFUSED = "refused"  # the attempt is in another state
+
+    @property
+    def done(self) -> bool:
+        """The transition holds, whether this call or an earlier one of the same owner applied it."""
+        return self in (Step.APPLIED, Step.ALREADY)
+
+
 class Transition(scripts.Script[TransitionKeys, TransitionDocument, str]):
-    """``applied`` or ``refused`` for a transition; the attempt's state (``""``: gone) for an answer."""
+    """A ``Step`` value for a transition; the attempt's state (``""``: gone) for an answer."""
 
     NAME = "attempt"
     Keys = TransitionKeys
@@ -120,6 +156,7 @@ class ReleaseDocument(TypedDict):
     call_id: str
     token: str
     worker: str
+    tombstone_ttl_s: int
 
 
 class Release(scripts.Script[ReleaseKeys, ReleaseDocument, int]):
@@ -150,6 +187,7 @@ class TakeoverDocument(TypedDict):
     grace_ms: int
     deadline_ms: int
     reason: str
+    tombstone_ttl_s: int
 
 
 class Takeover(scripts.Script[TakeoverKeys, TakeoverDocument, str]):
@@ -173,6 +211,7 @@ class SettleKeys(BufferKeys):
     stats: str
     pull: str
     receipts: str
+    receipts_order: str
 
 
 class SettleRequest(TypedDict):
@@ -223,48 +262,86 @@ class SettleCampaign(TypedDict):
     credits: float
 
 
+class InFlight(TypedDict):
+    id: str  # call id
+    key: int  # index of keys.attempt(id)
+
+
 class SettleDocument(TypedDict):
     call_id: str
     fence: str  # "owner" or "reconciler"
-    token: str
+    token: str  # the owner's lease token, or the reconciler's look
     worker: str
     quota: NotRequired[int]  # key index of the call's user's quota hash, when it has a user
     result_ttl_s: int
     request_ttl_s: int
     queue_cap: int
     result_actor: str
+    tombstone_ttl_s: int
     settlements: list[SettleRequest]
     events: list[SettleEvent]
+    owned: list[OwnedSms]  # every SMS said sent
+    owned_ttl_s: int
+    proof: str
+    found: list[str]  # reconciler: receivers it found an SMS for
+    listed_at: int  # reconciler: Redis ms when it read the in-flight set
+    others: list[InFlight]  # reconciler: the in-flight attempts it read then
     tracking_ttl_s: int
     tracking: list[SettleTracking]
+    pull_cap: int
     resend: list[str]  # encoded entries
     campaign: NotRequired[SettleCampaign]
+    usage: NotRequired[UsageDocument]  # consumption per day, user, tag and sender (lua/_usage.lua)
 
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """The attempt is settled: the status of each result this step published."""
+    """The attempt is settled: the status of each result published; ``again``: by an earlier
+    run of the same step (its reply was lost), nothing applied this time."""
 
     published: list[str]
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NotSettled:
-    """This caller may not settle the attempt (fenced out, or settled already)."""
+    """This caller may not settle the attempt: ``why`` (``gone``, ``taken``, ``nolease``,
+    ``not ambiguous``)."""
+
+    why: str
 
 
-SettleReply = Settled | NotSettled
+@dataclass(frozen=True, slots=True)
+class ProofTaken:
+    """An SMS the reconciler found is another call's proof: look again without it."""
+
+    ovh_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettleFirst:
+    """An attempt still calling with the same receiver and text may own an SMS found: it settles first."""
+
+    call_id: str
+
+
+SettleReply = Settled | NotSettled | ProofTaken | SettleFirst
 
 
 class Settle(scripts.Script[SettleKeys, SettleDocument, SettleReply]):
     NAME = "settle"
-    PRELUDE = scripts.CAMPAIGN_PRELUDE
+    PRELUDE = scripts.SETTLE_PRELUDE
     Keys = SettleKeys
 
     def reply(self, raw: Any) -> SettleReply:
-        if raw == -1:
-            return NotSettled()
-        return Settled([scripts.text(status) for status in raw])
+        kind = scripts.text(raw[0])
+        if kind in ("settled", "already"):
+            return Settled([scripts.text(status) for status in raw[1:]], again=kind == "already")
+        if kind == "taken":
+            return ProofTaken(int(raw[1]))
+        if kind == "wait":
+            return SettleFirst(scripts.text(raw[1]))
+        return NotSettled(scripts.text(raw[1]))
 
 
 # -- reconcile_pick -----------------------------------------------------------------------------

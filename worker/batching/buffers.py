@@ -14,19 +14,30 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 import redis
 
+from contracts.redis_connection import text
 from contracts.wire import RESULT_ACTOR_NAME, accept_actor_name, lane_queue
+from worker.accounting.credits import STOP_MENTION
 from worker.ovhcloud.jobs import JobBody
+from worker.quiet_hours import QuietHours
 from worker.settings import Settings
 from worker.store import keys, scripts
 
 #: A buffer still filling is due a linger after its newest entry, and at most this many lingers
 #: after its oldest: a steady stream of identical sends goes out in whole calls, a lull at once.
 LINGER_CAP = 10
+
+#: Commercial buffers ``peek`` moves past the quiet hours in one look at most (then it answers
+#: "nothing due before the window's end"; the next look goes on).
+PEEK_SKIPS = 100
 
 #: Lane of the alert SMS a quota crossing sends (it is urgent and tiny).
 ALERT_SMS_LANE = "high"
@@ -55,35 +66,73 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Entry:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        arrival, request_id, receiver, credits, reply_to = text.split("|")
+        arrival, request_id, receiver, credits, reply_to = text(raw).split("|")
         return cls(int(arrival), request_id, receiver, float(credits), reply_to)
+
+
+def stored_text(body: JobBody) -> str:
+    """The text OVH keeps in its records for an SMS of this call: the message, and the STOP
+    mention OVH appends to a commercial one (``noStopClause`` false)."""
+    return body["message"] if body["noStopClause"] else body["message"] + STOP_MENTION
+
+
+def proof_key(service: str, body: JobBody) -> str:
+    """What OVH's records tell apart: two calls with the same proof key and receiver leave SMS
+    that look alike in ``GET /sms/{sn}/outgoing`` (same account, stored text, sender and tag,
+    whatever the user, lane or priority), so reconciliation counts them against each other."""
+    parts = (service, stored_text(body), body.get("sender") or "", body.get("tag") or "")
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True, slots=True)
 class CallMeta:
     """What the receivers of one batch key share: the OVH account and user the call goes
-    through, its lane, and the jobs call body without receivers. Stored as canonical JSON with
-    the buffer and the attempt (``keys.buffer_meta``, the attempt's ``meta``), read back here only."""
+    through, its lane, the jobs call body without receivers, and its proof key (``proof_key``).
+    Stored as canonical JSON with the buffer and the attempt (``keys.buffer_meta``, the attempt's
+    ``meta``; ``settle.lua`` reads ``proof``), read back here only."""
 
     service: str
     login: str | None
     lane: str
     body: JobBody
+    proof: str
+    hold_until_ms: int = 0  # held by the worker until then (the quiet hours): never shares a key with sends due now
 
     def encode(self) -> str:
         """Canonical JSON (sorted keys): equal metas encode equal, so they share a batch key."""
-        value = {"service": self.service, "login": self.login, "lane": self.lane, "body": self.body}
+        value: dict[str, Any] = {
+            "service": self.service,
+            "login": self.login,
+            "lane": self.lane,
+            "body": self.body,
+            "proof": self.proof,
+        }
+        if self.hold_until_ms:
+            value["hold_until_ms"] = self.hold_until_ms
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> CallMeta:
         value = json.loads(raw)
-        return cls(service=value["service"], login=value["login"], lane=value["lane"], body=value["body"])
+        body: JobBody = value["body"]
+        proof = value.get("proof") or proof_key(value["service"], body)  # staged by an older version
+        return cls(
+            service=value["service"],
+            login=value["login"],
+            lane=value["lane"],
+            body=body,
+            proof=proof,
+            hold_until_ms=int(value.get("hold_until_ms") or 0),
+        )
 
     @property
     def tag(self) -> str | None:
         return self.body.get("tag")
+
+    @property
+    def text(self) -> str:
+        """The text OVH keeps in its records for the call's SMS."""
+        return stored_text(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +145,17 @@ class Meta:
 
 
 @functools.lru_cache(maxsize=4096)  # a broadcast repeats one meta: encode it once, not per request
-def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...]) -> Meta:
-    value = CallMeta(service, login, lane, dict(body))  # type: ignore[arg-type]  # a JobBody's items
+def _encode(service: str, login: str | None, lane: str, body: tuple[tuple[str, Any], ...], hold_ms: int = 0) -> Meta:
+    job: JobBody = dict(body)  # type: ignore[assignment]  # a JobBody's items
+    value = CallMeta(service, login, lane, job, proof_key(service, job), hold_ms)
     canonical = value.encode()
     return Meta(value, canonical, hashlib.sha1(canonical.encode()).hexdigest())
 
 
-def encode_meta(service: str, login: str | None, lane: str, body: JobBody) -> Meta:
-    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key."""
-    return _encode(service, login, lane, tuple(sorted(body.items())))
+def encode_meta(service: str, login: str | None, lane: str, body: JobBody, *, hold_ms: int = 0) -> Meta:
+    """The batch meta of a jobs call body (receivers left out), with its JSON and batch key;
+    ``hold_ms``: held by the worker until then (Redis ms, the quiet hours), a key of its own."""
+    return _encode(service, login, lane, tuple(sorted(body.items())), hold_ms)
 
 
 class Fragment(TypedDict):
@@ -127,6 +178,7 @@ class Skeleton(TypedDict):
     user: NotRequired[str]
     tag: NotRequired[str]
     metadata: NotRequired[dict[str, object]]
+    deferred_until: NotRequired[float]  # unix s: held by the worker for the quiet hours until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +188,7 @@ class Batch:
     lane: str
     meta: Meta
     entries: list[Entry]
+    not_before_ms: int = 0  # held by the worker until then (unix ms): the quiet hours of commercial sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +233,7 @@ class StageBatch(TypedDict):
     bufmeta: int
     due: int
     wake: int
+    not_before: int  # Redis ms the batch is held until (the quiet hours); 0: not held
     entries: list[str]  # Entry.staged()
 
 
@@ -201,6 +255,8 @@ class StageRequest(TypedDict):
     seen: int
     req: int
     outcomes: int
+    result: int  # cleared when a request refused for a transient cause is sent again
+    ready: int
     skeleton: str  # JSON
     reply_to: str
     invalid: str  # Fragment JSON objects joined by ","
@@ -212,6 +268,8 @@ class StageRequest(TypedDict):
 
 
 class StageDocument(TypedDict):
+    token: str  # this stage call's (sent again after a lost reply: "staged" again)
+    delivery: str  # the queue message's delivery (a redelivery is not a resend)
     dedupe_ttl_s: int
     request_ttl_s: int
     max_per_call: int
@@ -253,6 +311,9 @@ class CampaignRejected(TypedDict):
 
 class RejectDocument(TypedDict):
     id: str
+    token: str
+    delivery: str
+    transient: bool  # not the request's own fault: the same id may be sent again
     dedupe_ttl_s: int
     result: str  # the SendResult JSON
     result_ttl_s: int
@@ -325,8 +386,12 @@ class Buffers:
         request_ttl_s: int,
         queue_cap: int,
         campaign_stats_ttl_s: int = 0,
+        quiet: QuietHours | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
+        self.quiet = quiet
+        self.clock = clock
         self.campaign_stats_ttl_s = campaign_stats_ttl_s
         self.max_receivers_per_call = max_receivers_per_call
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -338,8 +403,11 @@ class Buffers:
         self._peek = _Peek(client)
 
     @classmethod
-    def from_settings(cls, client: redis.Redis, settings: Settings) -> Buffers:
-        """The buffers as ``settings`` configure them (every process builds them this way)."""
+    def from_settings(
+        cls, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> Buffers:
+        """The buffers as ``settings`` configure them (every process builds them this way);
+        ``clock``: the wall clock the quiet hours are read with (a seam for tests)."""
         return cls(
             client,
             max_receivers_per_call=settings.max_receivers_per_call,
@@ -348,18 +416,24 @@ class Buffers:
             request_ttl_s=settings.request_ttl_s,
             queue_cap=settings.results_queue_max_length,
             campaign_stats_ttl_s=settings.campaign_stats_ttl_s,
+            quiet=settings.quiet_hours(),
+            clock=clock,
         )
 
-    def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int]) -> list[str]:
+    def stage_many(self, stagings: list[Staging], *, linger_ms: dict[str, int], delivery: str = "") -> list[str]:
         """Stage several requests in one round trip (each request its own atomic step).
 
         One reply per request: ``staged``, ``duplicate`` or ``quota:<credits left>`` (refused by
-        its user's quota; nothing changed: the caller publishes the rejection).
+        its user's quota; nothing changed: the caller publishes the rejection). ``delivery``
+        names the queue message they came in (a redelivery of it is not a resend). Each call is
+        tokened: run again with the same arguments (its reply lost), it answers the same.
         """
         if not stagings:
             return []
         refs = self._stage.refs()
         document: StageDocument = {
+            "token": uuid.uuid4().hex,
+            "delivery": delivery or uuid.uuid4().hex,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "request_ttl_s": self.request_ttl_s,
             "max_per_call": self.max_receivers_per_call,
@@ -383,6 +457,8 @@ class Buffers:
             "seen": refs(keys.seen(rid)),
             "req": refs(keys.request(rid)),
             "outcomes": refs(keys.outcomes(rid)),
+            "result": refs(keys.result(rid)),
+            "ready": refs(keys.result_ready(rid)),
             "skeleton": scripts.json_text(staging.skeleton),
             "reply_to": staging.reply_to,
             "invalid": ",".join(scripts.json_text(o) for o in staging.invalid_outcomes),
@@ -401,6 +477,7 @@ class Buffers:
                     "bufmeta": refs(keys.buffer_meta(key)),
                     "due": refs(keys.due(batch.lane)),
                     "wake": refs(keys.wake(batch.lane)),
+                    "not_before": batch.not_before_ms,
                     "entries": [entry.staged() for entry in batch.entries],
                 }
             )
@@ -423,14 +500,27 @@ class Buffers:
         return request
 
     def reject(
-        self, request_id: str, result_json: str, reply_to: str, *, service: str | None = None, tag: str | None = None
+        self,
+        request_id: str,
+        result_json: str,
+        reply_to: str,
+        *,
+        service: str | None = None,
+        tag: str | None = None,
+        transient: bool = False,
+        delivery: str = "",
     ) -> bool:
         """Publish the result of a request refused before staging; ``False`` for a repeat.
 
-        A tagged request is counted ``rejected`` in its campaign's statistics (same step)."""
+        ``transient``: refused for a cause that is not the request's own (``delivery`` names the
+        queue message): the same id may be sent again. A tagged request is counted ``rejected``
+        in its campaign's statistics (same step)."""
         refs = self._reject.refs()
         document: RejectDocument = {
             "id": request_id,
+            "token": uuid.uuid4().hex,
+            "delivery": delivery or uuid.uuid4().hex,
+            "transient": transient,
             "dedupe_ttl_s": self.dedupe_ttl_s,
             "result": result_json,
             "result_ttl_s": self.result_ttl_s,
@@ -457,13 +547,31 @@ class Buffers:
         return self._reject(fixed, document, refs)
 
     def peek(self, lanes: list[str]) -> Due | Idle:
-        """The buffer to send next (highest lane first, most overdue first), or when one is due."""
-        refs = self._peek.refs()
-        index, value = self._peek({}, {"dues": [refs(keys.due(lane)) for lane in lanes]}, refs)
-        if index == 0:
-            next_due = int(value)
-            return Idle(None if next_due < 0 else next_due)
-        return Due(lanes[index - 1], value)
+        """The buffer to send next (highest lane first, most overdue first), or when one is due.
+
+        In the quiet hours, a due commercial buffer (staged before they began, and waiting for a
+        rate-limit slot since: a requests-mode campaign) is not sent: it is due again at the
+        next allowed time, and the next buffer is looked at. Outside them this costs nothing.
+        """
+        held_ms = 0  # in Redis' time base
+        if self.quiet is not None:
+            now = self.clock()
+            held = self.quiet.held_until(datetime.fromtimestamp(now, UTC), commercial=True)
+            held_ms = int((time.time() + held.timestamp() - now) * 1000) if held is not None else 0
+        for _ in range(PEEK_SKIPS):
+            refs = self._peek.refs()
+            index, value = self._peek({}, {"dues": [refs(keys.due(lane)) for lane in lanes]}, refs)
+            if index == 0:
+                next_due = int(value)
+                return Idle(None if next_due < 0 else next_due)
+            lane = lanes[index - 1]
+            if not held_ms:
+                return Due(lane, value)
+            meta = self.redis.get(keys.buffer_meta(value))
+            if meta is None or CallMeta.decode(meta).body.get("noStopClause", False):
+                return Due(lane, value)
+            self.redis.zadd(keys.due(lane), {value: held_ms}, xx=True)
+        return Idle(held_ms)
 
     def wait_for_work(self, lanes: list[str], timeout_s: float) -> None:
         """Block until a buffer of one of ``lanes`` becomes due (or the timeout passes).

@@ -8,4 +8,8 @@
 - ``stats``: the worker's per-tag counters (``lua/_campaign.lua``), and the typed entry points
   delivery reports and STOP replies call. ``ptt``: what OVH's ptt codes mean.
 - ``report``: a campaign's figures from those counters; ``html``: the same as a page of charts.
+- ``bulk``: ``--via bulk``: the rows as OVH receivers documents (served by ``sms-worker inbound``);
+  ``bulk_dispatch``: the thread of ``sms-worker run`` sending them, one jobs call each, under the
+  bulk attempt lifecycle (``worker.attempts.bulk``); ``outcomes``: rows' results from callbacks
+  (``callbacks``, in ``inbound``) and tag listings; ``control``: pause, resume, cancel, breaker.
 """

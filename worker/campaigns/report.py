@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.campaigns.ptt import PttMeanings
+from worker.after_send.ptts import PttLookup
 from worker.campaigns.stats import DELAY_EDGES_S, TagStats, bucket_upper_s
 
 #: Percentiles of the delivery time reported.
@@ -92,15 +92,22 @@ def percentile_bucket(delays: dict[int, int], p: int) -> int | None:
     return None
 
 
-def build(stats: TagStats, meanings: PttMeanings) -> Report:
+def _meaning(ptts: PttLookup, code: str) -> tuple[str, str]:
+    """``(description, duration)`` of a ptt code as the campaign's statistics count it."""
+    if not code.isdigit():
+        return "no ptt in the delivery report", "unknown"
+    info = ptts.describe(int(code))
+    return info.description or "not a code OVH's guide lists", info.duration or "unknown"
+
+
+def build(stats: TagStats, ptts: PttLookup) -> Report:
     dlr = stats.dlr
     sent = stats.receivers.get("sent", 0)
     final = sum(dlr.get(s, 0) for s in ("delivered", "failed", "expired", "unknown"))
     failures = [
-        Failure(code, count, m.description, m.duration)
+        Failure(code, count, *_meaning(ptts, code))
         for code, count in sorted(stats.ptts.items(), key=lambda item: (-item[1], item[0]))
         if count
-        for m in [meanings.meaning(code)]
     ]
     delivery_s: dict[str, float | None] = {}
     for p in PERCENTILES:

@@ -43,15 +43,22 @@ def derive_campaign_id(path: Path, size: int | None, message: str, tag: str | No
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
+#: How the summary prints a campaign id (``campaign-<id>``), and how its request ids and default tag begin.
+CAMPAIGN_PREFIX = "campaign-"
+
+
 def check_campaign_id(campaign_id: str) -> str:
-    if not CAMPAIGN_ID.match(campaign_id):
-        raise UsageError(f"--campaign-id {campaign_id!r}: 1 to 64 of A-Z a-z 0-9 . _ -")
-    return campaign_id
+    """The id of ``--campaign-id``, given bare or as the summary prints it (``campaign-<id>``):
+    both name the same campaign, so resuming with the printed id sends nothing twice."""
+    bare = campaign_id.removeprefix(CAMPAIGN_PREFIX)
+    if not CAMPAIGN_ID.match(bare):
+        raise UsageError(f"--campaign-id {campaign_id!r}: 1 to 64 of A-Z a-z 0-9 . _ - (after campaign-)")
+    return bare
 
 
 def request_id(campaign_id: str, line: int) -> str:
     """The request id of a row: ``campaign-<id>/<line>`` (matches ``BASE_REQUEST_ID_PATTERN``)."""
-    return f"campaign-{campaign_id}/{line}"
+    return f"{CAMPAIGN_PREFIX}{campaign_id}/{line}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from worker.campaigns.pricing import Pricing
 from worker.campaigns.progress import CampaignProgress
 from worker.campaigns.rejects import RejectsFile
 from worker.campaigns.rows import Campaign, Ready, Rejected, build, request_id
+from worker.intake import mailmerge
 from worker.store import keys, scripts
 
 #: Rows read, checked and published together by default (one Redis round trip each way).
@@ -117,6 +118,10 @@ class Summary:
     differed_period: int = 0  # minutes, for the first rows queued
     rejects_file: str | None = None
     elapsed_s: float = 0.0
+    via: str = "requests"  # how the rows are sent: requests, or bulk (receivers documents)
+    documents: int = 0  # bulk: receivers documents (one jobs call each)
+    held_until: str | None = None  # bulk: commercial rows held for the quiet hours until then (ISO)
+    example: dict[str, Any] | None = None  # the first sendable row: its line and its text as merged
 
     def as_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -217,12 +222,21 @@ class CampaignRun:
                 self._reject(row.line, fields[row.line], f"{row.receiver} is already on line {owner}")
             else:
                 unique.append(row)
+        if s.example is None and unique:
+            first = unique[0].request
+            values = (first.variables or {}).get(first.receivers[0])
+            s.example = {"line": unique[0].line, "text": mailmerge.render(first.message, values)}
         for row in unique:
             s.parts += row.parts
             rate = self.pricing.rate(row.country)
             s.estimated_credits += row.parts * (rate or 0.0)
         if self.dry_run:
             return
+        self._queue_rows(unique, fields)
+
+    def _queue_rows(self, unique: list[Ready], fields: dict[int, tuple[str, ...]]) -> None:
+        """Queue the chunk's rows to send (requests mode: one request each, unless an earlier run did)."""
+        s = self.summary
         publish = self._earlier(unique, fields)
         self.producer.publish(row.request for row in publish)
         if publish:

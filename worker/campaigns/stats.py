@@ -27,6 +27,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 import redis
 
+from contracts.redis_connection import text
 from worker.store import keys, scripts
 
 #: Upper edges of the delivery-time histogram's buckets, in seconds (``CAMPAIGN_DELAY_EDGES_S`` in
@@ -143,10 +144,6 @@ def _unix(value: float | datetime | None) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else value
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def delay_bucket(seconds: float) -> int:
     """The histogram bucket (from 1) of a delivery that took ``seconds`` (as ``lua/_campaign.lua``)."""
     for n, edge in enumerate(DELAY_EDGES_S, start=1):
@@ -201,7 +198,7 @@ class CampaignStats:
             document["sent_at"] = sent
         if (delivered := _unix(delivered_at)) is not None:
             document["delivered_at"] = delivered
-        stats_key = keys.campaign_stats(_text(service), _text(tag))
+        stats_key = keys.campaign_stats(text(service), text(tag))
         return self._delivery({"sms": sms_key, "stats": stats_key}, document)
 
     def opted_out(self, service: str, tag: str) -> bool:
@@ -210,5 +207,5 @@ class CampaignStats:
 
     def read(self, service: str, tag: str) -> TagStats | None:
         """The tag's counters, or ``None`` when the worker holds none (never sent, or expired)."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.campaign_stats(service, tag)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.campaign_stats(service, tag)).items()}
         return TagStats.parse(service, tag, raw) if raw else None

@@ -12,9 +12,33 @@ import argparse
 import sys
 from importlib import metadata
 from types import ModuleType
+from typing import NoReturn
 
-from worker.cli import account, callbacks, campaign, devtools, dlq, health, inbound, quotas, run, send, users
+from worker.cli import (
+    account,
+    callbacks,
+    campaign,
+    credits,
+    devtools,
+    dlq,
+    health,
+    inbound,
+    quotas,
+    rates,
+    run,
+    send,
+    senders,
+    usage,
+    users,
+)
 from worker.errors import ConfigurationError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _add(commands: argparse._SubParsersAction, name: str, module: ModuleType, help: str) -> None:  # type: ignore[type-arg]
@@ -31,7 +55,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sms-worker", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="sms-worker", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(commands, "campaign", campaign, "send a mail-merge contacts file; report on a campaign's tag")
     _add(commands, "users", users, "list, show, create, update or delete the account's OVH SMS API users")
     _add(commands, "account", account, "credits, senders and the worker's quotas of the SMS account")
+    _add(commands, "senders", senders, "list, show, declare or delete the account's senders (validated by OVH)")
+    _add(commands, "credits", credits, "credits left; price, order, automatic top-up, transfer of credits")
+    _add(commands, "usage", usage, "SMS and credits per user, tag or sender over a period (re-invoicing)")
+    _add(commands, "rates", rates, "credits and price of one SMS per destination country")
     _add(commands, "dlq", dlq, "list, show, replay or drop the lanes' dead letters")
     devtools.add_commands(commands)
     return parser
@@ -84,11 +112,22 @@ def outage(exc: BaseException) -> str | None:
     return None
 
 
+def chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose (``campaign send``), so that a mistake is
+    answered with that command's own usage, not the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return chosen(action.choices[name], args)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "passes_on", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.tool_args = unknown  # a developer tool's own arguments (worker.cli.devtools)
     _configure_logging(args.verbose)
     try:

@@ -14,9 +14,15 @@ import json
 import sys
 from typing import Any
 
-from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
-from worker.cli.users import check_ovh_credentials
-from worker.errors import UsageError
+from worker.cli.common import (
+    check_ovh_credentials,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    service = service_of(args.service, settings)
     check_ovh_credentials(settings)
     client = ovh_client(settings)
     account = client.get(f"/sms/{service}")

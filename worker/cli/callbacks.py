@@ -17,7 +17,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.cli.common import check_production_config, load_settings, print_table, require_redis
+from worker.cli.common import check_production_config, load_settings, print_table, redis_for
 from worker.cli.inbound import check_token
 from worker.errors import ConfigurationError, GatewayError
 
@@ -51,8 +51,6 @@ def base_url(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import redis
-
     from worker.app import consumer_key_id
     from worker.ovhcloud.background_calls import BackgroundCalls
     from worker.ovhcloud.client import make_client
@@ -61,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     token = check_token(settings)
-    check_production_config(settings)
-    require_redis(settings, "callbacks setup")
+    check_production_config(settings, "callbacks setup")
     service = args.service or settings.service_name
     if not service:
         raise ConfigurationError("no SMS account: give --service or set SMS_WORKER_SERVICE_NAME")
@@ -77,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return make_client(settings.ovh_endpoint, timeout=(settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s))
 
     limiter = RateLimiter(
-        redis.Redis.from_url(settings.redis_url),
+        redis_for(settings, "callbacks setup"),
         key=consumer_key_id(settings.ovh_endpoint, factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,

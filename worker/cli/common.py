@@ -6,6 +6,8 @@ becomes one line; ``worker.cli.main`` prints it and exits non-zero, never with a
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +16,8 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from worker.errors import ConfigurationError
+from contracts.redis_connection import connect
+from worker.errors import ConfigurationError, UsageError
 
 #: Longest a command waits to connect to Redis (seconds): an unreachable host fails fast.
 REDIS_CONNECT_TIMEOUT_S = 5.0
@@ -49,7 +52,7 @@ def require_redis(settings: Any, command: str) -> str:
         raise ConfigurationError(f"REDIS_URL is not set: sms-worker {command} needs the worker's Redis")
     url = str(settings.redis_url)
     try:
-        redis.Redis.from_url(url).close()
+        connect(url).close()
     except ValueError as exc:
         raise ConfigurationError(f"REDIS_URL is malformed: {_without_password(str(exc), url)}") from None
     return url
@@ -65,31 +68,77 @@ def _without_password(text: str, url: str) -> str:
 
 def redis_for(settings: Any, command: str) -> redis.Redis:
     """A client of the worker's Redis that gives up connecting after ``REDIS_CONNECT_TIMEOUT_S``."""
-    return redis.Redis.from_url(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+    return connect(require_redis(settings, command), socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
 
 
-def ovh_client(settings: Any) -> Any:
-    """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup."""
-    from worker.ovhcloud.client import make_client
+#: What to set when OVH credentials are missing.
+_CREDENTIALS_HELP = (
+    "set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), "
+    "or provide an ovh.conf"
+)
 
-    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
-    return make_client(settings.ovh_endpoint, timeout=timeout, **settings.ovh_credentials())
 
+def ovh_client(settings: Any, *, public: bool = False) -> Any:
+    """python-ovh's client for ``settings``: credentials from settings, else python-ovh's own lookup.
 
-def check_production_config(settings: Any) -> None:
-    """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
+    ``ConfigurationError`` with one line when ``OVH_ENDPOINT`` is not an endpoint python-ovh
+    knows (nor a base URL) or when credentials are missing: which variable, never its value.
+    ``public``: for OVH's unsigned routes, which need no credentials: python-ovh still wants
+    keys to build a client, so placeholders stand in when none are configured (never sent).
+    """
+    import difflib
+
+    import ovh.client
     import ovh.exceptions
 
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: sms-worker run needs the Redis broker the producers use")
-    require_redis(settings, "run")
-    try:
-        ovh_client(settings)
-    except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
+    from worker.ovhcloud.client import is_base_url, make_client
+
+    endpoint = settings.ovh_endpoint
+    if not is_base_url(endpoint) and endpoint not in ovh.client.ENDPOINTS:
+        names = [name for name in ovh.client.ENDPOINTS if not is_base_url(name)]
+        close = difflib.get_close_matches(endpoint, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigurationError(
-            f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
-            "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
-        ) from None
+            f"OVH_ENDPOINT {endpoint!r} is not an OVH endpoint{hint}: give one of {', '.join(names)}, "
+            "or a base URL such as http://127.0.0.1:8080/1.0 (the sandbox)"
+        )
+    timeout = (settings.ovh_connect_timeout_s, settings.ovh_read_timeout_s)
+    try:
+        client = make_client(endpoint, timeout=timeout, **settings.ovh_credentials())
+    except ovh.exceptions.InvalidConfiguration as exc:
+        if public:
+            return make_client(endpoint, timeout=timeout, application_key="-", application_secret="-")
+        raise ConfigurationError(f"OVH credentials are missing or incomplete ({exc}): {_CREDENTIALS_HELP}") from None
+    if client._application_key and not client._consumer_key and not public:
+        raise ConfigurationError(
+            "OVH_CONSUMER_KEY is not set (nor in ovh.conf): the application key needs a consumer key, "
+            "which OVH gives when the application's access is granted"
+        )
+    return client
+
+
+def service_of(given: str | None, settings: Any) -> str:
+    """The SMS account a command works on: ``--service``, else ``SMS_WORKER_SERVICE_NAME``."""
+    from contracts.models import SERVICE_NAME_PATTERN
+
+    service = given or settings.service_name
+    if service is None:
+        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    if not re.match(SERVICE_NAME_PATTERN, service):
+        raise UsageError(f"--service {service!r} is not an OVH SMS account name")
+    return str(service)
+
+
+def check_ovh_credentials(settings: Any) -> None:
+    """One line when OVH credentials are missing or ``OVH_ENDPOINT`` is wrong, before any call
+    (Redis is optional for the admin commands): ``ovh_client``'s own checks."""
+    ovh_client(settings)
+
+
+def check_production_config(settings: Any, command: str) -> None:
+    """Refuse to run without a broker or OVH credentials; never fall back to the sandbox."""
+    require_redis(settings, command)
+    ovh_client(settings)
 
 
 def preflight(settings: Any) -> None:
@@ -117,7 +166,29 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def credits_cell(value: float | None) -> str:
-    """Credits for a table: no limit as ``-``, whole numbers without decimals."""
+    """Credits for a table: no limit as ``-``, whole numbers without decimals, never an exponent
+    (1000000, not 1e+06), at most 6 decimals."""
     if value is None:
         return "-"
-    return f"{round(value, 6):g}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def ensure_confirmable(*, yes: bool, refusal: str) -> None:
+    """``UsageError`` (``refusal`` and the hint to add ``--yes``) when there is neither ``--yes``
+    nor a terminal on stdin to ask on: a script never gets a purchase it did not confirm."""
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(f"{refusal}: no terminal to confirm on; add --yes to confirm in a script")
+
+
+def confirmed(question: str, *, yes: bool, refusal: str) -> bool:
+    """Whether the person agrees to ``question`` (asked on stderr, answered on stdin's terminal).
+
+    ``yes`` (``--yes``, for scripts) agrees without asking; without a terminal nothing is assumed
+    (``ensure_confirmable``). A ``y`` or ``yes`` agrees; anything else (Enter, end of input) does not.
+    """
+    ensure_confirmable(yes=yes, refusal=refusal)
+    if yes:
+        return True
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -1,4 +1,4 @@
-"""``sms-worker demo`` and ``sms-worker sandbox``: developer tools kept out of the production path.
+"""``sms-worker dev``, ``demo`` and ``sandbox``: developer tools kept out of the production path.
 
 They live in the ``devstack`` and ``ovh_sandbox`` packages, which ``sms-worker run`` and the
 image never load: this module imports them only when one of these commands runs (the one
@@ -35,6 +35,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _dev(args: argparse.Namespace) -> int:
+    with _installed("devstack"):
+        from devstack.dev import run_dev
+    return run_dev(args)
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     with _installed("ovh_sandbox"):
         from ovh_sandbox.cli import main
@@ -42,6 +48,14 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    dev = commands.add_parser(
+        "dev", help="a local stack until Ctrl-C: private Redis, sandbox, worker, inbound service, callbacks wired"
+    )
+    dev.add_argument("--sandbox-port", type=int, default=0, help="port of the OVH sandbox (default: a free one)")
+    dev.add_argument("--inbound-port", type=int, default=0, help="port of the inbound service (default: a free one)")
+    dev.add_argument("--redis-port", type=int, default=0, help="port of the private Redis (default: a free one)")
+    dev.add_argument("--seed", type=int, default=0, help="seed of the sandbox's delivery outcomes")
+    dev.set_defaults(func=_dev)
     demo = commands.add_parser("demo", help="run everything locally (private Redis, sandbox, worker) and send")
     demo.set_defaults(func=_demo)
     # add_help=False: --help goes to the sandbox's own parser, with every option it has.

@@ -136,7 +136,7 @@ def _drop(dead: Any, letter: Any) -> str:
 
 def _masked(item: Any) -> dict[str, Any]:
     """A request of a dead letter without its text and with receivers masked."""
-    from worker.ops.logs import mask_phone
+    from worker.phones import mask_number
 
     payload = item.payload if isinstance(item.payload, dict) else {}
     shown: dict[str, Any] = {"request_id": item.request_id, "state": item.state, "status": item.status}
@@ -144,7 +144,7 @@ def _masked(item: Any) -> dict[str, Any]:
         shown["problem"] = item.problem
     receivers = payload.get("receivers")
     if isinstance(receivers, list):
-        shown["receivers"] = [mask_phone(str(r)) for r in receivers[:20]] + (["..."] if len(receivers) > 20 else [])
+        shown["receivers"] = [mask_number(str(r)) for r in receivers[:20]] + (["..."] if len(receivers) > 20 else [])
     for name in ("priority", "tag", "user", "service_name", "reply_to"):
         if payload.get(name) is not None:
             shown[name] = payload[name]

@@ -2,7 +2,8 @@
 
 Asks the worker running beside it: ``GET /healthz`` (or ``/readyz`` with ``--ready``) on
 ``127.0.0.1:$SMS_WORKER_METRICS_PORT``; prints its one-line answer and exits 0 when healthy,
-1 when not. Without a metrics port there is no process to ask: it checks that Redis answers.
+1 when not. Without a metrics port there is no process to ask: it checks that Redis answers and
+that at least one worker holds a lease there (an ``sms-worker run`` is alive).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.metrics_port is None:
-        return _redis_answers(settings)
+        return _workers_alive(settings)
     if settings.metrics_port == 0:
         raise ConfigurationError("SMS_WORKER_METRICS_PORT is 0 (any free port): health needs the port the worker uses")
     host = "127.0.0.1" if settings.metrics_host in _WILDCARDS else settings.metrics_host
@@ -52,16 +53,22 @@ def _line(body: bytes) -> str:
     return " ".join(body.decode(errors="replace").split())
 
 
-def _redis_answers(settings: object) -> int:
+def _workers_alive(settings: object) -> int:
+    """Without a metrics port: Redis answers and at least one worker holds a lease in it."""
+    from worker.attempts.lease import live_workers
     from worker.ops.readiness import NotReady, check_redis, redis_client
 
     client = redis_client(require_redis(settings, "health"))
     try:
         check_redis(client)
+        workers = live_workers(client)
     except NotReady as exc:
         print(exc)
         return 1
     finally:
         client.close()
-    print("Redis answers (SMS_WORKER_METRICS_PORT is not set: no worker endpoint to ask)")
+    if not workers:
+        print("no worker is running: Redis answers, but no sms-worker run holds a lease in it")
+        return 1
+    print(f"{len(workers)} worker(s) hold a lease in Redis (SMS_WORKER_METRICS_PORT is not set: no endpoint to ask)")
     return 0

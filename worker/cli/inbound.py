@@ -41,12 +41,13 @@ def check_token(settings: object) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from worker.after_send.service import serve
+    from worker.campaigns.callbacks import BulkMapper
 
     settings = load_settings(inbound_host=args.host, inbound_port=args.port)
     check_token(settings)
     require_redis(settings, "inbound")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, bulk_mapper=BulkMapper(settings)))
     except OSError as exc:
         raise ConfigurationError(f"cannot listen on {settings.inbound_host}:{settings.inbound_port}: {exc}") from None
     return 0

@@ -7,8 +7,15 @@ import dataclasses
 import json
 import sys
 
-from worker.cli.common import check_production_config, credits_cell, load_settings, ovh_client, print_table, redis_for
-from worker.errors import ConfigurationError
+from worker.cli.common import (
+    check_production_config,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = QuotaStore(redis_for(settings, "quotas"))
     if args.quotas_command == "sync":
-        service = args.service or settings.service_name
-        if service is None:
-            raise ConfigurationError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
-        check_production_config(settings)
+        service = service_of(args.service, settings)
+        check_production_config(settings, "quotas sync")
         synced = sync_from_ovh(store, ovh_client(settings), service, args.user, alert_sms=settings.quota_alert_sms)
         print(f"synced {len(synced)} user(s) of {service} from OVH", file=sys.stderr)
     states = store.all()

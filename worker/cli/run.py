@@ -31,7 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from worker.app import build_app
 
     settings = load_settings(lanes=args.lanes, threads=args.threads, dispatchers=args.dispatchers)
-    check_production_config(settings)
+    check_production_config(settings, "run")
+    if not settings.service_name:
+        raise ConfigurationError(
+            "SMS_WORKER_SERVICE_NAME is not set: name the OVH SMS account (sms-xx11111-1) the worker sends through; "
+            "without it every request that names none would be rejected"
+        )
     preflight(settings)
     # Accept threads are CPU-bound; dispatchers wait on Redis and OVH. A shorter GIL switch
     # interval (default 5 ms) lets a dispatcher whose answer arrived run sooner, which is what

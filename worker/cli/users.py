@@ -20,7 +20,15 @@ import sys
 from typing import Any
 
 from contracts.models import LOGIN_PATTERN
-from worker.cli.common import credits_cell, load_settings, ovh_client, print_table, redis_for
+from worker.cli.common import (
+    check_ovh_credentials,
+    credits_cell,
+    load_settings,
+    ovh_client,
+    print_table,
+    redis_for,
+    service_of,
+)
 from worker.errors import UsageError
 
 #: OVH accepts at most this many IP restrictions per user.
@@ -35,18 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = commands.add_parser("list", help="every API user with its quota, alert and callbacks")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = commands.add_parser("show", help="one API user")
-    show.add_argument("login")
+    show.add_argument("login", help="the API user's login")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     create = commands.add_parser("create", help="create an API user, then apply the options given")
-    create.add_argument("login")
+    create.add_argument("login", help="the API user's login")
     create.add_argument("--password", help="8 letters and digits (default: generated, printed once)")
     _settings_options(create)
     update = commands.add_parser("update", help="change an API user's quota, alert, callbacks or IPs")
-    update.add_argument("login")
+    update.add_argument("login", help="the API user's login")
     update.add_argument("--password", help="a new password: 8 letters and digits")
     _settings_options(update)
     delete = commands.add_parser("delete", help="delete an API user (its quota's credits go back to the account)")
-    delete.add_argument("login")
+    delete.add_argument("login", help="the API user's login")
     delete.add_argument("--yes", action="store_true", help="really delete")
 
 
@@ -134,9 +142,7 @@ def view(user: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    service = args.service or settings.service_name
-    if service is None:
-        raise UsageError("no SMS account: pass --service or set SMS_WORKER_SERVICE_NAME")
+    service = service_of(args.service, settings)
     check_ovh_credentials(settings)
     client = ovh_client(settings)
     base = f"/sms/{service}/users"
@@ -146,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         return _print(users, args.json)
     login = _check_login(args.login)
     if command == "show":
-        return _print([view(client.get(f"{base}/{login}"))], args.json)
+        return _print([view(client.get(f"{base}/{login}"))], args.json, one=True)
     if command == "delete":
         if not args.yes:
             raise UsageError(f"deleting user {login} of {service} cannot be undone: add --yes")
@@ -175,20 +181,7 @@ def run(args: argparse.Namespace) -> int:
             "(sms-worker quotas sync does it later)",
             file=sys.stderr,
         )
-    return _print([view(user)], args.json)
-
-
-def check_ovh_credentials(settings: Any) -> None:
-    """One line when OVH credentials are missing (Redis is optional for these commands)."""
-    import ovh.exceptions
-
-    try:
-        ovh_client(settings)
-    except (ovh.exceptions.InvalidConfiguration, ovh.exceptions.InvalidRegion) as exc:
-        raise UsageError(
-            f"OVH credentials are missing or invalid ({exc}): set OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET and "
-            "OVH_CONSUMER_KEY (or OVH_CLIENT_ID and OVH_CLIENT_SECRET), or provide an ovh.conf"
-        ) from None
+    return _print([view(user)], args.json, one=True)
 
 
 def _sync(settings: Any, service: str, login: str, user: dict[str, Any]) -> bool:
@@ -207,9 +200,10 @@ def _forget(settings: Any, service: str, login: str) -> None:
     QuotaStore(redis_for(settings, "users")).forget(service, login)
 
 
-def _print(users: list[dict[str, Any]], as_json: bool) -> int:
+def _print(users: list[dict[str, Any]], as_json: bool, *, one: bool = False) -> int:
+    """A table, or JSON: a list of users (``list``), or the user as an object (``one``)."""
     if as_json:
-        print(json.dumps(users, indent=2))
+        print(json.dumps(users[0] if one else users, indent=2))
         return 0
     rows = [("LOGIN", "QUOTA LEFT", "ALERT AT", "ALERT BY", "CALLBACK", "STOP CALLBACK", "IPS")]
     for user in users:

@@ -6,6 +6,13 @@ check the account can pay (best effort, cached); then dedupe, reserve the user's
 stage in one atomic Redis step per request. A request that cannot be sent gets its one
 ``rejected`` result here.
 
+Rejections are final only for the request's own faults (``FINAL_REJECTIONS``); one refused
+for a cause that is not its own (``TRANSIENT_REJECTIONS``: its user's quota, the account's
+credits, a fault of ours) does not burn its id: the same id sent again in a new message is
+taken as a new try. A request whose destination's credit rate OVH has not told yet is not
+refused: its message is retried (``dramatiq.Retry``) while the rate is read in the background,
+for up to ``rate_wait_s``, and only then refused with ``rate_unknown`` (transient).
+
 Nothing is lost and nothing stalls: each request of a pack is prepared on its own (an unexpected
 error gives that request a ``rejected`` result with code ``internal_error``, its neighbours go
 on); staging is retried through a Redis outage of minutes (it is idempotent); an item whose
@@ -20,9 +27,11 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -33,52 +42,62 @@ from contracts.models import (
     MAX_METADATA_BYTES,
     REQUEST_ID_PATTERN,
     SERVICE_NAME_PATTERN,
-    ErrorInfo,
     QueueName,
     ReceiverOutcome,
     SendRequest,
     SendResult,
     describe_validation_error,
 )
-from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, accept_actor_name, lane_queue
+from contracts.wire import CONTRACT_VERSION, DEFAULT_LANE, lane_queue, request_message
 from worker import phones
 from worker.accounting import credits
 from worker.accounting.quotas import EPSILON as QUOTA_EPSILON
 from worker.accounting.quotas import QuotaStore
 from worker.batching.buffers import Batch, Buffers, Entry, Fragment, QuotaRequest, Skeleton, Staging, encode_meta
-from worker.errors import UnreadablePayload
+from worker.errors import Rejection, UnreadablePayload
 from worker.intake import mailmerge
-from worker.intake.policy import Policy, PolicyRefusal
+from worker.intake.policy import Policy
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.jobs import JobBody
+from worker.quiet_hours import QuietHours
 from worker.retries import REDIS_OUTAGE, until_redis_answers
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Delays of a message whose requests wait for a destination's rate (ms): about as long as it
+#: has waited, within these bounds.
+RATE_RETRY_MIN_MS, RATE_RETRY_MAX_MS = 1_000, 30_000
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 _QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
 
 
-class Rejection(Exception):
-    """The request cannot be sent; carries what its ``rejected`` result says."""
+#: Rejections for the request's own faults: its id is spent (a repeat changes nothing).
+FINAL_REJECTIONS = frozenset(
+    {"invalid_request", "no_valid_receivers", "message_too_long", "sender_not_allowed", "blacklisted"}
+)
+#: Rejections for a cause that is not the request's own: the same id may be sent again.
+TRANSIENT_REJECTIONS = frozenset({"quota_exceeded", "account_credits_exhausted", "rate_unknown", "internal_error"})
 
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        outcomes: Sequence[ReceiverOutcome] = (),
-        credits_needed: float | None = None,
-        credits_left: float | None = None,
-    ):
-        super().__init__(message)
-        self.error = ErrorInfo(
-            code=code, message=message, field=field, credits_needed=credits_needed, credits_left=credits_left
-        )
-        self.outcomes = list(outcomes)
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The queue message a payload came in: its dramatiq id (a redelivery of it is not a resend)
+    and when it was first queued (unix s: how long its requests have waited for a rate)."""
+
+    message_id: str
+    first_at_s: float
+
+    @classmethod
+    def now(cls) -> Delivery:
+        """A payload handed over directly (no queue message): a delivery of its own."""
+        return cls(uuid.uuid4().hex, time.time())
+
+
+class _WaitForRate(Exception):
+    """A destination's credit rate is not known yet: the request waits for it."""
 
 
 def _parsed(payload: Any) -> Any:
@@ -147,7 +166,9 @@ class AcceptStage:
     """``rates`` prices each destination; ``balance`` (optional) backs the account check;
     ``quotas`` (optional) tells which users OVH holds a quota for (the account does not pay);
     ``dead_letter(queue, message)`` parks an unreadable item of a pack; ``policy`` (optional)
-    refuses senders OVH does not allow and commercial sends to numbers that opted out."""
+    refuses senders OVH does not allow and commercial sends to numbers that opted out;
+    ``quiet`` (optional) holds commercial sends accepted in the quiet hours until they end
+    (their result says until when: ``deferred_until``), never a non-commercial one."""
 
     def __init__(
         self,
@@ -160,6 +181,8 @@ class AcceptStage:
         dead_letter: Callable[[str, dramatiq.Message[Any]], None] | None = None,
         telemetry: Telemetry | None = None,
         policy: Policy | None = None,
+        quiet: QuietHours | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.buffers = buffers
@@ -169,14 +192,18 @@ class AcceptStage:
         self.dead_letter = dead_letter
         self.telemetry = telemetry or Telemetry()
         self.policy = policy
+        self.quiet = quiet  # the quiet hours of commercial sends (worker.quiet_hours); None: never held
+        self.clock = clock  # wall clock (unix s) the quiet hours are read with: a seam for tests
 
-    def __call__(self, payload: Any, *, lane: str | None = None) -> list[str]:
+    def __call__(self, payload: Any, *, lane: str | None = None, delivery: Delivery | None = None) -> list[str]:
         """Accept one request or a pack of them (a JSON array); one outcome per readable request.
 
         Outcomes are ``staged``, ``duplicate`` or ``rejected``, in the order of the readable
-        requests. The requests of a pack are staged in one round trip.
+        requests. The requests of a pack are staged in one round trip. Raises ``dramatiq.Retry``
+        after staging the others when a request waits for a destination's rate.
         """
         lane = lane or DEFAULT_LANE
+        delivery = delivery or Delivery.now()
         items = _items(payload)
         if self.policy is not None:  # the blacklist is re-read (if it moved) once per message
             self.policy.new_pack()
@@ -196,24 +223,40 @@ class AcceptStage:
         outcomes: dict[int, str] = {}
         prepared: list[_Prepared] = []
         held: dict[str, float] = defaultdict(float)  # credits this pack already asked of each account
+        waiting: dict[int, str] = {}  # request index -> which rate it waits for
         for n, (request_id, data) in enumerate(readable):
             try:
                 ready = self._prepare_through_outage(n, request_id, data, held)
             except Rejection as rejection:
-                outcomes[n] = self._reject(request_id, data, rejection, lane)
+                outcomes[n] = self._reject(request_id, data, rejection, lane, delivery)
+                continue
+            except _WaitForRate as exc:
+                waiting[n] = str(exc)
                 continue
             except REDIS_OUTAGE:
                 raise
             except Exception as exc:  # a fault of ours on this one request: its neighbours go on
                 log.exception("request %s could not be prepared", request_id, extra={"request_id": request_id})
                 failure = Rejection("internal_error", f"the worker failed on this request ({type(exc).__name__})")
-                outcomes[n] = self._reject(request_id, data, failure, lane)
+                outcomes[n] = self._reject(request_id, data, failure, lane, delivery)
                 continue
             if ready.account_checked:
                 held[ready.service] += ready.needed
             prepared.append(ready)
-        for ready, reply in zip(prepared, self._stage(prepared), strict=True):
-            outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane)
+        for ready, reply in zip(prepared, self._stage(prepared, delivery), strict=True):
+            outcomes[ready.index] = self._after_stage(ready, reply, readable[ready.index][1], lane, delivery)
+        if waiting:
+            waited_s = time.time() - delivery.first_at_s
+            if waited_s < self.settings.rate_wait_s:
+                self.telemetry.requests_accepted(lane, outcomes.values())
+                # The whole message comes back (the others are then repeats: nothing changes);
+                # the rate is being read at once meanwhile (RateTable asked the refresher).
+                delay_ms = int(min(max(waited_s * 1000, RATE_RETRY_MIN_MS), RATE_RETRY_MAX_MS))
+                raise dramatiq.Retry(f"{len(waiting)} request(s) wait for a destination's rate", delay=delay_ms)
+            for n, why in waiting.items():
+                request_id, data = readable[n]
+                unknown = Rejection("rate_unknown", f"receivers: {why}; send it again later", field="receivers")
+                outcomes[n] = self._reject(request_id, data, unknown, lane, delivery)
         self.telemetry.requests_accepted(lane, outcomes.values())
         return [outcomes[n] for n in range(len(readable))]
 
@@ -234,7 +277,7 @@ class AcceptStage:
 
     # -- staging ----------------------------------------------------------------------------------
 
-    def _stage(self, prepared: list[_Prepared]) -> list[str]:
+    def _stage(self, prepared: list[_Prepared], delivery: Delivery) -> list[str]:
         """Stage the pack in one round trip, through a Redis outage; one by one if the pack fails."""
         if not prepared:
             return []
@@ -242,7 +285,7 @@ class AcceptStage:
 
         def stage(batch: list[Staging]) -> list[str]:
             return until_redis_answers(
-                lambda: self.buffers.stage_many(batch, linger_ms=self.settings.linger_ms),
+                lambda: self.buffers.stage_many(batch, linger_ms=self.settings.linger_ms, delivery=delivery.message_id),
                 outage_s=self.settings.redis_outage_s,
                 what="stage requests",
             )
@@ -260,12 +303,11 @@ class AcceptStage:
                 replies.append("error")
         return replies
 
-    def _after_stage(self, ready: _Prepared, reply: str, data: dict[str, Any], lane: str) -> str:
+    def _after_stage(self, ready: _Prepared, reply: str, data: dict[str, Any], lane: str, delivery: Delivery) -> str:
         request = ready.request
         if reply == "error":
-            return self._reject(
-                request.request_id, data, Rejection("internal_error", "the worker could not stage this request"), lane
-            )
+            failure = Rejection("internal_error", "the worker could not stage this request")
+            return self._reject(request.request_id, data, failure, lane, delivery)
         if reply.startswith("quota:"):
             left = float(reply.split(":", 1)[1])
             message = (
@@ -276,15 +318,13 @@ class AcceptStage:
                 "quota_exceeded", message, field="user", credits_needed=ready.needed, credits_left=left,
                 outcomes=[ReceiverOutcome.model_validate(o) for o in ready.staging.invalid_outcomes],
             )  # fmt: skip
-            return self._reject(request.request_id, data, rejection, lane)
+            return self._reject(request.request_id, data, rejection, lane, delivery)
         if reply == "staged" and ready.account_checked and self.balance is not None:
             self.balance.debit(ready.service, ready.needed)
         return reply
 
     def _dead_letter(self, item: Any, exc: UnreadablePayload, lane: str) -> None:
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=lane_queue(lane), actor_name=accept_actor_name(lane), args=(item,), kwargs={}, options={}
-        )
+        message = request_message(lane, item)
         log.error("dead-lettering one request of a pack on %s: %s", lane_queue(lane), exc)
         if self.dead_letter is not None:
             self.dead_letter(lane_queue(lane), message)
@@ -292,9 +332,24 @@ class AcceptStage:
 
     # -- preparing one request --------------------------------------------------------------------
 
+    def _hold(self, request: SendRequest) -> tuple[int, float | None]:
+        """How a commercial request accepted in the quiet hours is held: ``(not before, in Redis'
+        time base (unix ms), until when by ``clock`` (unix s))``, or ``(0, None)``. Its send
+        time, differed period included, must be allowed."""
+        if self.quiet is None or request.no_stop_clause:
+            return 0, None
+        differed_s = (request.differed_period or 0) * 60
+        now = self.clock()
+        held = self.quiet.held_until(datetime.fromtimestamp(now + differed_s, UTC), commercial=True)
+        if held is None:
+            return 0, None
+        until = held.timestamp() - differed_s
+        return int((time.time() + until - now) * 1000), until
+
     def _prepare(self, index: int, request_id: str, data: dict[str, Any], held: dict[str, float]) -> _Prepared:
         request = self._validate(data)
-        batches, invalid = self._batches(request)
+        hold_ms, deferred_until = self._hold(request)
+        batches, invalid = self._batches(request, hold_ms)
         service = batches[0].meta.value.service
         needed = sum(entry.credits for batch in batches for entry in batch.entries)
         checked = self._check_account(request, service, needed, already=held[service])
@@ -305,6 +360,8 @@ class AcceptStage:
             "service_name": service,
             "accepted_at": time.time(),
         }
+        if deferred_until is not None:
+            skeleton["deferred_until"] = deferred_until
         if request.user is not None:
             skeleton["user"] = request.user
         if request.tag is not None:
@@ -367,7 +424,7 @@ class AcceptStage:
             field, message = describe_validation_error(exc)
             raise Rejection("invalid_request", message, field=field) from None
 
-    def _batches(self, request: SendRequest) -> tuple[list[Batch], list[ReceiverOutcome]]:
+    def _batches(self, request: SendRequest, hold_ms: int = 0) -> tuple[list[Batch], list[ReceiverOutcome]]:
         service = request.service_name or self.settings.service_name
         if service is None:
             raise Rejection(
@@ -383,9 +440,9 @@ class AcceptStage:
         if self.policy is not None and valid:  # sender and blacklist, before any credit is reserved
             try:
                 valid, blocked = self.policy.screen(request, service, valid)
-            except PolicyRefusal as refusal:
-                outcomes = invalid + refusal.outcomes
-                raise Rejection(refusal.code, refusal.message, field=refusal.field, outcomes=outcomes) from None
+            except Rejection as rejection:
+                rejection.outcomes[:0] = invalid  # the invalid ones were set aside first
+                raise
             invalid += blocked
         if not valid:
             raise Rejection(
@@ -400,7 +457,7 @@ class AcceptStage:
             except credits.UnknownDestination as exc:
                 invalid.append(ReceiverOutcome(receiver=receiver.given, status="invalid", reason=str(exc)))
             except credits.RateUnknown as exc:
-                raise Rejection("rate_unknown", f"receivers: {exc}", field="receivers") from None
+                raise _WaitForRate(str(exc)) from None
         if not priced:
             raise Rejection("no_valid_receivers", "receivers: none can be sent to", field="receivers", outcomes=invalid)
         by_text: dict[str, list[phones.Receiver]] = defaultdict(list)
@@ -416,17 +473,22 @@ class AcceptStage:
                 estimate = credits.estimate(text, no_stop_clause=request.no_stop_clause)
             except credits.MessageTooLong as exc:
                 raise Rejection("message_too_long", f"message: {exc}", field="message") from None
-            meta = encode_meta(service, request.user, request.lane, ovh_body(request, text, self.settings.sender))
+            body = ovh_body(request, text, self.settings.sender)
+            meta = encode_meta(service, request.user, request.lane, body, hold_ms=hold_ms)
             entries = [
                 Entry(0, request.request_id, r.e164 or "", estimate.parts * rates[r.e164 or ""], reply_to)
                 for r in group
             ]
-            batches.append(Batch(lane=request.lane, meta=meta, entries=entries))
+            batches.append(Batch(lane=request.lane, meta=meta, entries=entries, not_before_ms=hold_ms))
         return batches, invalid
 
     # -- rejecting ----------------------------------------------------------------------------------
 
-    def _reject(self, request_id: str, data: dict[str, Any], rejection: Rejection, lane: str) -> str:
+    def _reject(
+        self, request_id: str, data: dict[str, Any], rejection: Rejection, lane: str, delivery: Delivery
+    ) -> str:
+        """Publish the request's ``rejected`` result (once: a repeat publishes nothing); a
+        transient rejection leaves its id free to be sent again."""
         try:  # the contract's own rule for queue names (lane queues are refused)
             reply_to = _QUEUE_NAME.validate_python(data.get("reply_to"))
         except ValidationError:
@@ -452,6 +514,8 @@ class AcceptStage:
                 reply_to,
                 service=service if service and _SERVICE_NAME.fullmatch(service) else None,
                 tag=result.tag,
+                transient=rejection.error.code in TRANSIENT_REJECTIONS,
+                delivery=delivery.message_id,
             ),
             outage_s=self.settings.redis_outage_s,
             what="publish a rejection",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -31,7 +30,8 @@ from typing import Any, TypedDict
 import dramatiq
 import redis
 
-from contracts.wire import LANES, accept_actor_name, lane_queue, result_key
+from contracts.redis_connection import text
+from contracts.wire import LANES, lane_queue, request_message, result_key
 from worker.errors import UnreadablePayload
 from worker.intake.accept import read_payload
 from worker.store import keys, scripts
@@ -112,10 +112,6 @@ class DeadLetter:
         }
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def _last_line(traceback: str) -> str:
     lines = [line.strip() for line in traceback.splitlines() if line.strip()]
     return lines[-1] if lines else traceback
@@ -155,11 +151,11 @@ class DeadLetters:
             )
             if not entries:
                 continue
-            ids = [_text(member) for member, _ in entries]
+            ids = [text(member) for member, _ in entries]
             bodies: list[bytes | None] = self.redis.hmget(keys.dead_letter_messages(queue), ids)  # type: ignore[assignment]
             for (member, score), body in zip(entries, bodies, strict=True):
                 if body is not None:
-                    found.append(self._read(queue, _text(member), int(score), body))
+                    found.append(self._read(queue, text(member), int(score), body))
         return found
 
     def find(self, prefix: str, lanes: Iterable[str] = LANES) -> list[DeadLetter]:
@@ -232,16 +228,8 @@ class DeadLetters:
         todo = [item for item in letter.items if item.state == "no result"]
         if not todo:
             return "nothing to replay"
-        lane = letter.lane
-        message_id = str(uuid.uuid4())
         payload: Any = todo[0].payload if len(todo) == 1 else [item.payload for item in todo]
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=letter.queue,
-            actor_name=accept_actor_name(lane),
-            args=(payload,),
-            kwargs={},
-            options={"redis_message_id": message_id},
-        )
+        message = request_message(letter.lane, payload)
         refs = self._replay.refs()
         checks = [
             ref
@@ -252,7 +240,7 @@ class DeadLetters:
         document: _ReplayDocument = {
             "id": letter.message_id,
             "sha1": hashlib.sha1(letter.body).hexdigest(),
-            "message_id": message_id,
+            "message_id": message.message_id,
             "body": message.encode().decode(),
             "checks": checks,
             "remove": all(item.state != "unreadable" for item in letter.items),

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 
 from contracts.models import ReceiverOutcome, SendRequest
+from worker.errors import Rejection
 from worker.ovhcloud.blacklist import Blacklist
 from worker.ovhcloud.senders import ENABLED, Senders
 from worker.phones import Receiver
@@ -29,17 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Why a receiver is blacklisted, as its outcome says.
 BLACKLISTED_REASON = "opted out (STOP) or on the account's blacklist: commercial SMS are not sent to it"
-
-
-class PolicyRefusal(Exception):
-    """The request cannot be sent; ``code`` and ``field`` go into its rejected result."""
-
-    def __init__(self, code: str, message: str, *, field: str, outcomes: Sequence[ReceiverOutcome] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.outcomes = list(outcomes)
 
 
 class Policy:
@@ -63,7 +52,7 @@ class Policy:
     def screen(
         self, request: SendRequest, service: str, valid: list[Receiver]
     ) -> tuple[list[Receiver], list[ReceiverOutcome]]:
-        """``(receivers to send to, outcomes of those set aside)``; ``PolicyRefusal`` when none is left."""
+        """``(receivers to send to, outcomes of those set aside)``; ``Rejection`` when none is left."""
         if service not in self._services:
             with self._services_lock:
                 self._services.add(service)
@@ -71,7 +60,7 @@ class Policy:
         if self.settings.sender_check and sender is not None:
             status = self.senders.status(service, sender)
             if status is not None and status != ENABLED:
-                raise PolicyRefusal(
+                raise Rejection(
                     "sender_not_allowed",
                     f"sender: {sender!r} cannot be used on {service} (OVH status: {status})",
                     field="sender",
@@ -93,7 +82,7 @@ class Policy:
         kept = [r for r in valid if r.e164 not in blocked]
         log.info("request %s: %d receivers blacklisted on %s", request.request_id, len(outcomes), service)
         if not kept:
-            raise PolicyRefusal(
+            raise Rejection(
                 "blacklisted",
                 "receivers: every receiver opted out (STOP) or is on the account's blacklist",
                 field="receivers",

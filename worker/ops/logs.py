@@ -25,39 +25,19 @@ from typing import Any
 import dramatiq
 from pythonjsonlogger.json import JsonFormatter
 
+from worker.phones import mask_number
+
 #: Attributes every ``LogRecord`` has; anything else on a record was passed as ``extra``.
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 _E164 = re.compile(r"\+(\d{6,15})\b")
 
 
-def mask_phone(number: str) -> str:
-    """``+33612345678`` -> ``+33*******78``: the country code and the last 2 digits are kept.
-
-    Anything that is not an E.164 number keeps only its last 2 characters.
-    """
-    digits = number[1:] if number.startswith("+") else None
-    if digits is None or not digits.isdigit() or len(digits) < 4:
-        return "*" * max(len(number) - 2, 0) + number[-2:]
-    code = _country_code_length(digits)
-    return "+" + digits[:code] + "*" * (len(digits) - code - 2) + digits[-2:]
-
-
-def _country_code_length(digits: str) -> int:
-    """Length of the ITU country calling code that starts ``digits`` (1 to 3 digits)."""
-    import phonenumbers
-
-    for length in (1, 2, 3):
-        if phonenumbers.region_code_for_country_code(int(digits[:length])) != "ZZ":
-            return length
-    return 1
-
-
 def redact(text: str) -> str:
-    """``text`` with every E.164-looking number masked (``mask_phone``)."""
+    """``text`` with every E.164-looking number masked (``worker.phones.mask_number``)."""
     if "+" not in text:
         return text
-    return _E164.sub(lambda match: mask_phone(match.group(0)), text)
+    return _E164.sub(lambda match: mask_number(match.group(0)), text)
 
 
 def _fold(text: str) -> str:

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from contracts.redis_connection import text
 from contracts.wire import lane_queue, queue_key
 from worker.accounting.quotas import QuotaStore
 from worker.store import keys
@@ -70,6 +71,11 @@ class Metrics:
         )
         self.ambiguous_calls = Counter(
             "sms_worker_ambiguous_calls", "Jobs calls whose outcome is unknown (may have been sent)", registry=r
+        )
+        self.breaker_trips = Counter(
+            "sms_worker_campaign_breaker_trips",
+            "Bulk campaigns paused by the circuit breaker (failure share over its window)",
+            registry=r,
         )
         self.reconciled_receivers = Counter(
             "sms_worker_reconciled_receivers",
@@ -127,13 +133,20 @@ class RedisGauges(Collector):
         with self.client.pipeline(transaction=False) as pipe:
             for lane in self.lanes:
                 for batch_key in buffers[lane]:
-                    pipe.llen(keys.buffer(batch_key.decode()))
+                    pipe.llen(keys.buffer(text(batch_key)))
             lengths = iter(pipe.execute())
         for n, lane in enumerate(self.lanes):
             depth.add_metric([lane], replies[2 * n])
             staged.add_metric([lane], sum(next(lengths) for _ in buffers[lane]))
         yield depth
         yield staged
+        # counted by settle.lua for every replica (keys.STATS): a counter of the whole deployment
+        dropped = CounterMetricFamily(
+            "sms_worker_pull_receipts_dropped",
+            "SMS pull mode stopped polling the receipt of, past SMS_WORKER_PULL_MAX_PENDING (all replicas)",
+        )
+        dropped.add_metric([], float(self.client.hget(keys.STATS, "dropped:receipts") or 0))
+        yield dropped
         if self.current_rate is not None:
             rate = GaugeMetricFamily(
                 "sms_worker_rate_limit_current_per_second",

@@ -20,6 +20,7 @@ import ovh.exceptions
 import redis
 import requests
 
+from contracts.redis_connection import connect
 from worker.ovhcloud.client import describe_error
 from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
 
@@ -42,7 +43,7 @@ def redis_client(url: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> redis.Redis
 
     Raises ``ValueError`` (without the URL, which may hold a password) when ``url`` is malformed.
     """
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    return connect(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
 
 
 def check_redis(client: redis.Redis) -> None:

@@ -141,6 +141,10 @@ class Telemetry:
         """Receivers of an ambiguous call reconciled against OVH (``sent``, ``absent``...)."""
         self.metrics.reconciled_receivers.labels(outcome).inc(receivers)
 
+    def breaker_tripped(self) -> None:
+        """A bulk campaign paused by its circuit breaker (``worker.campaigns.control``)."""
+        self.metrics.breaker_trips.inc()
+
     def rate_limit_granted(self, grant: GrantLike) -> None:
         """``RateLimiter(on_grant=...)``: how long the slot was waited for."""
         self.metrics.rate_limit_wait.observe(grant.waited_s)

@@ -22,13 +22,10 @@ import redis
 
 from worker.errors import GatewayError, NoSlot
 from worker.ovhcloud.gateway import OvhGateway
-from worker.ovhcloud.rate_limit import BACKGROUND_LANE, LIMITER_LANES, RateLimiter
+from worker.ovhcloud.rate_limit import ACQUIRE_TIMEOUT_S, BACKGROUND_LANE, LIMITER_LANES, RateLimiter
 from worker.store import keys
 
 log = logging.getLogger(__name__)
-
-#: Longest a background call waits for its rate-limit slot (seconds); then the round gives up.
-ACQUIRE_TIMEOUT_S = 30.0
 
 
 class BackgroundCalls:
@@ -71,6 +68,9 @@ class BackgroundCalls:
 
     def put(self, path: str, **body: Any) -> Any:
         return self._call(lambda: self.gateway.put(path, **body))
+
+    def delete(self, path: str) -> Any:
+        return self._call(lambda: self.gateway.delete(path))
 
     def _call(self, call: Callable[[], Any]) -> Any:
         if not self.limiter.acquire(self.lane, timeout_s=self.acquire_timeout_s, stop=self.stop):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
 
+from contracts.redis_connection import text
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.phones import normalize
 from worker.store import keys
@@ -56,7 +56,7 @@ class Blacklist:
             pipe.smembers(keys.blacklist(service))
             pipe.zrange(keys.optouts(service), 0, -1)
             generation, listed, opted_out = pipe.execute()
-        numbers = frozenset(_text(n) for n in listed) | frozenset(_text(n) for n in opted_out)
+        numbers = frozenset(text(n) for n in listed) | frozenset(text(n) for n in opted_out)
         with self._lock:
             self._mirror[service] = (generation, numbers)
 
@@ -66,7 +66,7 @@ class Blacklist:
         """Replace the synced list with OVH's; trim old opt-outs. Returns the numbers listed."""
         listed = calls.get(f"/sms/{service}/blacklists")
         numbers = {e164 for raw in listed if (e164 := normalize(str(raw), self.default_region).e164) is not None}
-        current = {_text(n) for n in self.redis.smembers(keys.blacklist(service))}
+        current = {text(n) for n in self.redis.smembers(keys.blacklist(service))}
         expired = self.redis.zremrangebyscore(keys.optouts(service), "-inf", (time.time() - keys.OPTOUT_KEEP_S) * 1000)
         if numbers != current or expired:
             with self.redis.pipeline(transaction=True) as pipe:
@@ -77,7 +77,3 @@ class Blacklist:
                 pipe.execute()
             log.info("blacklist of %s synced from OVH: %d numbers", service, len(numbers))
         return len(numbers)
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

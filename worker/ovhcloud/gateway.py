@@ -25,7 +25,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from worker.errors import AmbiguousError, GatewayError, PermanentError, RetryableError
-from worker.ovhcloud.jobs import JobCall, SendingReport
+from worker.ovhcloud.jobs import DocumentJobCall, JobCall, SendingReport
 
 #: HTTP statuses after which OVH surely did not carry the call out.
 RETRYABLE_STATUSES = {429, 503}
@@ -105,7 +105,7 @@ class OvhGateway:
     def _last_response(self) -> requests.Response | None:
         return getattr(self._local, "response", None)
 
-    def send_job(self, service: str, login: str | None, body: JobCall) -> SendingReport:
+    def send_job(self, service: str, login: str | None, body: JobCall | DocumentJobCall) -> SendingReport:
         """``POST /sms/{service}[/users/{login}]/jobs``; returns OVH's ``sms.SmsSendingReport``."""
         path = f"/sms/{service}/jobs" if login is None else f"/sms/{service}/users/{login}/jobs"
         client = self.client
@@ -131,6 +131,15 @@ class OvhGateway:
         self._local.response = None
         try:
             return client.put(path, **body)
+        except ovh.exceptions.APIError as exc:
+            raise classify(exc, self._last_response()) from exc
+
+    def delete(self, path: str) -> Any:
+        """A signed DELETE (a pending job of a cancelled campaign), its failures classified."""
+        client = self.client
+        self._local.response = None
+        try:
+            return client.delete(path)
         except ovh.exceptions.APIError as exc:
             raise classify(exc, self._last_response()) from exc
 

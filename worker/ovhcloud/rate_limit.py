@@ -86,6 +86,9 @@ BACKGROUND_LANE = "background"
 #: is looked up within a few slots even while a campaign wants every one, without taking the
 #: headroom kept for codes.
 RECONCILE_LANE = "reconcile"
+#: Longest a caller waits for a slot before giving up this round (seconds): a dispatcher then
+#: looks at the buffers again, a background job tries again next period.
+ACQUIRE_TIMEOUT_S = 30.0
 #: Every lane the limiter orders, highest priority first.
 LIMITER_LANES: tuple[str, ...] = (LANES[0], RECONCILE_LANE, *LANES[1:], BACKGROUND_LANE)
 #: The lanes that may take the headroom: one-time codes.

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from contracts.redis_connection import text
 from worker.errors import GatewayError, PermanentError
 from worker.ovhcloud.background_calls import BackgroundCalls, take_lease
 from worker.store import keys
@@ -32,10 +33,6 @@ ENABLED = "enable"
 COMPLETE = "*"
 #: Most senders looked up one by one in one sync.
 MAX_SENDERS = 100
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class Senders:
@@ -61,7 +58,7 @@ class Senders:
 
     def reload(self, service: str) -> bool:
         """Copy the Redis cache into memory; False when it has expired (a sync is due)."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(keys.senders(service)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.senders(service)).items()}
         complete = raw.pop(COMPLETE, None) is not None
         with self._lock:
             self._known[service] = (complete, raw)
@@ -85,11 +82,15 @@ class Senders:
         with self._lock:
             wanted, self._wanted = self._wanted, set()
         for service, sender in sorted(wanted):
-            status = self._fetch(service, sender, calls)
-            self.redis.hset(keys.senders(service), sender, status)
-            if self.redis.ttl(keys.senders(service)) < 0:  # a new hash: the cache's lifetime
-                self.redis.expire(keys.senders(service), max(int(self.ttl_s), 1))
+            self.record(service, sender, self._fetch(service, sender, calls))
             self.reload(service)
+
+    def record(self, service: str, sender: str, status: str) -> None:
+        """Put what OVH now says of ``sender`` (``missing`` once deleted) in the shared cache, so
+        the replicas follow ``sms-worker senders add`` or ``delete`` without waiting for it to expire."""
+        self.redis.hset(keys.senders(service), sender, status)
+        if self.redis.ttl(keys.senders(service)) < 0:  # a new hash: the cache's lifetime
+            self.redis.expire(keys.senders(service), max(int(self.ttl_s), 1))
 
     @staticmethod
     def _fetch(service: str, sender: str, calls: BackgroundCalls) -> str:

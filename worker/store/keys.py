@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from contracts.wire import KEY_PREFIX, group_key, queue_key, result_key, result_ready_key
+from contracts import wire
+from contracts.wire import KEY_PREFIX
 
 PREFIX = KEY_PREFIX
 
@@ -24,7 +25,9 @@ PREFIX = KEY_PREFIX
 
 
 def seen(request_id: str) -> str:
-    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``)."""
+    """String: the dedupe marker of an accepted or rejected request id (TTL ``dedupe_ttl_s``):
+    ``s:<stage token>`` staged, ``r:<token>`` rejected for good, ``t:<queue message id>`` refused
+    for a cause that was not the request's own (a new message with that id is a resend)."""
     return f"{PREFIX}seen:{{{request_id}}}"
 
 
@@ -39,12 +42,13 @@ def outcomes(request_id: str) -> str:
     return f"{PREFIX}outcomes:{{{request_id}}}"
 
 
+# The keys a producer reads, defined with the rest of the queue layout in ``contracts.wire``:
 #: String: a request's final result, read by ``SmsProducer.wait`` (TTL ``result_ttl_s``).
-result = result_key
-#: List pushed when a request's result is written: ``SmsProducer.wait`` blocks on it.
-result_ready = result_ready_key
-#: String: the number of parts a split send has (written by the producer).
-group = group_key
+result = wire.result_key
+#: List pushed when a request's result is written: ``SmsProducer.wait`` blocks on it (TTL ``result_ttl_s``).
+result_ready = wire.result_ready_key
+#: String: the number of parts a split send has (written by the producer, TTL a day).
+group = wire.group_key
 
 # -- batch buffers ----------------------------------------------------------------------------
 
@@ -74,7 +78,10 @@ def wake(lane: str) -> str:
 
 
 def attempt(call_id: str) -> str:
-    """Hash per OVH jobs call: state, owner lease, what was claimed, OVH's answer once known."""
+    """Hash per OVH jobs call: state, owner lease, what was claimed, tries, when the last try left
+    and its deadline, when it goes stale, OVH's answer once known. TTL ``attempt_ttl_s`` (a safety
+    net); once settled, released or taken over, a tombstone (state, by whom, what was published)
+    with TTL ``Timing.tombstone_ttl_s`` (``redis_outage_s`` plus a minute)."""
     return f"{PREFIX}attempt:{call_id}"
 
 
@@ -92,6 +99,10 @@ def lease(token: str) -> str:
     return f"{PREFIX}lease:{token}"
 
 
+#: Pattern of every worker lease (``SCAN`` it to count the workers alive).
+LEASES = lease("*")
+
+
 # -- accounting ---------------------------------------------------------------------------------
 
 
@@ -107,10 +118,13 @@ QUOTAS = PREFIX + "quotas"
 
 
 def sms(ovh_id: int | str) -> str:
-    """Hash per OVH SMS id, written at settlement, TTL ``delivery_tracking_ttl_s``: the request
-    and receiver it was sent for (``request_id``, ``receiver``, ``reply_to``, ``tag``,
-    ``service``, ``login``, ``call_id``, ``sent_at`` unix s), for delivery reports and replies;
-    ``campaign_dlr``: the delivery status counted in its campaign's statistics (lua/_campaign.lua)."""
+    """Hash per OVH SMS id the worker knows of: ``call_id``, the one call whose proof it is (written
+    when OVH's answer names it, or a reconciliation found it; whatever the tracking setting), and
+    when tracked the request and receiver it was sent for (``request_id``, ``receiver``,
+    ``reply_to``, ``tag``, ``service``, ``login``, ``sent_at`` unix s), for delivery reports and
+    replies; ``campaign_dlr``: the delivery status counted in its campaign's statistics
+    (lua/_campaign.lua). TTL the longer of ``delivery_tracking_ttl_s`` and
+    ``Timing.owned_ttl_s`` (about ``reconcile_deadline_s`` plus 12 minutes with the defaults)."""
     return f"{PREFIX}sms:{ovh_id}"
 
 
@@ -123,9 +137,13 @@ RATES = PREFIX + "rates"
 
 #: Sorted set (pull mode): OVH ids of SMS whose final receipt is still awaited, scored by their
 #: next poll (unix ms). settle.lua adds each SMS while ``PULL`` exists; an id leaves on its final
-#: receipt, when its poll budget is spent or its ``sms`` hash expired. Key TTL refreshed by the
-#: poller (a day), so it is bounded by the SMS sent in a day of pull mode.
+#: receipt, when its poll budget is spent or its ``sms`` hash expired, or when more than
+#: ``pull_max_pending`` newer ones came (``RECEIPTS_ORDER``). Key TTL refreshed by the poller (a day).
 RECEIPTS = PREFIX + "receipts"
+#: List (pull mode): OVH ids in the order settle.lua indexed them into ``RECEIPTS``, at most
+#: ``pull_max_pending``: past it the oldest are dropped from both (counted in ``STATS`` under
+#: ``dropped:receipts``), so ``RECEIPTS`` never holds more. TTL a day, renewed by each settlement.
+RECEIPTS_ORDER = PREFIX + "receipts-order"
 #: Hash (pull mode) present while a receipt poller runs: ``first_poll_delay_ms``. settle.lua
 #: indexes SMS into ``RECEIPTS`` only while it exists; TTL a few poll rounds, renewed each round.
 PULL = PREFIX + "pull"
@@ -202,7 +220,9 @@ def pull_budget(minute: int) -> str:
     return f"{PREFIX}pull-budget:{minute}"
 
 
-#: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap).
+#: Hash of counters the scripts keep: ``dropped:<queue>`` (events dropped by a results queue's cap),
+#: ``dropped:receipts`` (SMS pull mode stopped polling, past ``pull_max_pending``). Bounded: one
+#: field per queue.
 STATS = PREFIX + "stats"
 
 # -- campaigns (worker.campaigns, sms-worker campaign) -----------------------------------------
@@ -229,9 +249,80 @@ def campaign_queued(campaign_id: str) -> str:
     return f"{PREFIX}campaign-queued:{{{campaign_id}}}"
 
 
-#: Hash of ptt code -> JSON of OVH's ``sms.PttDetails`` (``GET /sms/ptts?ptt=``), read once and
-#: kept for reports (bounded: one field per code OVH has).
-PTTS = PREFIX + "ptts"
+# -- consumption per period (worker.accounting.usage, sms-worker usage) ------------------------
+
+#: Most distinct values of one dimension (users, tags or senders) counted apart in one day of
+#: ``usage``; the SMS of further values that day are counted together (``<metric>|<dimension>``).
+USAGE_MAX_VALUES = 500
+
+
+def usage(service: str, day: str) -> str:
+    """Hash per SMS account and day (``YYYY-MM-DD`` in ``usage_timezone``): the SMS and credits
+    settled that day, per user, tag and sender (fields in ``lua/_usage.lua``), written by
+    ``settle.lua``. TTL ``usage_ttl_s`` (400 days by default) from the day's last settlement;
+    bounded: 3 metrics for at most ``USAGE_MAX_VALUES`` + 1 values of each of 3 dimensions."""
+    return f"{PREFIX}usage:{service}:{day}"
+
+
+# -- bulk campaigns (worker.campaigns.bulk, worker.attempts.bulk) -------------------------------
+# Every key of a bulk campaign lives ``bulk_document_ttl_s`` (refreshed when the campaign is sent
+# again); the sets below hold only documents waiting, in flight or unresolved.
+
+
+def bulk_campaign(campaign_id: str) -> str:
+    """Hash per bulk campaign: ``state`` (running, paused, cancelled), ``service``, ``login``,
+    ``lane``, ``tag``, ``body`` (the jobs call without receivers, JSON), ``documents``, ``rows``,
+    ``commercial``, ``reply_to``, ``skeleton`` (a row result's shared fields, JSON), counters
+    (``docs_sent``, ``docs_failed``, ``rows_sent``, ``rows_failed``...), the breaker's window."""
+    return f"{PREFIX}bulk:{{{campaign_id}}}"
+
+
+def bulk_document(campaign_id: str, number: int) -> str:
+    """String: document ``number`` of a bulk campaign, OVH's CSV (``number;var1;var2``), UTF-8."""
+    return f"{PREFIX}bulk-doc:{{{campaign_id}}}:{number}"
+
+
+def bulk_rows(campaign_id: str) -> str:
+    """Hash per bulk campaign: file line -> ``<E.164>|<document number>|<estimated credits>`` of
+    each row put in a document (one field per row; the receiver -> line map is
+    ``campaign_numbers``)."""
+    return f"{PREFIX}bulk-rows:{{{campaign_id}}}"
+
+
+def bulk_url(secret: str) -> str:
+    """String per document URL secret (32 hex digits): ``<campaign id>/<number>``; its TTL is the
+    URL's expiry (``sms-worker inbound`` serves the document while it exists)."""
+    return f"{PREFIX}bulk-url:{secret}"
+
+
+def bulk_attempt(campaign_id: str, number: int) -> str:
+    """Hash per document: its jobs call's attempt (``worker.attempts.bulk``): ``state``, ``owner``,
+    ``worker``, ``called_at``, ``tries``, ``report``, ``reason``, ``absent_after``, ``deadline``.
+    Kept once settled (``sent``, ``failed``, ``cancelled``): the proof a re-run sends nothing twice."""
+    return f"{PREFIX}bulk-attempt:{{{campaign_id}}}:{number}"
+
+
+#: Sorted set of ``<campaign id>/<number>`` -> Redis ms a document is due (start time, quiet hours).
+BULK_DUE = PREFIX + "bulk-due"
+#: Sorted set of ``<campaign id>/<number>`` claimed or calling -> claim ms (the lease sweep's index).
+BULK_INFLIGHT = PREFIX + "bulk-inflight"
+#: Sorted set of ``<campaign id>/<number>`` ambiguous -> Redis ms of its next look.
+BULK_RECONCILE = PREFIX + "bulk-reconcile"
+#: Sorted set of campaign ids with a document sent and rows without a result -> Redis ms of the
+#: next look at OVH's records for them (tag listings); also where ``inbound`` maps callbacks.
+BULK_TRACKED = PREFIX + "bulk-tracked"
+
+
+def bulk_tag(service: str, tag: str) -> str:
+    """String per SMS account and tag: the id of the bulk campaign sent with that tag (for
+    ``campaign pause|resume|cancel --tag``); TTL ``bulk_document_ttl_s``."""
+    return f"{PREFIX}bulk-tag:{service}:{quote(tag, safe='')}"
+
+
+def bulk_seen(campaign_id: str) -> str:
+    """Set per bulk campaign: OVH SMS ids already mapped to a row (bounded by the campaign's rows)."""
+    return f"{PREFIX}bulk-seen:{{{campaign_id}}}"
+
 
 # -- the shared rate limiter (worker.ovhcloud.rate_limit) -------------------------------------
 
@@ -247,25 +338,14 @@ def rate_waiters(limiter_key: str, lane: str) -> str:
     return f"{PREFIX}ratewait:{{{limiter_key}}}:{lane}"
 
 
-# -- dramatiq's layout (its Redis broker owns these; we read and write them the same way) -----
-
-queue = queue_key
-
-
-def queue_messages(queue_name: str) -> str:
-    """Hash: message id -> encoded message, for a queue's list."""
-    return queue_key(queue_name) + ".msgs"
-
-
-def dead_letters(queue_name: str) -> str:
-    """Sorted set of a queue's dead-lettered message ids, by when (ms)."""
-    return queue_key(queue_name) + ".XQ"
-
-
-def dead_letter_messages(queue_name: str) -> str:
-    return queue_key(queue_name) + ".XQ.msgs"
-
-
-def acks(broker_id: str, queue_name: str) -> str:
-    """Set of message ids one dramatiq broker fetched from a queue and has not acked yet."""
-    return queue_key(f"__acks__.{broker_id}.{queue_name}")
+# -- dramatiq's layout (its Redis broker owns these; written down once in ``contracts.wire``) ----
+#: List of a queue's message ids (bounded by producers; results queues by ``results_queue_max_length``).
+queue = wire.queue_key
+#: Hash of a queue's messages, id -> envelope; an entry leaves when its message is acked or dead-lettered.
+queue_messages = wire.messages_key
+#: Sorted set of a queue's dead-lettered ids by time (ms); dramatiq drops them after 7 days.
+dead_letters = wire.dead_letters_key
+#: Hash of a queue's dead letters, id -> envelope (bounded as ``dead_letters``).
+dead_letter_messages = wire.dead_letter_messages_key
+#: Set of the ids one broker fetched from a queue and has not acked (at most its prefetch).
+acks = wire.acks_key

@@ -17,8 +17,9 @@
   rebuilt and forgets them; this one stays, and once Redis answers again puts back every message
   of its ack set it does not hold. An ack whose reply was lost is retried, never dropped.
 
-Key names come from ``worker.store.keys``; nothing else in the worker writes dramatiq's keys
-except the Lua ``enqueue`` (``lua/_common.lua``), which writes the same layout.
+The layout is ``contracts.wire``'s (key names through ``worker.store.keys``); nothing else in
+the worker writes dramatiq's keys except the Lua ``enqueue`` (``lua/_common.lua``), which writes
+the same layout.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 
+from contracts.wire import DRAMATIQ_NAMESPACE
 from worker.retries import REDIS_OUTAGE
 from worker.store import keys, scripts
 
@@ -180,7 +182,7 @@ class Broker(RedisBroker):  # type: ignore[misc]
     """The worker's dramatiq broker (see the module's docstring)."""
 
     def __init__(self, *, client: redis.Redis, heartbeat_timeout_ms: int, **options: Any) -> None:
-        super().__init__(client=client, heartbeat_timeout=heartbeat_timeout_ms, **options)
+        super().__init__(client=client, namespace=DRAMATIQ_NAMESPACE, heartbeat_timeout=heartbeat_timeout_ms, **options)
         self._poison = _Poison(client)
         self.dead_letters = 0
 

@@ -17,8 +17,9 @@ Scripts never build a key name themselves.
 
 Shared files live in ``worker/store/lua/`` and are prepended, since Redis scripts cannot call
 one another: ``_common.lua`` (Redis time, dramatiq's envelope, result keeping, requeueing) for
-every script but the rate limiter's, and ``_campaign.lua`` (per-tag campaign statistics) only
-for the scripts that update them (``CAMPAIGN_PRELUDE``).
+every script but the rate limiter's, ``_campaign.lua`` (per-tag campaign statistics) only
+for the scripts that update them (``CAMPAIGN_PRELUDE``), and ``_usage.lua`` (consumption per day,
+user, tag and sender) for settlement only (``SETTLE_PRELUDE``).
 
 A script is called the same way on a synchronous client (``script(keys, document)``) and on an
 asyncio one (``await script.call_async(keys, document)``).
@@ -34,12 +35,16 @@ import orjson
 import redis
 import redis.asyncio
 
+from contracts.redis_connection import text as text  # the one decoder; the wrappers' callers use scripts.text
+
 #: The package whose ``lua/`` folder holds the shared files.
 SHARED = "worker.store"
 #: Prelude of most scripts: Redis time, dramatiq's envelope, result keeping.
 COMMON_PRELUDE: tuple[str, ...] = ("_common",)
 #: Prelude of the scripts that update a tag's campaign statistics.
 CAMPAIGN_PRELUDE: tuple[str, ...] = ("_common", "_campaign")
+#: Prelude of settle.lua: the campaign statistics and the consumption per period it keeps.
+SETTLE_PRELUDE: tuple[str, ...] = (*CAMPAIGN_PRELUDE, "_usage")
 
 KeysT = TypeVar("KeysT", bound=Mapping[str, object])
 DocT = TypeVar("DocT", bound=Mapping[str, object])
@@ -55,11 +60,6 @@ def json_text(value: object) -> str:
     """Compact JSON of a document or of a JSON text inside one (orjson: the send path encodes one
     per request and per call, and the standard library's encoder took a fifth of its CPU)."""
     return orjson.dumps(value).decode()
-
-
-def text(raw: object) -> str:
-    """A Redis reply as text (clients may or may not decode replies)."""
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def key_table(names: tuple[str, ...]) -> str:

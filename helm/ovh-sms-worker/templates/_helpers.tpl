@@ -186,6 +186,12 @@ Volumes shared by workers and the inbound service.
     secretName: {{ include "ovh-sms-worker.secretName" . }}
     defaultMode: 0440
 {{- end }}
+{{- if .Values.redis.caSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.redis.caSecret }}
+    defaultMode: 0444
+{{- end }}
 {{- end }}
 
 {{/*
@@ -199,4 +205,16 @@ Volume mounts matching ovh-sms-worker.volumes.
   mountPath: {{ include "ovh-sms-worker.secretsDir" . }}
   readOnly: true
 {{- end }}
+{{- if .Values.redis.caSecret }}
+- name: redis-ca
+  mountPath: {{ include "ovh-sms-worker.redisCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Where redis.caSecret is mounted: REDIS_URL names the file, ...?ssl_ca_certs=<dir>/ca.crt.
+*/}}
+{{- define "ovh-sms-worker.redisCaDir" -}}
+/etc/sms-worker/redis-ca
 {{- end }}

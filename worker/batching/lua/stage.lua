@@ -2,14 +2,22 @@
 -- stage its receivers into batch buffers, each request in one atomic step: a redelivered
 -- message changes nothing, and no two threads or replicas can both take a quota's last credits.
 --
+-- The seen marker (keys.seen) says what happened to a request id: "s:<token>" staged by the
+-- stage call of that token (the same call sent again after its reply was lost answers "staged"
+-- again), "r:<token>" rejected for good, "t:<delivery>" refused for a cause that was not the
+-- request's own (its quota, the account, a rate not known yet) by the queue message of that
+-- delivery: the same message redelivered is a duplicate, a new message with that id is a resend
+-- (its earlier result is cleared).
+--
 -- KEY: stats (hash), quotas (set of quota hashes); then the keys the document refers to by index.
--- ARGV[1]: {dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap, queue_cap, result_actor,
+-- ARGV[1]: {token, delivery, dedupe_ttl_s, request_ttl_s, max_per_call, linger: {lane: ms}, linger_cap,
+--   queue_cap, result_actor,
 --   alert_sms_queue, alert_sms_actor, metas: {batch key: meta JSON},
---   requests: [{id, seen, req, outcomes (key indexes), skeleton, reply_to, invalid, n_invalid,
+--   requests: [{id, seen, req, outcomes, result, ready (key indexes), skeleton, reply_to, invalid, n_invalid,
 --     n_valid, credits,
 --     quota: {key, service, login, alert_queue, alert_q, alert_msgs, alert_sms, alert_sms_template,
 --             sms_q, sms_msgs} | absent,
---     batches: [{key, lane, buf, bufmeta, due, wake,
+--     batches: [{key, lane, buf, bufmeta, due, wake, not_before (unix ms held until, 0: not held),
 --                entries: ["<request id>|<E.164>|<credits>|<reply_to or empty>", ...]}]}]}
 --   (skeleton: the result's JSON without status, credits, receivers and finished_at;
 --    invalid: JSON objects of the receivers set aside, joined by ",")
@@ -83,14 +91,19 @@ local replies = {}
 local due_set = {}  -- batch keys whose due time this call already set (one "now" for the whole pack)
 for n, r in ipairs(doc.requests) do
     local reply = "duplicate"
-    if redis.call("exists", KEYS[r.seen]) == 0 then
+    local marker = redis.call("get", KEYS[r.seen])
+    local resend = marker and string.sub(marker, 1, 2) == "t:" and marker ~= "t:" .. doc.delivery
+    if marker == "s:" .. doc.token then
+        reply = "staged"  -- by this very call, whose reply was lost
+    elseif not marker or resend then
         local left = nil
         if r.quota then left = reserve(r) end
         if left then
             reply = "quota:" .. amount(left)
         else
             reply = "staged"
-            redis.call("set", KEYS[r.seen], now_text, "EX", doc.dedupe_ttl_s)
+            if resend then redis.call("del", KEYS[r.result], KEYS[r.ready]) end
+            redis.call("set", KEYS[r.seen], "s:" .. doc.token, "EX", doc.dedupe_ttl_s)
             local req, outcomes = KEYS[r.req], KEYS[r.outcomes]
             redis.call("hset", req, "skeleton", r.skeleton, "reply_to", r.reply_to, "remaining", r.n_valid,
                 "sent", 0, "failed", 0, "unknown", 0, "invalid", r.n_invalid, "credits", 0)
@@ -108,7 +121,13 @@ for n, r in ipairs(doc.requests) do
                 if not due_set[batch.key] then  -- once per batch key and pack
                     redis.call("set", KEYS[batch.bufmeta], doc.metas[batch.key], "NX")
                 end
-                if linger == 0 or length >= doc.max_per_call then
+                if (batch.not_before or 0) > now then
+                    -- held by the worker (quiet hours): due at the window's end, full or not
+                    -- (its batch key is its own: nothing due sooner shares it)
+                    if redis.call("zadd", due, "NX", batch.not_before, batch.key) == 1 then
+                        wake(KEYS[batch.wake])
+                    end
+                elseif linger == 0 or length >= doc.max_per_call then
                     redis.call("zadd", due, "LT", now, batch.key)
                     wake(KEYS[batch.wake])
                     due_set[batch.key] = true
