@@ -45,7 +45,7 @@ def record(grant):
         grants.append([grant.at_s, grant.seq, grant.lane])
 
 limiter = RateLimiter(client, key=key, rate_per_s=rate, burst=int(burst), headroom=float(headroom), on_grant=record)
-bulk = ("reconcile", "medium", "low", "veryLow", "background")
+bulk = ("lookup", "medium", "low", "veryLow", "background")
 
 def redis_now():
     seconds, micros = client.time()
@@ -140,10 +140,10 @@ def test_three_processes_keep_the_bound_per_lane_class_and_codes_never_wait(
     # and the code thread was granted at once each time, though bulk waiters always wanted the slot
     assert len(tries) >= 10 and all(tries), f"{tries.count(False)} of {len(tries)} code tries refused"
     # and the bulk lanes had waiters all along: they took most of what the codes left (a loaded
-    # host wakes some waiters late, hence the slack), the reconciliation lane among them
+    # host wakes some waiters late, hence the slack), the lookup lane among them
     lanes = Counter(lane for _at, _seq, lane in grants)
     assert len(bulk_times) >= 0.5 * (rate * seconds - len(tries)), lanes
-    assert lanes["high"] == len(tries) and lanes["reconcile"] > 0, lanes
+    assert lanes["high"] == len(tries) and lanes["lookup"] > 0, lanes
 
 
 def test_a_later_high_waiter_gets_the_next_slot(redis_client: redis.Redis) -> None:
@@ -180,7 +180,7 @@ def test_lanes_are_served_highest_first(redis_client: redis.Redis) -> None:
     # the lowest lanes first
     limiter.on_rate_limited(retry_after_s=1.0)
     threads = []
-    for lane in ("background", "veryLow", "low", "medium", "reconcile", "high"):
+    for lane in ("background", "veryLow", "low", "medium", "lookup", "high"):
         threads += in_threads([lambda lane=lane: limiter.acquire(lane) for _ in range(2)])
         wait_until(lambda lane=lane: limiter.waiting(lane) == 2, timeout=5, every=0.005)
     snapshot = limiter.snapshot()
@@ -189,9 +189,9 @@ def test_lanes_are_served_highest_first(redis_client: redis.Redis) -> None:
     for thread in threads:
         thread.join(10)
     # Then the slots went to the lanes in priority order, whatever the arrival order: codes,
-    # then reconciliation lookups, then the bulk lanes, then background reads
+    # then lookups a result waits on, then the bulk lanes, then background reads
     by_seq = [g.lane for g in sorted(grants, key=lambda g: g.seq)]
-    expected = ["high", "reconcile", "medium", "low", "veryLow", "background"]
+    expected = ["high", "lookup", "medium", "low", "veryLow", "background"]
     assert by_seq == [lane for lane in expected for _ in range(2)]
     assert min(g.at_s for g in grants) >= snapshot.paused_until_s
 
@@ -199,9 +199,9 @@ def test_lanes_are_served_highest_first(redis_client: redis.Redis) -> None:
 def test_bulk_lanes_leave_the_headroom_to_codes(redis_client: redis.Redis) -> None:
     # Given a full bucket of burst 2 + headroom 1, refilling slowly (one call per 10 s)
     limiter = RateLimiter(redis_client, key=KEY, rate_per_s=0.1, burst=2, headroom=1.0)
-    # Then bulk lanes (and reconciliation) take the burst, and not the headroom
-    assert limiter.acquire("low", timeout_s=0) and limiter.acquire("reconcile", timeout_s=0)
-    assert not limiter.acquire("medium", timeout_s=0) and not limiter.acquire("reconcile", timeout_s=0)
+    # Then bulk lanes (and lookups) take the burst, and not the headroom
+    assert limiter.acquire("low", timeout_s=0) and limiter.acquire("lookup", timeout_s=0)
+    assert not limiter.acquire("medium", timeout_s=0) and not limiter.acquire("lookup", timeout_s=0)
     # which a code takes at once; then nothing is left for anyone
     assert limiter.acquire("high", timeout_s=0)
     assert not limiter.acquire("high", timeout_s=0) and not limiter.acquire("low", timeout_s=0)

@@ -3,8 +3,9 @@
 Syncing the blacklist and the senders, fetching ptt descriptions, reading rates and balances,
 polling receipts and incoming SMS in pull mode: none of it sends an SMS, so every such call first
 takes a slot of the shared rate limiter's ``BACKGROUND_LANE``, below every send lane (a slot only
-when no send waits for one). Lookups of ambiguous calls take theirs in ``RECONCILE_LANE`` instead
-(``in_lane``), above the bulk lanes: a result waits on them. A 429 slows every replica down as for
+when no send waits for one). Reads a request's result waits on (looking up an ambiguous call, the
+rate of a destination nobody priced yet) take theirs in ``LOOKUP_LANE`` instead (``in_lane``),
+above the bulk lanes. A 429 slows every replica down as for
 sends; nothing here is retried on the spot: the next round of the job tries again.
 
 A job shared by replicas takes a lease first (``take_lease``, ``keys.job_lease``), so one

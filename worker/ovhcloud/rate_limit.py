@@ -15,7 +15,7 @@ Guarantee, in any window of ``T`` seconds (bounds included), for one consumer ke
 thread and process sharing it, times being the Redis server's:
 
 - all lanes together are granted at most ``burst + headroom + rate_per_s * T`` calls;
-- every lane but the top one together (bulk lanes, reconciliation, background reads) at most
+- every lane but the top one together (bulk lanes, lookups, background reads) at most
   ``burst + rate_per_s * T``;
 - the top lane is never kept waiting by the others' grants: if it was granted nothing during the
   last ``s`` seconds and no 429 pause is in force, the bucket holds at least
@@ -37,9 +37,9 @@ with ``release`` returns its token.
   renews each time it looks); a lane is granted a slot only while no higher lane has a live
   waiter. A dead waiter stops holding lower lanes back after ``WAITER_TTL_S``. Within a lane,
   the first waiter to look after a slot frees gets it (no FIFO). The lanes, highest first:
-  ``high``, ``RECONCILE_LANE`` (lookups of ambiguous calls: resolved in seconds under a
-  saturating campaign, never with the codes' headroom), ``medium``, ``low``, ``veryLow``,
-  ``BACKGROUND_LANE``.
+  ``high``, ``LOOKUP_LANE`` (OVH reads a request's result waits on: reconciliation of ambiguous
+  calls, the first rate of a destination; done in seconds under a saturating campaign, never
+  with the codes' headroom), ``medium``, ``low``, ``veryLow``, ``BACKGROUND_LANE``.
 - 429: ``on_rate_limited`` cuts the shared rate (times ``decrease_factor``, down to
   ``min_rate_per_s``) at most once per round: a 429 for a call granted before the last cut
   does not cut again. Nothing is granted before ``Retry-After``, and the bucket comes back
@@ -82,15 +82,15 @@ DEFAULT_DECREASE_FACTOR = 0.5
 #: The limiter's lane below every send lane: delivery-receipt polling, balance and rate refreshes,
 #: syncs. It is granted a slot only when no other lane is waiting.
 BACKGROUND_LANE = "background"
-#: The lane of reconciliation lookups, below ``high`` and above the bulk lanes: an ambiguous call
-#: is looked up within a few slots even while a campaign wants every one, without taking the
-#: headroom kept for codes.
-RECONCILE_LANE = "reconcile"
+#: The lane of the OVH reads a request's result waits on (looking an ambiguous call up, reading
+#: the rate of a destination nobody priced yet), below ``high`` and above the bulk lanes: done
+#: within a few slots even while a campaign wants every one, without taking the codes' headroom.
+LOOKUP_LANE = "lookup"
 #: Longest a caller waits for a slot before giving up this round (seconds): a dispatcher then
 #: looks at the buffers again, a background job tries again next period.
 ACQUIRE_TIMEOUT_S = 30.0
 #: Every lane the limiter orders, highest priority first.
-LIMITER_LANES: tuple[str, ...] = (LANES[0], RECONCILE_LANE, *LANES[1:], BACKGROUND_LANE)
+LIMITER_LANES: tuple[str, ...] = (LANES[0], LOOKUP_LANE, *LANES[1:], BACKGROUND_LANE)
 #: The lanes that may take the headroom: one-time codes.
 HEADROOM_LANES: tuple[str, ...] = (LANES[0],)
 
