@@ -7,6 +7,7 @@ from collections import Counter
 
 from contracts import SendResult, SmsProducer
 from tests.helpers import read_events
+from tests.waiting import wait_until
 
 
 def max_calls_in_one_second(times: list[float]) -> int:
@@ -50,9 +51,7 @@ def test_a_code_overtakes_a_saturating_campaign(make_app, redis_client, sandbox)
     make_app(rate_limit=4.0, rate_limit_burst=1, dispatchers=4, linger_ms={"low": 0})
     producer = SmsProducer(client=redis_client)
     campaign = [producer.send(f"+336{60_000_000 + n:08d}", f"Offer {n}", priority="low") for n in range(40)]
-    deadline = time.monotonic() + 10
-    while len(sandbox.control.calls()) < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(sandbox.control.calls()) >= 4, timeout=10, what="the campaign's first calls", every=0.01)
     # When a one-time code arrives
     code_sent_at = time.time()
     code = producer.send("+33612345678", "Your code is 482913", priority="high", no_stop_clause=True)
@@ -79,9 +78,9 @@ def test_a_429_storm_slows_the_worker_and_loses_nothing(make_app, redis_client, 
     receivers = [f"+336{70_000_000 + n:08d}" for n in range(30)]
     request_ids = [producer.send(r, f"Notice {n}") for n, r in enumerate(receivers)]
     # Then the shared rate has dropped once the storm is over
-    deadline = time.monotonic() + 30
-    while Counter(c["status"] for c in sandbox.control.calls())[429] < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(
+        lambda: Counter(c["status"] for c in sandbox.control.calls())[429] >= 6, timeout=30, what="6 429s", every=0.01
+    )
     assert app.dispatchers[0].limiter.current_rate() <= 20.0 / 2**3  # halved per round of 429s
     # and every request still ended in exactly one result, sent once
     results = [producer.wait(request_id, timeout=60) for request_id in request_ids]
@@ -154,3 +153,19 @@ def until_calls(sandbox, count: int, timeout_s: float = 10.0) -> None:
     while len(sandbox.control.calls()) < count:
         assert time.monotonic() < deadline, f"fewer than {count} jobs calls reached the sandbox"
         time.sleep(0.01)
+
+
+def test_a_code_to_a_new_country_is_not_held_behind_a_saturating_campaign(make_app, redis_client, sandbox) -> None:
+    # Given a campaign of unique texts that keeps the rate limit (4 calls/s) saturated for 20 s,
+    # and a worker that has not read Germany's credit rate yet
+    make_app(rate_limit=4.0, rate_limit_burst=1, dispatchers=4, linger_ms={"low": 0})
+    producer = SmsProducer(client=redis_client)
+    campaign = [producer.send(f"+336{63_000_000 + n:08d}", f"Offer {n}", priority="low") for n in range(80)]
+    until_calls(sandbox, 4)
+    # When a one-time code to a German number comes (it waits for that rate, read from OVH)
+    result = producer.wait(producer.send("+4915112345670", "Code 4711", priority="high", no_stop_clause=True), 60)
+    calls_made = len(sandbox.control.calls())
+    # Then the rate was read, and the code sent, while the campaign still had calls to make
+    assert result.status == "sent"
+    assert calls_made <= 1 + len(campaign) - 10, "the code waited for the campaign to be over"
+    assert {producer.wait(r, timeout=60).status for r in campaign} == {"sent"}

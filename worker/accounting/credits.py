@@ -116,6 +116,8 @@ class RateTable:
         self._known: dict[str, tuple[float | str, float]] = {}  # country -> (rate or refusal, read at unix s)
         self._wanted: set[str] = set()
         self._lock = threading.Lock()
+        #: Set when a destination nobody has priced is asked for: the refresher reads it at once.
+        self.wanted = threading.Event()
 
     def rate(self, country: str) -> float:
         """Credits per part towards ``country`` (ISO 3166 alpha-2, any case)."""
@@ -124,9 +126,9 @@ class RateTable:
         if known is None:
             with self._lock:
                 self._wanted.add(country)
+            self.wanted.set()
             raise RateUnknown(
-                f"the credit rate of destination {country.upper()!r} is not known yet (it is being read from "
-                "OVH): send it again in a few seconds"
+                f"the credit rate of destination {country.upper()!r} is not known yet (it is read from OVH)"
             )
         value, at = known
         if self._clock() - at >= self.ttl_s:
@@ -147,6 +149,12 @@ class RateTable:
         )
         self._known[country] = known
         return known
+
+    def known(self, country: str) -> bool:
+        """Whether ``country``'s rate (or OVH's refusal to price it) was read already, however long
+        ago: if not, requests wait for it."""
+        country = country.lower()
+        return country in self._known or self._load(country) is not None
 
     def pending(self) -> list[str]:
         """Countries to read: asked for and not known, or known for longer than ``ttl_s``."""
@@ -217,7 +225,9 @@ class AccountBalance:
         try:
             left = float(fetch(f"/sms/{service}")["creditsLeft"])
         except (GatewayError, KeyError, TypeError, ValueError) as exc:
-            log.warning("creditsLeft of %s not refreshed: %s", service, exc)
+            # no background slot in time is expected under load (asked again next round)
+            level = logging.INFO if isinstance(exc, NoSlot) else logging.WARNING
+            log.log(level, "creditsLeft of %s not refreshed: %s", service, exc)
             return None
         with self._lock:
             self._left[service] = (left, self._clock())
