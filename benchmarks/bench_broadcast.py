@@ -11,7 +11,10 @@ queued as fast as the producer goes (``SmsProducer.publish``, 1,000 requests per
 Requests/s end to end = requests / (last result's ``finished_at`` - first enqueue). Worker CPU is
 utime + stime of the worker processes (``/proc``) over the same period.
 
-    python benchmarks/bench_broadcast.py [--requests 100000] [--processes 1] [--naive-seconds 60] [--quick]
+``--base DIR`` adds a column for the worker of another checkout (run from ``DIR/.venv``), e.g. the
+commit before a change, measured the same way in the same run.
+
+    python benchmarks/bench_broadcast.py [--requests 100000] [--processes 1] [--base DIR] [--naive-seconds 60] [--quick]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -36,9 +40,10 @@ def requests(n: int, prefix: str) -> Any:
         yield SendRequest(request_id=f"{prefix}-{i}", message=TEXT, receivers=[harness.receiver(i)])
 
 
-def run_ours(n: int, processes: int, *, timeout_s: float) -> dict[str, Any]:
-    with harness.Stack(f"broadcast-ours-{processes}p") as stack:
-        stack.start_ours(processes)
+def run_ours(n: int, processes: int, *, timeout_s: float, tree: Path | None = None) -> dict[str, Any]:
+    name = harness.commit_of(tree) if tree else "ours"
+    with harness.Stack(f"broadcast-{name}-{processes}p") as stack:
+        stack.start_ours(processes, tree=tree)
         client = stack.redis()
         cpu_before = stack.cpu_seconds()
         log(f"ours ({processes} process(es)): queueing {n:,} requests")
@@ -52,7 +57,8 @@ def run_ours(n: int, processes: int, *, timeout_s: float) -> dict[str, Any]:
         rss = stack.peak_rss_mb()
     end = max((r["finished_at"] for r in results.values()), default=first)
     return {
-        "label": f"ours, {processes} proc",
+        "label": f"{name}, {processes} proc",
+        "ours": True,
         "measured": f"{len(ids):,} (all)",
         "done": done,
         "seconds": end - first,
@@ -83,6 +89,7 @@ def run_naive(n: int, processes: int, *, window_s: float) -> dict[str, Any]:
     done = len(in_window)
     return {
         "label": f"naive, {processes} proc",
+        "ours": False,
         "measured": f"{done:,} in {window_s:.0f} s",
         "done": done,
         "seconds": window_s,
@@ -131,6 +138,7 @@ def main(argv: list[str] | None = None, *, default_processes: str = "1") -> int:
     parser.add_argument("--processes", default=default_processes, help="worker processes, e.g. 1 or 1,2")
     parser.add_argument("--naive-seconds", type=float, default=60.0, help="measured window of the naive worker")
     parser.add_argument("--skip-naive", action="store_true", help="run this project's worker only")
+    parser.add_argument("--base", type=harness.base_tree, help="also run the worker of this checkout (its .venv)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 requests, naive for 15 s")
     args = parser.parse_args(argv)
     if args.quick:
@@ -140,14 +148,17 @@ def main(argv: list[str] | None = None, *, default_processes: str = "1") -> int:
         parser.error("requests 1..1,000,000, processes 1..8, naive-seconds 5..600")
 
     columns = []
+    timeout_s = max(120.0, args.requests / 200)
     for processes in counts:
-        columns.append(run_ours(args.requests, processes, timeout_s=max(120.0, args.requests / 200)))
+        if args.base:
+            columns.append(run_ours(args.requests, processes, timeout_s=timeout_s, tree=args.base))
+        columns.append(run_ours(args.requests, processes, timeout_s=timeout_s))
     if not args.skip_naive:
         backlog = min(args.requests, int(harness.RATE_LIMIT * args.naive_seconds * 2) + 500)
         for processes in counts:
             columns.append(run_naive(backlog, processes, window_s=args.naive_seconds))
     print(report(columns, args.requests))
-    ok = all(c["done"] == args.requests for c in columns if c["label"].startswith("ours"))
+    ok = all(c["done"] == args.requests for c in columns if c["ours"])
     return 0 if ok else 1
 
 

@@ -13,7 +13,9 @@ over a window (``--naive-seconds``): its 429-refused messages wait out dramatiq'
 accepted calls over the window; a percentile that falls on an unfinished request shows as
 ``> window``.
 
-    python benchmarks/bench_codes.py [--requests 5000] [--naive-seconds 150] [--quick]
+``--base DIR`` adds a column for the worker of another checkout (run from ``DIR/.venv``).
+
+    python benchmarks/bench_codes.py [--requests 5000] [--base DIR] [--naive-seconds 150] [--quick]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -75,11 +78,12 @@ def measure(stack: harness.Stack, n: int, prefix: str, *, wait_s: float, window_
     }
 
 
-def run_ours(n: int) -> dict[str, Any]:
-    with harness.Stack("codes-ours") as stack:
-        stack.start_ours(1)
-        column = measure(stack, n, "ours", wait_s=n / harness.RATE_LIMIT * 2 + 60, window_s=None)
-    return {"label": "ours, 1 proc", "measured": f"{n:,} (all)", **column}
+def run_ours(n: int, tree: Path | None = None) -> dict[str, Any]:
+    name = harness.commit_of(tree) if tree else "ours"
+    with harness.Stack(f"codes-{name}") as stack:
+        stack.start_ours(1, tree=tree)
+        column = measure(stack, n, name, wait_s=n / harness.RATE_LIMIT * 2 + 60, window_s=None)
+    return {"label": f"{name}, 1 proc", "measured": f"{n:,} (all)", **column}
 
 
 def run_naive(n: int, window_s: float) -> dict[str, Any]:
@@ -122,17 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5_000, help="codes queued at once")
     parser.add_argument("--naive-seconds", type=float, default=150.0, help="measured window of the naive worker")
     parser.add_argument("--skip-naive", action="store_true", help="run this project's worker only")
+    parser.add_argument("--base", type=harness.base_tree, help="also run the worker of this checkout (its .venv)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 codes, naive for 20 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.naive_seconds = 300, 20.0
     if not (1 <= args.requests <= 50_000 and 5 <= args.naive_seconds <= 900):
         parser.error("requests 1..50,000, naive-seconds 5..900")
-    columns = [run_ours(args.requests)]
+    columns = [run_ours(args.requests, args.base)] if args.base else []
+    columns.append(run_ours(args.requests))
     if not args.skip_naive:
         columns.append(run_naive(args.requests, args.naive_seconds))
     print(report(columns, args.requests))
-    return 0 if columns[0]["done"] == args.requests else 1
+    return 0 if all(c["done"] == args.requests for c in columns if not c["label"].startswith("naive")) else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ Columns: this project's worker as one process for every lane; with ``--pools``, 
 README suggests for one-time codes, a ``--lanes high`` process beside a process for the other
 lanes (they share the rate limit through Redis); the naive worker (dramatiq CLI, 8 threads).
 
-    python benchmarks/bench_priority.py [--receivers 200000] [--codes 100] [--pools] [--quick]
+``--base DIR`` adds the same columns for the worker of another checkout (run from ``DIR/.venv``).
+
+    python benchmarks/bench_priority.py [--receivers 200000] [--codes 100] [--pools] [--base DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code-timeout", type=float, default=120.0, help="seconds a code waits for its result")
     parser.add_argument("--pools", action="store_true", help="also run a high-lane process beside a bulk one")
     parser.add_argument("--skip-naive", action="store_true", help="run this project's worker only")
+    parser.add_argument("--base", type=harness.base_tree, help="also run the worker of this checkout (its .venv)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 40,000 receivers, 25 codes")
     args = parser.parse_args(argv)
     if args.quick:
@@ -169,16 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("receivers 1,000..1,000,000, codes 1..1,000, code-timeout 5..600")
 
     columns = []
-    sides = [("ours", "ours, 1 proc")]
-    sides += [("pools", "ours, high + bulk procs")] if args.pools else []
-    sides += [] if args.skip_naive else [("naive", "naive, 1 proc")]
-    for side, label in sides:
+    trees: list[tuple[str, Path | None]] = [(harness.commit_of(args.base), args.base)] if args.base else []
+    trees += [("ours", None)]
+    sides: list[tuple[str, str, Path | None]] = []
+    for name, tree in trees:
+        sides += [("ours", f"{name}, 1 proc", tree)]
+        sides += [("pools", f"{name}, high + bulk procs", tree)] if args.pools else []
+    sides += [] if args.skip_naive else [("naive", "naive, 1 proc", None)]
+    for side, label, tree in sides:
         with harness.Stack(f"priority-{side}") as stack:
             if side == "ours":
-                stack.start_ours(1)
+                stack.start_ours(1, tree=tree)
             elif side == "pools":
-                stack.start_ours(1, "--lanes", "high")
-                stack.start_ours(1, "--lanes", "medium,low,veryLow")
+                stack.start_ours(1, "--lanes", "high", tree=tree)
+                stack.start_ours(1, "--lanes", "medium,low,veryLow", tree=tree)
             else:
                 stack.start_naive(1, threads=8)
             column = run(

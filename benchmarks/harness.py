@@ -68,11 +68,18 @@ atexit.register(_kill_all)
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def spawn(args: Sequence[str], *, env: dict[str, str] | None = None, log_path: Path | None = None, **kw: Any) -> Any:
+def spawn(
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path = REPO,
+    **kw: Any,
+) -> Any:
     """Start a child in its own session (so its own children can be killed with it), tracked for cleanup."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        list(args), env=env, cwd=REPO, stdout=kw.pop("stdout", out), stderr=out, start_new_session=True, **kw
+        list(args), env=env, cwd=cwd, stdout=kw.pop("stdout", out), stderr=out, start_new_session=True, **kw
     )
     _children.append(process)
     return process
@@ -167,10 +174,18 @@ class SandboxProcess:
 SANDBOX_NICE = -10
 
 
-def start_sandbox(*, latency_ms: float = LATENCY_MS, rate_limit: float = RATE_LIMIT, log_path: Path) -> SandboxProcess:
+def start_sandbox(
+    *,
+    latency_ms: float = LATENCY_MS,
+    rate_limit: float = RATE_LIMIT,
+    rate_limit_burst: float | None = None,
+    log_path: Path,
+) -> SandboxProcess:
     args = [PYTHON, "-m", "ovh_sandbox", "--port", "0", "--latency-ms", str(latency_ms), "--credits", "1e12"]
     if rate_limit:
         args += ["--rate-limit", str(rate_limit)]
+    if rate_limit and rate_limit_burst:
+        args += ["--rate-limit-burst", str(rate_limit_burst)]
     process = spawn(
         args, env={**os.environ, "PYTHONUNBUFFERED": "1"}, log_path=log_path, stdout=subprocess.PIPE, text=True
     )
@@ -205,6 +220,8 @@ class Stack:
     name: str
     latency_ms: float = LATENCY_MS
     rate_limit: float = RATE_LIMIT
+    #: the sandbox's burst (calls saved up per consumer key); default: one second's worth
+    rate_limit_burst: float | None = None
     redis_server: EmbeddedRedis = field(init=False)
     sandbox: SandboxProcess = field(init=False)
     workers: list[subprocess.Popen[Any]] = field(default_factory=list)
@@ -214,7 +231,10 @@ class Stack:
         self.logdir = Path(tempfile.mkdtemp(prefix=f"sms-bench-{self.name}-"))
         self.redis_server = EmbeddedRedis().start()
         self.sandbox = start_sandbox(
-            latency_ms=self.latency_ms, rate_limit=self.rate_limit, log_path=self.logdir / "sandbox.log"
+            latency_ms=self.latency_ms,
+            rate_limit=self.rate_limit,
+            rate_limit_burst=self.rate_limit_burst,
+            log_path=self.logdir / "sandbox.log",
         )
         log(f"{self.name}: redis {self.redis_server.url}, sandbox {self.sandbox.base_url}, logs in {self.logdir}")
         return self
@@ -246,12 +266,18 @@ class Stack:
             **extra,
         }
 
-    def start_ours(self, n: int, *cli_args: str, **env: str) -> list[subprocess.Popen[Any]]:
-        """``n`` ``sms-worker run`` processes; returns once each says it consumes its lanes."""
+    def start_ours(self, n: int, *cli_args: str, tree: Path | None = None, **env: str) -> list[subprocess.Popen[Any]]:
+        """``n`` ``sms-worker run`` processes; returns once each says it consumes its lanes.
+
+        ``tree``: run the worker of another checkout (``tree/.venv/bin/python`` from ``tree``), e.g.
+        the commit before a change, against the same Redis, sandbox and producer (this tree's).
+        """
+        python, cwd = (str(tree / ".venv" / "bin" / "python"), tree) if tree else (PYTHON, REPO)
         started = []
         for _ in range(n):
             path = self.logdir / f"ours-{len(self.workers)}.log"
-            process = spawn([PYTHON, "-m", "worker.cli", "run", *cli_args], env=self.env(**env), log_path=path)
+            args = [python, "-m", "worker.cli", "run", *cli_args]
+            process = spawn(args, env=self.env(**env), log_path=path, cwd=cwd)
             self.workers.append(process)
             started.append((process, path))
         for process, path in started:
@@ -403,10 +429,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _describe_machine() -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+def commit_of(tree: Path) -> str:
+    """The short commit checked out in ``tree`` ("?" when it cannot be read)."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, check=False
     ).stdout.strip()
+    return found or "?"
+
+
+def base_tree(value: str) -> Path:
+    """``--base``: a checkout of another commit whose ``.venv`` has it installed (``pip install -e``)."""
+    tree = Path(value).resolve()
+    if not (tree / ".venv" / "bin" / "python").exists() or not (tree / "worker").is_dir():
+        raise ValueError(f"{tree} is not a checkout with its own .venv (python -m venv .venv; pip install -e .)")
+    return tree
+
+
+def _describe_machine() -> str:
+    commit = commit_of(REPO)
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no", "worker", "contracts"],
         cwd=REPO,
@@ -415,7 +455,7 @@ def _describe_machine() -> str:
         check=False,
     ).stdout.strip()
     return (
-        f"commit {commit or '?'}{' (worker/ or contracts/ modified)' if dirty else ''}, "
+        f"commit {commit}{' (worker/ or contracts/ modified)' if dirty else ''}, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
 

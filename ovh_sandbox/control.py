@@ -328,7 +328,7 @@ class SandboxControl:
         hold_s: float | None = None,
     ) -> dict[str, Any]:
         """Change the given settings only; ``faults`` replaces the list of fault rules
-        (each ``{"kind", "probability" | "next", "scope": "jobs"|"all", "retry_after"}``);
+        (each ``{"kind", "probability" | "next", "scope": "jobs"|"all", "retry_after", "receiver"}``);
         ``rate_limit_per_s=0`` turns the rate limit off."""
         settings = {
             "latency_ms": latency_ms,
@@ -350,13 +350,17 @@ class SandboxControl:
         retry_after: float = 1.0,
         delay_s: float | None = None,
         delay_max_s: float | None = None,
+        receiver: str | None = None,
     ) -> dict[str, Any]:
-        """One fault rule (see ``ovh_sandbox.faults``); ``delay_s``/``delay_max_s`` for ``slow``."""
+        """One fault rule (see ``ovh_sandbox.faults``); ``delay_s``/``delay_max_s`` for ``slow``;
+        ``receiver``: only jobs calls sending to this number match."""
         rule: dict[str, Any] = {"kind": kind, "scope": scope, "retry_after": retry_after}
         if delay_s is not None:
             rule["delay_s"] = delay_s
         if delay_max_s is not None:
             rule["delay_max_s"] = delay_max_s
+        if receiver is not None:
+            rule["receiver"] = receiver
         if probability is not None:
             rule["probability"] = probability
         if next is not None:

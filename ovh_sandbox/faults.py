@@ -3,7 +3,8 @@
 A :class:`FaultRule` fires either with a ``probability`` (drawn from a generator seeded at start,
 so a run is reproducible for the same sequence of calls) or on each of the ``next`` N matching
 calls. Its ``scope`` is ``"jobs"`` (``POST .../jobs`` only, the default) or ``"all"`` (every
-call of the OVH surface). Rules are tried in order; the first that fires wins.
+call of the OVH surface); with a ``receiver``, only jobs calls sending to that number match (one
+code's call under a campaign). Rules are tried in order; the first that fires wins.
 
 Kinds: ``"500"``, ``"502"``, ``"503"`` (JSON error, nothing done), ``"429"`` (with
 ``Retry-After``), ``"proxy_503"`` and ``"proxy_429"`` (the same statuses with an HTML body, as
@@ -53,6 +54,7 @@ class FaultRule:
     retry_after: float = 1.0
     delay_s: float = 5.0  # "slow": how long the call waits before it is carried out (seconds)
     delay_max_s: float | None = None  # "slow": if set, the wait is drawn in [delay_s, delay_max_s]
+    receiver: str | None = None  # only jobs calls sending to this number match
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,12 +77,15 @@ class FaultRule:
             _is_number(self.delay_max_s) and self.delay_s <= self.delay_max_s <= _MAX_DELAY_S
         ):
             raise FaultConfigError(f"delay_max_s must be a number of seconds between delay_s and {_MAX_DELAY_S:g}")
+        if self.receiver is not None and not (isinstance(self.receiver, str) and self.receiver):
+            raise FaultConfigError("receiver must be a phone number as the jobs call gives it")
 
     @classmethod
     def from_dict(cls, data: Any) -> FaultRule:
         if not isinstance(data, dict):
             raise FaultConfigError("a fault is an object with at least 'kind'")
-        unknown = set(data) - {"kind", "probability", "next", "scope", "retry_after", "delay_s", "delay_max_s"}
+        fields = {"kind", "probability", "next", "scope", "retry_after", "delay_s", "delay_max_s", "receiver"}
+        unknown = set(data) - fields
         if unknown:
             raise FaultConfigError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
         if "kind" not in data:
@@ -184,11 +189,18 @@ class Faults:
             jitter = self._rng.uniform(0.0, self.jitter_ms) if self.jitter_ms else 0.0
             return (self.latency_ms + jitter) / 1000.0
 
-    def pick(self, is_jobs_post: bool) -> Decision | None:
-        """The fault for this call, if one fires; consumes a ``next`` count when it does."""
+    def pick(self, is_jobs_post: bool, receivers: Any = None) -> Decision | None:
+        """The fault for this call, if one fires; consumes a ``next`` count when it does.
+
+        ``receivers``: a jobs call's ``receivers`` as it sent them (for rules with a ``receiver``).
+        """
         with self._lock:
             for rule in self.rules:
                 if rule.scope == "jobs" and not is_jobs_post:
+                    continue
+                if rule.receiver is not None and not (
+                    is_jobs_post and isinstance(receivers, list) and rule.receiver in receivers
+                ):
                     continue
                 if rule.next is not None:
                     rule.next -= 1

@@ -147,7 +147,8 @@ class Dispatcher:
                     raise OvhError(
                         429, "Too many requests for this consumer key", headers={"Retry-After": str(retry_after)}
                     )
-            decision = self.faults.pick(route.is_jobs_post)
+            receivers = body.get("receivers") if route.is_jobs_post and isinstance(body, dict) else None
+            decision = self.faults.pick(route.is_jobs_post, receivers)
             if decision is not None and decision.kind == "slow":
                 # OVH takes its time, then carries the call out whether the client waited or not.
                 call.state.note_delay(call.call_id, decision.delay_s)

@@ -16,7 +16,7 @@ from worker.errors import RetryableError
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.client import make_client
 from worker.ovhcloud.gateway import OvhGateway
-from worker.ovhcloud.rate_limit import BACKGROUND_LANE, RateLimiter
+from worker.ovhcloud.rate_limit import BACKGROUND_LANE, LOOKUP_LANE, RateLimiter
 
 
 @pytest.mark.parametrize("kind", ["proxy_503", "proxy_429"])
@@ -49,22 +49,27 @@ def test_ovhs_clock_is_read_before_the_first_call_and_a_failure_there_is_not_amb
     assert gateway.send_job(sandbox.service_name, None, body)["validReceivers"] == ["+33612345678"]
 
 
-def test_rate_and_balance_lookups_take_background_slots(redis_client, sandbox) -> None:
-    # Given the refresher's lookups behind a limiter of their own
+def test_a_first_rate_takes_a_lookup_slot_and_refreshes_take_background_slots(redis_client, sandbox) -> None:
+    # Given the refresher's lookups behind a limiter of their own, rates read again once read
     grants: list = []
     limiter = RateLimiter(redis_client, key="refresher-test", rate_per_s=50, burst=5, on_grant=grants.append)
     calls = BackgroundCalls(OvhGateway(lambda: make_client(sandbox.base_url, **sandbox.credentials)), limiter)
-    rates = RateTable(redis_client, ttl_s=60)
+    rates = RateTable(redis_client, ttl_s=0)
     balance = AccountBalance(refresh_s=60)
     refresher = Refresher(rates, balance, calls)
     with pytest.raises(RateUnknown):
         rates.rate("de")
     balance.credits_left(sandbox.service_name)
-    # When it refreshes what the accept path asked for
+    # When it refreshes what the accept path asked for: a destination nobody priced, a balance
     refresher.refresh()
-    # Then each OVH call took a slot of the lane below every send lane
-    assert rates.rate("de") == 2.0 and balance.credits_left(sandbox.service_name) is not None
-    assert [g.lane for g in grants] == [BACKGROUND_LANE, BACKGROUND_LANE]
+    # Then the rate requests wait for took a slot of the lane above the bulk lanes, the balance
+    # one of the lane below every send lane
+    assert balance.credits_left(sandbox.service_name) is not None
+    assert [g.lane for g in grants] == [LOOKUP_LANE, BACKGROUND_LANE]
+    # and reading a rate known already, but old, takes a background slot
+    assert rates.rate("de") == 2.0
+    refresher.refresh()
+    assert [g.lane for g in grants] == [LOOKUP_LANE, BACKGROUND_LANE, BACKGROUND_LANE]
 
 
 @pytest.mark.parametrize(

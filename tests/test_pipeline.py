@@ -141,3 +141,19 @@ def test_each_sent_sms_is_mapped_back_to_its_request_and_receiver(make_app, redi
         assert record["receiver"] == outcome.receiver
         assert record["tag"] == "spring" and record["reply_to"] == "sms-results"
         assert 0 < redis_client.ttl(keys.sms(outcome.ovh_id)) <= 3 * 86_400
+
+
+def test_texts_tags_and_metadata_beyond_ascii_come_back_as_given(make_app, redis_client, sandbox) -> None:
+    # Given requests whose text, tag and metadata are not ASCII (the Lua documents carry them as
+    # UTF-8), one with a receiver that is not a number
+    make_app()
+    producer = SmsProducer(client=redis_client)
+    text, tag, metadata = "Votre code : 4821 — à bientôt 😀 €", "été-2026", {"client": "Zoë Müller", "ref": "№ 7"}
+    sent_id = producer.send("+33612340001", text, tag=tag, metadata=metadata)
+    rejected_id = producer.send(["+33612340002", "n°ï"], text, metadata=metadata)
+    # Then OVH got the text as written and each result carries the metadata and reasons as given
+    sent, partly = producer.wait(sent_id, timeout=30), producer.wait(rejected_id, timeout=30)
+    assert {sms["message"] for sms in sandbox.control.sent()} == {text}
+    assert (sent.status, sent.tag, sent.metadata) == ("sent", tag, metadata)
+    assert partly.metadata == metadata
+    assert {(o.receiver, o.status) for o in partly.receivers} == {("+33612340002", "sent"), ("n°ï", "invalid")}

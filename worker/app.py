@@ -247,6 +247,7 @@ def build_app(
         key=consumer_key_id(settings.ovh_endpoint, client_factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
+        headroom=settings.rate_limit_headroom,
         on_grant=telemetry.rate_limit_granted,
     )
     lease = Lease(client, worker=worker_name(), lease_s=settings.lease_s)

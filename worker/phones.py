@@ -63,9 +63,11 @@ def by_phonenumbers(raw: str, text: str, default_region: str | None) -> Receiver
 # (tests/test_receivers.py) checks it agrees with ``by_phonenumbers`` number for number.
 
 _INTERNATIONAL = re.compile(r"\+([1-9][0-9]{3,16})")
+#: The number types a valid number matches one of. Only whether one matches counts here (not
+#: which, as in phonenumbers' ``_number_type_helper``), so the common ones are tried first.
 _TYPES = (
-    "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-    "fixed_line", "mobile",
+    "mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
+    "uan", "voicemail",
 )  # fmt: skip
 #: What phonenumbers.parse does not strip a national prefix to (it keeps the digits as given).
 _KEEP_AS_GIVEN = {ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH}
@@ -96,6 +98,9 @@ class _Region:
     metadata: Any
     general: _Desc | None
     types: tuple[_Desc, ...]
+    #: ``national_prefix_for_parsing``, compiled: what ``_maybe_strip_national_prefix_carrier_code``
+    #: looks for at the start of a number (it leaves a number that does not start with it as is)
+    national_prefix: re.Pattern[str] | None
 
     def valid(self, nsn: str) -> bool:
         """phonenumbers' ``_number_type_helper(nsn, metadata) != UNKNOWN``."""
@@ -111,7 +116,8 @@ def _region_of(country_code: int) -> _Region | None:
     if metadata is None:
         return None
     types = tuple(d for d in (_Desc.of(getattr(metadata, name)) for name in _TYPES) if d is not None)
-    return _Region(regions[0], metadata, _Desc.of(metadata.general_desc), types)
+    prefix = metadata.national_prefix_for_parsing
+    return _Region(regions[0], metadata, _Desc.of(metadata.general_desc), types, re.compile(prefix) if prefix else None)
 
 
 def international(raw: str, text: str) -> Receiver | None:
@@ -130,10 +136,11 @@ def international(raw: str, text: str) -> Receiver | None:
     if region is None or len(nsn) < 2:
         return None
     # phonenumbers.parse strips a national prefix written after the country code (+33 0612...)
-    # when what is left has a possible length
-    _, stripped, _ = _maybe_strip_national_prefix_carrier_code(nsn, region.metadata)
-    if _test_number_length(stripped, region.metadata) not in _KEEP_AS_GIVEN:
-        nsn = stripped
+    # when what is left has a possible length (most numbers have none: skip the two calls)
+    if region.national_prefix is not None and region.national_prefix.match(nsn):
+        _, stripped, _ = _maybe_strip_national_prefix_carrier_code(nsn, region.metadata)
+        if _test_number_length(stripped, region.metadata) not in _KEEP_AS_GIVEN:
+            nsn = stripped
     if len(nsn) < 2 or len(nsn) > 17:
         return None
     if not region.valid(nsn):

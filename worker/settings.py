@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="OVH jobs calls per second per consumer key, all replicas together"
     )
     rate_limit_burst: int = Field(default=1, ge=1, description="calls the rate limiter lets through at once")
+    rate_limit_headroom: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1000.0,
+        description="calls' worth of the rate limit that only the high lane may take (one-time codes): "
+        "bulk lanes leave it in the bucket, so a code does not wait a slot interval behind a campaign",
+    )
     # attempts, leases, reconciliation, drain (see worker.attempts.lifecycle and worker.attempts.reconcile)
     lease_s: float = Field(
         default=15.0,

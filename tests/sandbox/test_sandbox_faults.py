@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from ovh_sandbox import FaultRule
+from ovh_sandbox.control import SandboxControlError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -56,6 +57,20 @@ def test_faults_apply_to_jobs_posts_unless_scoped_to_all(sb, client, send) -> No
     sb.control.add_fault("503", next=1, scope="all")
     with pytest.raises(oe.APIError):
         client.get("/sms")
+
+
+def test_a_fault_for_one_receiver_spares_every_other_call(sb, client, send) -> None:
+    # Given a fault for the next call sending to FR2 only
+    sb.control.add_fault("503", next=1, receiver=FR2)
+    # Then calls to others go through, and the first call to FR2 (among others) takes the fault
+    send(client, sb.service_name, [FR1])
+    assert client.get("/sms") == [sb.service_name]
+    with pytest.raises(oe.APIError):
+        send(client, sb.service_name, [FR1, FR2])
+    send(client, sb.service_name, [FR2])  # the rule was used up
+    assert [c["status"] for c in sb.control.calls()] == [200, 503, 200]
+    with pytest.raises(SandboxControlError, match="receiver"):  # a rule needs a number
+        sb.control.add_fault("503", next=1, receiver="")
 
 
 def test_per_key_rate_limit(sb, clients, send) -> None:

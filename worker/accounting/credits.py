@@ -150,6 +150,12 @@ class RateTable:
         self._known[country] = known
         return known
 
+    def known(self, country: str) -> bool:
+        """Whether ``country``'s rate (or OVH's refusal to price it) was read already, however long
+        ago: if not, requests wait for it."""
+        country = country.lower()
+        return country in self._known or self._load(country) is not None
+
     def pending(self) -> list[str]:
         """Countries to read: asked for and not known, or known for longer than ``ttl_s``."""
         with self._lock:
@@ -219,7 +225,9 @@ class AccountBalance:
         try:
             left = float(fetch(f"/sms/{service}")["creditsLeft"])
         except (GatewayError, KeyError, TypeError, ValueError) as exc:
-            log.warning("creditsLeft of %s not refreshed: %s", service, exc)
+            # no background slot in time is expected under load (asked again next round)
+            level = logging.INFO if isinstance(exc, NoSlot) else logging.WARNING
+            log.log(level, "creditsLeft of %s not refreshed: %s", service, exc)
             return None
         with self._lock:
             self._left[service] = (left, self._clock())

@@ -52,6 +52,12 @@ LATE_MARK_S = 0.5
 #: Times a late "calling" mark is asked again before the call is given back unsent.
 LATE_MARK_ASKS = 10
 
+#: Longest a dispatcher waits for a slot of a lane below the top one it serves before looking at
+#: the buffers again (seconds): a code that arrives meanwhile is claimed by the first dispatcher
+#: to look, not left waiting for the process's top-lane dispatcher while that one is in a slow
+#: call (up to the read timeout).
+RELOOK_S = 0.25
+
 
 def liveness_interval_s(settings: Settings) -> float:
     """Longest a healthy dispatcher goes between two liveness ticks (seconds).
@@ -146,7 +152,8 @@ class Dispatcher:
             self.buffers.wait_for_work(self.lanes, wait)
             return False
         lane, batch_key = found.lane, found.batch_key
-        if not self.limiter.acquire(lane, timeout_s=ACQUIRE_TIMEOUT_S, stop=stop):
+        patience_s = ACQUIRE_TIMEOUT_S if lane == self.lanes[0] else RELOOK_S
+        if not self.limiter.acquire(lane, timeout_s=patience_s, stop=stop):
             return False
         call_id = uuid.uuid4().hex  # the claim's token: sent again after a lost reply, it finds its attempt
         claimed = self._redis(

@@ -378,7 +378,7 @@ class Attempts:
             "call_id": call_id,
             "token": "",
             "worker": "",
-            "report": json.dumps(report, separators=(",", ":")),
+            "report": scripts.json_text(report),
             "owned": [{"key": refs(keys.sms(ovh_id)), "id": ovh_id} for ovh_id in report.get("ids") or []],
             "owned_ttl_s": self.timing.owned_ttl_s,
         }
@@ -422,8 +422,8 @@ class Attempts:
                 "n_failed": s.n_failed,
                 "n_unknown": s.n_unknown,
                 "credits": s.credits,
-                "fragments": ",".join(json.dumps(o, separators=(",", ":")) for o in s.outcomes),
-                "error": "" if s.error is None else json.dumps(s.error, separators=(",", ":")),
+                "fragments": ",".join(scripts.json_text(o) for o in s.outcomes),
+                "error": "" if s.error is None else scripts.json_text(s.error),
                 "reserved": s.reserved,
                 "spent": s.spent,
             }

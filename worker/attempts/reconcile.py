@@ -41,7 +41,9 @@ after the attempt's ``absent_after`` (its last try's deadline plus ``reconcile_g
 OVH's records to show a call that was carried out) are proven absent and staged again, in the
 same step that settles the rest: exactly once. A look that fails is tried again later; after
 ``reconcile_deadline_s`` the receivers still unresolved end ``unknown``, with the reason. Every
-OVH call here takes a slot of the shared rate limiter's background lane, below every send lane.
+OVH call here takes a slot of the shared rate limiter's lookup lane, below ``high`` and
+above the bulk lanes: an ambiguous call is looked up within seconds even while a campaign wants
+every slot (and never takes the headroom kept for one-time codes).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from worker.errors import GatewayError
 from worker.ops.telemetry import Telemetry
 from worker.ovhcloud.background_calls import BackgroundCalls
 from worker.ovhcloud.jobs import JobBody
+from worker.ovhcloud.rate_limit import LOOKUP_LANE
 from worker.phones import e164
 from worker.store import keys, scripts
 
@@ -123,7 +126,7 @@ class Reconciler:
     ) -> None:
         self.attempts = attempts
         self.redis = attempts.redis
-        self.api = calls
+        self.api = calls.in_lane(LOOKUP_LANE)
         self.gateway = calls.gateway
         self.default_queue = default_queue
         self.max_lookups = max_lookups

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         key=consumer_key_id(settings.ovh_endpoint, factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
+        headroom=settings.rate_limit_headroom,
     )
     calls = BackgroundCalls(OvhGateway(factory), limiter)
     done: list[dict[str, str]] = []

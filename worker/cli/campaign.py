@@ -357,6 +357,7 @@ def _calls(settings: Any) -> Any:
         key=consumer_key_id(settings.ovh_endpoint, factory()),
         rate_per_s=settings.rate_limit,
         burst=settings.rate_limit_burst,
+        headroom=settings.rate_limit_headroom,  # the bucket is the workers' too: the same shape
     )
     return BackgroundCalls(OvhGateway(factory), limiter)
 

@@ -4,21 +4,42 @@ OVH's fair use is about 60 calls a minute per consumer key, and every thread of 
 calls with the same key, so the budget lives in Redis and is taken by one Lua script
 (``lua/rate_limit.lua``) that reads the clock of the Redis server, never the caller's.
 
-Guarantee: a token bucket of ``burst`` calls refilled at ``rate_per_s``. In any window of
-``T`` seconds (bounds included) at most ``burst + rate_per_s * T`` calls are granted and used
-(a grant given back unused with ``release`` returns its token), so in any
-one-second window at most ``floor(burst + rate_per_s)``; in any half-open window ``[t, t + 1 s)``
-at most ``burst + ceil(rate_per_s) - 1``. Times are the Redis server's, in microseconds, and
-refills are rounded down, so the bound holds exactly at that resolution whatever the number of
-threads and processes. It bounds *grants*: OVH counts *arrivals*, which also carry the
-variation of the network and of the caller's own delay between grant and request.
+The bucket holds at most ``burst + headroom`` calls' worth and refills at ``rate_per_s`` (the
+rate in force: 429s lower it, successes bring it back). The top lane (``high``, one-time codes)
+takes a call while the bucket holds one; every other lane takes one only while the bucket holds
+``headroom`` *plus* one, so the others never leave less than ``headroom`` behind. A code then
+finds its call's worth in the bucket, or most of it, even while a campaign takes every other
+slot: it does not wait a whole slot interval behind bulk sends.
+
+Guarantee, in any window of ``T`` seconds (bounds included), for one consumer key and every
+thread and process sharing it, times being the Redis server's:
+
+- all lanes together are granted at most ``burst + headroom + rate_per_s * T`` calls;
+- every lane but the top one together (bulk lanes, lookups, background reads) at most
+  ``burst + rate_per_s * T``;
+- the top lane is never kept waiting by the others' grants: if it was granted nothing during the
+  last ``s`` seconds and no 429 pause is in force, the bucket holds at least
+  ``min(headroom, rate_per_s * s)`` calls' worth, so a lone top-lane call whose lane took nothing
+  during the last ``headroom / rate_per_s`` seconds waits at most ``(1 - headroom) / rate_per_s``
+  (not at all when ``headroom >= 1``), however many bulk calls wait.
+
+With the defaults (rate 1/s, burst 1, headroom 0.9): at most ``floor(1.9 + T)`` calls in any
+``T`` seconds, so 61 in any minute (as a plain bucket of burst 1 allows) and 2 in any second;
+a code whose lane took no slot in the last second waits at most 0.1 s for its own. Refills are
+rounded down to the micro-call, so the bounds hold exactly and rounding can only delay a grant
+by microseconds. It bounds *grants*: OVH counts *arrivals*, which also carry the variation of
+the network and of the caller's own delay between grant and request. A grant given back unused
+with ``release`` returns its token.
 
 - Waiting, not failing: ``acquire`` sleeps until the script says the next call slot frees (at
   most ``MAX_SLEEP_S`` at a time) instead of failing the message as dramatiq's limiters do.
 - Priority: a waiter registers in its lane's sorted set of live waiters (scored by an expiry it
   renews each time it looks); a lane is granted a slot only while no higher lane has a live
   waiter. A dead waiter stops holding lower lanes back after ``WAITER_TTL_S``. Within a lane,
-  the first waiter to look after a slot frees gets it (no FIFO).
+  the first waiter to look after a slot frees gets it (no FIFO). The lanes, highest first:
+  ``high``, ``LOOKUP_LANE`` (OVH reads a request's result waits on: reconciliation of ambiguous
+  calls, the first rate of a destination; done in seconds under a saturating campaign, never
+  with the codes' headroom), ``medium``, ``low``, ``veryLow``, ``BACKGROUND_LANE``.
 - 429: ``on_rate_limited`` cuts the shared rate (times ``decrease_factor``, down to
   ``min_rate_per_s``) at most once per round: a 429 for a call granted before the last cut
   does not cut again. Nothing is granted before ``Retry-After``, and the bucket comes back
@@ -58,14 +79,20 @@ DEFAULT_MIN_RATE_PER_S = 0.1
 DEFAULT_FLOOR_SHARE = 1 / 20
 #: Default multiplicative decrease on a 429.
 DEFAULT_DECREASE_FACTOR = 0.5
-#: The limiter's lane below every send lane: reconciliation lookups, delivery-receipt polling,
-#: balance and rate refreshes. It is granted a slot only when no send lane is waiting.
+#: The limiter's lane below every send lane: delivery-receipt polling, balance and rate refreshes,
+#: syncs. It is granted a slot only when no other lane is waiting.
 BACKGROUND_LANE = "background"
+#: The lane of the OVH reads a request's result waits on (looking an ambiguous call up, reading
+#: the rate of a destination nobody priced yet), below ``high`` and above the bulk lanes: done
+#: within a few slots even while a campaign wants every one, without taking the codes' headroom.
+LOOKUP_LANE = "lookup"
 #: Longest a caller waits for a slot before giving up this round (seconds): a dispatcher then
 #: looks at the buffers again, a background job tries again next period.
 ACQUIRE_TIMEOUT_S = 30.0
 #: Every lane the limiter orders, highest priority first.
-LIMITER_LANES: tuple[str, ...] = (*LANES, BACKGROUND_LANE)
+LIMITER_LANES: tuple[str, ...] = (LANES[0], LOOKUP_LANE, *LANES[1:], BACKGROUND_LANE)
+#: The lanes that may take the headroom: one-time codes.
+HEADROOM_LANES: tuple[str, ...] = (LANES[0],)
 
 
 class _Keys(TypedDict):
@@ -76,9 +103,11 @@ class _Document(TypedDict):
     op: str  # acquire, rate_limited, success, release, state
     rate: float  # the configured rate (calls/s)
     burst: int
+    headroom: int  # micro-calls only the headroom lanes may take
     state_ttl_ms: int
     waiters: list[int]  # key indexes: each lane's waiters, highest priority first
     lane: NotRequired[int]  # acquire: the lane's position (1 = highest)
+    uses_headroom: NotRequired[bool]  # acquire: whether the lane may take the headroom
     waiter: NotRequired[str]  # acquire: the waiter's id
     waiter_ttl_us: NotRequired[int]  # acquire
     retry_after_us: NotRequired[int]  # rate_limited: -1 if none
@@ -122,11 +151,12 @@ class Snapshot:
 
 
 class RateLimiter:
-    """Calls per second (and burst) for one OVH consumer key, shared through Redis.
+    """Calls per second (burst, headroom) for one OVH consumer key, shared through Redis.
 
     ``key`` names the consumer key; pass a hash of endpoint, application key and consumer key,
-    never a secret. Every replica must be configured with the same ``rate_per_s`` and ``burst``
-    (each call passes its own). ``lanes`` are ordered highest priority first.
+    never a secret. Every replica must be configured with the same ``rate_per_s``, ``burst`` and
+    ``headroom`` (each call passes its own). ``lanes`` are ordered highest priority first;
+    ``headroom`` (calls' worth, may be a fraction) is kept for ``headroom_lanes``.
     ``on_grant`` is called after each grant, in the granted thread (metrics, tests).
     """
 
@@ -137,7 +167,9 @@ class RateLimiter:
         key: str,
         rate_per_s: float,
         burst: int,
+        headroom: float = 0.0,
         lanes: Sequence[str] = LIMITER_LANES,
+        headroom_lanes: Sequence[str] = HEADROOM_LANES,
         min_rate_per_s: float | None = None,
         decrease_factor: float = DEFAULT_DECREASE_FACTOR,
         increase_per_success: float | None = None,
@@ -151,11 +183,16 @@ class RateLimiter:
             raise ValueError("decrease_factor must be between 0 and 1")
         if not lanes or len(set(lanes)) != len(lanes):
             raise ValueError("lanes must be distinct and not empty")
+        if not 0 <= headroom <= 1000 or not set(headroom_lanes) <= set(lanes):
+            raise ValueError("headroom must be 0..1000 calls, kept for some of the lanes")
         self.redis = client
         self.key = key
         self.rate_per_s = float(rate_per_s)
         self.burst = int(burst)
         self.lanes = tuple(lanes)
+        self.headroom = float(headroom)
+        self._headroom_micro = round(self.headroom * 1_000_000)
+        self._uses_headroom = tuple(lane in headroom_lanes for lane in self.lanes)
         if min_rate_per_s is None:
             min_rate_per_s = max(DEFAULT_MIN_RATE_PER_S, self.rate_per_s * DEFAULT_FLOOR_SHARE)
         self.min_rate_per_s = min(float(min_rate_per_s), self.rate_per_s)
@@ -174,6 +211,7 @@ class RateLimiter:
         full: _Document = {
             "rate": self.rate_per_s,
             "burst": self.burst,
+            "headroom": self._headroom_micro,
             "state_ttl_ms": int(STATE_TTL_S * 1000),
             "waiters": [refs(name) for name in self._waiters],
             **document,  # type: ignore[typeddict-item]
@@ -198,7 +236,13 @@ class RateLimiter:
         try:
             while True:
                 ok, now_us, wait_us, seq = self._run(
-                    {"op": "acquire", "lane": index, "waiter": waiter, "waiter_ttl_us": waiter_ttl_us}
+                    {
+                        "op": "acquire",
+                        "lane": index,
+                        "waiter": waiter,
+                        "waiter_ttl_us": waiter_ttl_us,
+                        "uses_headroom": self._uses_headroom[index - 1],
+                    }
                 )
                 if ok:
                     granted = True

@@ -1,16 +1,22 @@
--- rate_limit: the shared token bucket of one OVH consumer key, with lane priority and 429 backoff.
+-- rate_limit: the shared token bucket of one OVH consumer key, with lane priority, headroom for the
+-- top lane, and 429 backoff.
 --
 -- Time is the Redis server's (TIME), in integer microseconds, so every replica agrees whatever
 -- its own clock says. Tokens are integer micro-tokens (UNIT per call) refilled with math.floor,
 -- so rounding can only ever refill less than the rate allows, never more.
 --
+-- The bucket holds at most burst + headroom calls' worth. A lane allowed the headroom (the top
+-- lane) takes a call while the bucket holds one; every other lane only while it holds
+-- headroom + one, so it never leaves less than the headroom behind.
+--
 -- KEY.state: the bucket's hash: tokens (micro-tokens, valid at ts), ts (us; in the future while
 --            paused after a 429), rate (calls/s now), seq (calls granted), cut_seq (seq at the
 --            last rate decrease)
 -- ARGV[1]: {op ("acquire", "rate_limited", "success", "release", "state"), rate (configured,
---   calls/s), burst (calls), state_ttl_ms, waiters (key indexes: one sorted set per lane, highest
---   priority first: waiter id -> heartbeat expiry, us), then per op:
---   acquire       lane (index in waiters, 1 = highest), waiter (id), waiter_ttl_us
+--   calls/s), burst (calls), headroom (micro-calls), state_ttl_ms, waiters (key indexes: one
+--   sorted set per lane, highest priority first: waiter id -> heartbeat expiry, us), then per op:
+--   acquire       lane (index in waiters, 1 = highest), waiter (id), waiter_ttl_us,
+--                 uses_headroom (true when the lane may take the headroom)
 --                 -> {1, now_us, 0, seq} granted, or {0, now_us, wait_us, seq}
 --   rate_limited  retry_after_us (-1 if none), seq (the caller's grant seq, -1 if unknown),
 --                 floor (rate floor, calls/s), factor (decrease factor)
@@ -28,7 +34,8 @@ local doc = cjson.decode(ARGV[1])
 local state = KEY.state
 local op = doc.op
 local max_rate, burst, state_ttl_ms = doc.rate, doc.burst, doc.state_ttl_ms
-local capacity = burst * UNIT
+local headroom = doc.headroom or 0
+local capacity = burst * UNIT + headroom
 
 local clock = redis.call("time")
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -80,6 +87,10 @@ end
 
 if op == "acquire" then
     local lane_index, waiter, waiter_ttl = doc.lane, doc.waiter, doc.waiter_ttl_us
+    local leave = headroom -- micro-calls this lane must leave in the bucket
+    if doc.uses_headroom then
+        leave = 0
+    end
     local waiters = KEYS[doc.waiters[lane_index]]
     local yield_to_higher = false
     for i = 1, lane_index - 1 do
@@ -90,7 +101,7 @@ if op == "acquire" then
             break
         end
     end
-    if ts <= now and tokens >= UNIT and not yield_to_higher then
+    if ts <= now and tokens - leave >= UNIT and not yield_to_higher then
         tokens = tokens - UNIT
         seq = seq + 1
         save()
@@ -102,9 +113,10 @@ if op == "acquire" then
     redis.call("zadd", waiters, int_string(now + waiter_ttl), waiter)
     redis.call("pexpire", waiters, math.ceil(2 * waiter_ttl / 1000))
     save()
-    local need = UNIT
-    if yield_to_higher and ts <= now and tokens >= UNIT then
-        need = tokens - tokens % UNIT + UNIT -- the higher lane takes what is there; look after the next one
+    local need = leave + UNIT
+    if yield_to_higher and ts <= now and tokens >= need then
+        -- the higher lane takes what is there; look after the next whole call's worth
+        need = tokens - (tokens - leave) % UNIT + UNIT
     end
     return {0, now, until_holds(need), seq}
 elseif op == "rate_limited" then
