@@ -346,6 +346,7 @@ SCHEMA_ERRORS = {
     "wrong type": ({"metricsPort": "9300"}, "got string, want integer"),
     "variable the chart sets": ({"config": {"SMS_WORKER_LANES": "high"}}, "invalid propertyName 'SMS_WORKER_LANES'"),
     "secret in a pool's env": ({"pools": [one_pool(env={"REDIS_URL": "x"})]}, "invalid propertyName 'REDIS_URL'"),
+    "public URL without its scheme": ({"inbound": {"enabled": True, "publicUrl": "sms.example.com"}}, "publicUrl"),
 }
 
 
@@ -424,6 +425,28 @@ def test_inbound_service_and_its_ingress(chart: helm.Chart) -> None:
     assert {pdb["metadata"]["name"] for pdb in of_kind(manifests, "PodDisruptionBudget")} == {
         "sms-ovh-sms-worker-default",
         "sms-ovh-sms-worker-inbound",
+    }
+
+
+@pytest.mark.parametrize(
+    ("inbound", "url"),
+    [
+        (CASES["inbound with ingress"]["inbound"], "https://sms-callbacks.example.com"),
+        ({"enabled": True, "publicUrl": "https://sms.example.com:8443/"}, "https://sms.example.com:8443"),
+    ],
+    ids=["the ingress host", "inbound.publicUrl"],
+)
+def test_workers_serve_bulk_documents_under_the_inbound_public_url(
+    chart: helm.Chart, inbound: dict[str, Any], url: str
+) -> None:
+    """A bulk campaign's receivers document is served at <public URL>/ovh/<token>/receivers/...:
+    the workers that hand OVH that URL need both, or bulk mode cannot work on Kubernetes."""
+    (worker,) = workers(render(chart, {**MINIMAL, "inbound": inbound}))
+    env = env_of(worker["spec"]["template"]["spec"]["containers"][0])
+    assert env["SMS_WORKER_INBOUND_PUBLIC_URL"]["value"] == url
+    assert env["SMS_WORKER_INBOUND_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": SECRET,
+        "key": "SMS_WORKER_INBOUND_TOKEN",
     }
 
 

@@ -164,6 +164,21 @@ requires SMS_WORKER_INBOUND_TOKEN. With secretsAsFiles, the Secret is a volume i
 {{- end }}
 
 {{/*
+Where OVH reaches the inbound service (https://host, no trailing slash), or nothing: inbound.publicUrl,
+else the first Ingress host over https. Workers serve bulk campaigns' receivers documents under it,
+so with it they get SMS_WORKER_INBOUND_PUBLIC_URL and the callback token the document URLs carry.
+*/}}
+{{- define "ovh-sms-worker.inboundPublicUrl" -}}
+{{- if .Values.inbound.enabled }}
+{{- if .Values.inbound.publicUrl }}
+{{- trimSuffix "/" .Values.inbound.publicUrl }}
+{{- else if and .Values.inbound.ingress.enabled .Values.inbound.ingress.hosts }}
+{{- printf "https://%s" (first .Values.inbound.ingress.hosts) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Pod annotations that roll the pods when their configuration changes.
 */}}
 {{- define "ovh-sms-worker.checksums" -}}
