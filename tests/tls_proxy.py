@@ -7,6 +7,7 @@ to the plain server, so the clients' side of ``rediss://...?ssl_ca_certs=...`` r
 
 from __future__ import annotations
 
+import selectors
 import socket
 import ssl
 import subprocess
@@ -68,19 +69,27 @@ class TlsProxy:
         except OSError:
             client.close()  # the server is gone: the client sees a closed connection
             return
-        threading.Thread(target=_pump, args=(backend, client), daemon=True).start()
-        _pump(client, backend)
+        self._relay(client, backend)
 
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def _relay(self, client: ssl.SSLSocket, backend: socket.socket) -> None:
+        """Both directions in this one thread, which alone uses and closes the two sockets, until
+        either side closes or the proxy stops. (Two pump threads closing each other's sockets let
+        OpenSSL, which keeps the fd number, write a TLS record to whatever the process opened under
+        that number next: a subprocess's pipe, another test's HTTP connection.)"""
+        with client, backend, selectors.DefaultSelector() as selector:
+            selector.register(client, selectors.EVENT_READ, backend)
+            selector.register(backend, selectors.EVENT_READ, client)
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.1):
+                    source, target = key.fileobj, key.data
+                    try:
+                        data = source.recv(65536)  # type: ignore[union-attr]
+                        while isinstance(source, ssl.SSLSocket) and source.pending():
+                            data += source.recv(65536)  # TLS bytes already decrypted: select cannot see them
+                        if not data:
+                            return
+                        target.sendall(data)
+                    except ssl.SSLWantReadError:
+                        continue  # part of a TLS record: the rest is on its way
+                    except OSError:
+                        return
