@@ -9,6 +9,7 @@ Run it alone to see the failover's figures: ``pytest tests/test_sentinel.py -s``
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +36,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 #: Requests sent in all, one receiver each, and how many have a result when the primary is killed.
 REQUESTS = 300
 KILL_AFTER_RESULTS = 100
+
+
+@pytest.fixture(autouse=True)
+def no_watcher_outlives_its_client() -> Iterator[None]:
+    """A client's Sentinel watcher ends once the client is gone: none may outlive its test, where
+    it would ask Sentinels that are gone, with redis-py's jittered retries, for the rest of the
+    session (found by hypothesis in another test of the same process: the global random module
+    moved under its draws)."""
+    yield
+    gc.collect()
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == "redis-sentinel-watch"],
+        timeout=10,
+        what="every Sentinel watcher to end",
+    )
 
 
 def test_sentinel_urls_are_read_with_credentials_tls_and_sentinel_options() -> None:
