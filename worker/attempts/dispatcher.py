@@ -44,11 +44,12 @@ T = TypeVar("T")
 
 #: Longest a dispatcher sleeps before looking at the buffers again (seconds).
 MAX_IDLE_S = 2.0
-#: Longest the "calling" mark of a try may take to come back for the try to leave (seconds). The
-#: try's deadline (when OVH may still carry it out) counts from when Redis ran the mark, and the
-#: request leaves when its reply is back: a reply held longer (a stall, a slow network, up to
-#: redis-py's socket timeout) is asked again, which moves the try's start to then.
-LATE_MARK_S = 0.5
+#: Share of ``SMS_WORKER_RECONCILE_GRACE_S`` the "calling" mark of a try may take to come back for
+#: the try to leave. The try's deadline (when OVH may still carry it out: the connect and read
+#: timeouts, plus the grace) counts from when Redis ran the mark, and the request leaves when its
+#: reply is back: a reply held longer (a stall, a slow network) is asked again, which moves the
+#: try's start to then. Half the grace (5 s by default) leaves the other half as the margin.
+LATE_MARK_SHARE = 0.5
 #: Times a late "calling" mark is asked again before the call is given back unsent.
 LATE_MARK_ASKS = 10
 
@@ -297,15 +298,16 @@ class Dispatcher:
     def _mark_calling(self, owner: Owner, call_id: str, number: int) -> Step:
         """``call`` for try ``number``, right before it leaves, asked again (the same token: it
         answers ``Step.ALREADY`` and moves the try's start to then) while its reply comes back
-        later than ``LATE_MARK_S``, so the request leaves within that of the start its deadline
-        counts from. ``_GiveBack`` after ``LATE_MARK_ASKS`` late replies in a row."""
+        later than ``LATE_MARK_SHARE`` of the grace, so the request leaves within that of the start
+        its deadline counts from. ``_GiveBack`` after ``LATE_MARK_ASKS`` late replies in a row."""
+        late_s = LATE_MARK_SHARE * self.settings.reconcile_grace_s
         for _ in range(LATE_MARK_ASKS):
             asked = time.monotonic()
             step = self._redis(lambda: self.attempts.call(owner, call_id, number), "mark a try as calling")
-            if not step.done or time.monotonic() - asked <= LATE_MARK_S:
+            if not step.done or time.monotonic() - asked <= late_s:
                 return step
             log.info("call %s: its calling mark came back late; marking it again", call_id, extra={"call_id": call_id})
-        raise _GiveBack(f"Redis answered later than {LATE_MARK_S} s {LATE_MARK_ASKS} times: too slow to start a call")
+        raise _GiveBack(f"Redis answered later than {late_s} s {LATE_MARK_ASKS} times: too slow to start a call")
 
     def _settle(self, attempt: Attempt, owner: Owner, outcome: Outcome, report: SendingReport | None) -> None:
         """Settle the attempt with what the call did, retried until Redis answers (the same step
