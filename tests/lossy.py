@@ -32,16 +32,15 @@ class LostReplies:
         self.delayed: list[str] = []  # script names whose reply came late, in order
 
     def late(self, script: type[Script[Any, Any, Any]], seconds: float) -> None:
-        sha = hashlib.sha1(script.text().encode()).hexdigest()
+        sha = self._register(script)
         with self._lock:
             self._late[sha] = seconds
-            self._names[sha] = script.NAME
 
     def lateness(self, command: tuple[Any, ...]) -> float:
         """Seconds the reply to ``command`` is held back (0: none)."""
-        if len(command) < 2 or str(command[0]).upper() != "EVALSHA":
+        sha = _evalsha(command)
+        if sha is None:
             return 0.0
-        sha = command[1].decode() if isinstance(command[1], bytes) else str(command[1])
         with self._lock:
             seconds = self._late.pop(sha, 0.0)
             if seconds:
@@ -49,15 +48,14 @@ class LostReplies:
             return seconds
 
     def lose(self, script: type[Script[Any, Any, Any]], times: int = 1) -> None:
-        sha = hashlib.sha1(script.text().encode()).hexdigest()
+        sha = self._register(script)
         with self._lock:
             self._pending[sha] = self._pending.get(sha, 0) + times
-            self._names[sha] = script.NAME
 
     def take(self, command: tuple[Any, ...]) -> bool:
-        if len(command) < 2 or str(command[0]).upper() != "EVALSHA":
+        sha = _evalsha(command)
+        if sha is None:
             return False
-        sha = command[1].decode() if isinstance(command[1], bytes) else str(command[1])
         with self._lock:
             left = self._pending.get(sha, 0)
             if left <= 0:
@@ -65,6 +63,20 @@ class LostReplies:
             self._pending[sha] = left - 1
             self.lost.append(self._names[sha])
             return True
+
+    def _register(self, script: type[Script[Any, Any, Any]]) -> str:
+        """The SHA1 ``script`` runs under (EVALSHA), remembered with its name for the records."""
+        sha = hashlib.sha1(script.text().encode()).hexdigest()
+        with self._lock:
+            self._names[sha] = script.NAME
+        return sha
+
+
+def _evalsha(command: tuple[Any, ...]) -> str | None:
+    """The script SHA1 of an EVALSHA ``command`` (None for any other command)."""
+    if len(command) < 2 or str(command[0]).upper() != "EVALSHA":
+        return None
+    return command[1].decode() if isinstance(command[1], bytes) else str(command[1])
 
 
 def lossy_client(url: str, lost: LostReplies) -> redis.Redis:

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
 from contracts import SendResult, SmsProducer
 from contracts.models import SendRequest
@@ -35,7 +36,8 @@ from worker.store import keys
 NUMBER = "+33612345678"
 
 
-def idle(redis_url: str, sandbox: Any, **overrides: Any) -> App:
+def idle(redis_url: str, sandbox: Any, client: redis.Redis | None = None, **overrides: Any) -> App:
+    """A worker built and not started (the test drives it), on its own Redis client or ``client``."""
     values: dict[str, Any] = {
         "redis_url": redis_url,
         "ovh_endpoint": sandbox.base_url,
@@ -47,7 +49,7 @@ def idle(redis_url: str, sandbox: Any, **overrides: Any) -> App:
         "ovh_connect_timeout_s": 1.0,
         "ovh_read_timeout_s": 1.0,
     }
-    app = build_app(Settings(**{**values, **overrides}), ovh_credentials=sandbox.credentials)
+    app = build_app(Settings(**{**values, **overrides}), ovh_credentials=sandbox.credentials, client=client)
     app.refresher.prime(["FR"], None)
     return app
 
@@ -341,19 +343,7 @@ def test_a_try_whose_calling_mark_came_back_late_is_not_proven_absent_before_its
     # connect and read timeouts, 2 s + 1 s, plus the grace, 1 s, after it left)
     lost = LostReplies()
     lost.late(steps.Transition, 2.0)  # the first transition of a call is its "calling" mark
-    settings = Settings(
-        redis_url=redis_url,
-        ovh_endpoint=sandbox.base_url,
-        service_name=sandbox.service_name,
-        sender="SANDBOX",
-        rate_limit=100.0,
-        rate_limit_burst=10,
-        ovh_connect_timeout_s=2.0,
-        ovh_read_timeout_s=1.0,
-        reconcile_grace_s=1.0,
-    )
-    app = build_app(settings, ovh_credentials=sandbox.credentials, client=lossy_client(redis_url, lost))
-    app.refresher.prime(["FR"], None)
+    app = idle(redis_url, sandbox, lossy_client(redis_url, lost), ovh_connect_timeout_s=2.0, reconcile_grace_s=1.0)
     _, owner = owner_of(app, "w1")
     request_id, attempt = stage_and_claim(app, owner, "Your code is 1234")
     sandbox.control.add_fault("slow", next=1, delay_s=3.0)
